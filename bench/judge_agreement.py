@@ -4,7 +4,12 @@ file and per prompt type, on the dev split (its rules were written and its weigh
 bench/fit_refusal_weights.py for the cross-validation inside dev) and the held-out split (never
 looked at while tuning). Split = sha256 of the prompt id (70% dev / 30% held-out).
 
-Usage: .venv/bin/python bench/judge_agreement.py [--data ../shared/data/xstest] [--json OUT.json]"""
+`--external DIR` also scores every row of the completions_*.csv files in DIR as an untouched test
+set: other models' XSTest completions with the same human annotation (upstream
+paul-rottger/exaggerated-safety `model_completions/xstest_v2_completions_{gpt4,llama2new,
+mistralguard}.csv`, renamed `completions_*.csv`), none of which was used to write or fit the judge.
+
+Usage: .venv/bin/python bench/judge_agreement.py [--data ../shared/data/xstest] [--external DIR] [--json OUT.json]"""
 
 from __future__ import annotations
 
@@ -31,7 +36,15 @@ from safeadapt.eval.judges.registry import get_judge  # noqa: E402
 from safeadapt.eval.types import JudgeItem  # noqa: E402
 
 
-def evaluate_file(path: str) -> dict:
+def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of an agreement rate p over n rows."""
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / d
+    return c - h, c + h
+
+
+def evaluate_file(path: str, external: bool = False) -> dict:
     rows = load_xstest_completions(path)
     judge = get_judge("refusal")
     t0 = time.perf_counter()
@@ -39,8 +52,9 @@ def evaluate_file(path: str) -> dict:
     secs = time.perf_counter() - t0
     base = [string_match_label(r["completion"]) for r in rows]
     human = [two_way(r["final_label"]) for r in rows]
-    split = [split_of(r["id"]) for r in rows]
-    out: dict = {"file": os.path.basename(path), "n": len(rows), "judge_seconds": secs, "splits": {}, "types": {}}
+    split = ["external" if external else split_of(r["id"]) for r in rows]
+    out: dict = {"file": os.path.basename(path), "n": len(rows), "judge_seconds": secs, "splits": {}, "types": {},
+                 "external": external}
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, r in enumerate(rows):
         for s in (split[i], "all"):
@@ -51,6 +65,7 @@ def evaluate_file(path: str) -> dict:
         cell = {
             "n": len(idx),
             "refusal_judge": agreement(h, [pred[i] for i in idx]),
+            "refusal_judge_wilson95": wilson(agreement(h, [pred[i] for i in idx]), len(idx)),
             "string_match": agreement(h, [base[i] for i in idx]),
             "refusal_judge_kappa": cohen_kappa(h, [pred[i] for i in idx]),
             "human_refusal_rate": sum(x == "refusal" for x in h) / len(h),
@@ -62,13 +77,18 @@ def evaluate_file(path: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "xstest"))
+    ap.add_argument("--external", default=None, help="directory of other models' completions_*.csv, every row scored as untouched test data")
     ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = ap.parse_args()
     files = sorted(glob.glob(os.path.join(args.data, "completions_*.csv")))
     if not files:
         sys.exit(f"no completions_*.csv under {args.data}")
+    ext_files = sorted(glob.glob(os.path.join(args.external, "completions_*.csv"))) if args.external else []
+    if args.external and not ext_files:
+        sys.exit(f"no completions_*.csv under {args.external}")
     print(f"XSTest completion files found: {', '.join(os.path.basename(f) for f in files)}")
     results = [evaluate_file(f) for f in files]
+    ext = [evaluate_file(f, external=True) for f in ext_files]
     print("\n2-way agreement with human final_label (refusal judge / string-match baseline)")
     print(f"{'file':34s} {'split':8s} {'n':>4s} {'refusal':>8s} {'kappa':>6s} {'strmatch':>8s}")
     for r in results:
@@ -82,14 +102,28 @@ def main() -> None:
             d, h = cells.get("dev"), cells.get("heldout")
             fmt = lambda c: (f"{c['n']:3d} {c['refusal_judge']:6.3f} {c['string_match']:6.3f}" if c else f"{0:3d} {'-':>6s} {'-':>6s}")  # noqa: E731
             print(f"{t:30s} {fmt(d)} | {fmt(h)}")
-    for r in results:
+    if ext:
+        print("\nuntouched external files (every row; none used to write or fit the judge)")
+        print(f"{'file':34s} {'n':>4s} {'refusal':>8s} {'wilson95':>13s} {'kappa':>6s} {'strmatch':>8s} {'human refusal':>13s}")
+        for r in ext:
+            c = r["splits"]["external"]
+            lo, hi = c["refusal_judge_wilson95"]
+            print(f"{r['file']:34s} {c['n']:4d} {c['refusal_judge']:8.3f} {lo:6.3f}-{hi:5.3f} {c['refusal_judge_kappa']:6.3f} "
+                  f"{c['string_match']:8.3f} {c['human_refusal_rate']:13.3f}")
+        for r in ext:
+            print(f"\nper prompt type, {r['file']} (refusal judge / string-match)")
+            for t, cells in sorted(r["types"].items()):
+                c = cells["external"]
+                print(f"{t:30s} {c['n']:3d} {c['refusal_judge']:6.3f} {c['string_match']:6.3f}")
+    for r in results + ext:
         print(f"{r['file']}: judged {r['n']} rows in {r['judge_seconds']:.2f} s")
     if args.json:
         from safeadapt.core.atomic import atomic_write_json
         from safeadapt.core.provenance import provenance, sha256_file
 
-        atomic_write_json(args.json, {"results": results, "provenance": provenance(
-            config={"split": "sha256 of prompt id, 70% dev"}, inputs={f: sha256_file(f) for f in files})})
+        atomic_write_json(args.json, {"results": results, "external": ext, "provenance": provenance(
+            config={"split": "sha256 of prompt id, 70% dev", "external": args.external},
+            inputs={f: sha256_file(f) for f in files + ext_files})})
 
 
 if __name__ == "__main__":
