@@ -55,3 +55,18 @@ def test_atomic_write_json(tmp_path):
     p = atomic_write_json(tmp_path / "x" / "r.json", {"a": 1})
     assert json.loads(p.read_text()) == {"a": 1}
     assert [f.name for f in p.parent.iterdir()] == ["r.json"]
+
+
+def test_nested_progress_is_transient_and_outer_is_not(monkeypatch):
+    """An eval's bars inside a study stage vanish when done; the study's own bar stays."""
+    from safeadapt.core import runtime
+
+    monkeypatch.delenv("SAFEADAPT_NO_PROGRESS", raising=False)
+    with runtime.make_progress() as outer:
+        with runtime.make_progress() as inner:
+            assert (outer.live.transient, inner.live.transient) == (False, True)
+        with runtime.make_progress(transient=True) as again:
+            assert again.live.transient
+    assert runtime._LIVE_DEPTH == 0
+    with runtime.make_progress() as alone:
+        assert not alone.live.transient

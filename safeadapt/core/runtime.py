@@ -31,16 +31,32 @@ def progress_enabled() -> bool:
     return os.environ.get("SAFEADAPT_NO_PROGRESS", "") not in ("1", "true")
 
 
+_LIVE_DEPTH = 0  # how many safeadapt progress displays are open in this process
+
+
 def make_progress(transient: bool = False):
+    """A rich progress display. One opened while another is live (an eval inside a study stage)
+    is transient: its bars vanish when done, so the outer display is not buried under them."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    return Progress(
+    class _Tracked(Progress):
+        def __enter__(self):  # type: ignore[override]
+            global _LIVE_DEPTH
+            _LIVE_DEPTH += 1
+            return super().__enter__()
+
+        def __exit__(self, *exc):  # type: ignore[override]
+            global _LIVE_DEPTH
+            _LIVE_DEPTH -= 1
+            return super().__exit__(*exc)
+
+    return _Tracked(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        transient=transient,
+        transient=transient or _LIVE_DEPTH > 0,
         disable=not progress_enabled(),
     )
 
