@@ -79,9 +79,10 @@ class HFBackend:
     """Generation + log-likelihood through transformers.
 
     `threads`: torch intra-op threads, set on load and before each call. Default None keeps
-    torch's setting (one thread per core), right for a dedicated machine. When processes share
-    cores pass threads=1: on the shared 2-core box bench/generation.py measured 2 threads 3.6x
-    slower than 1 at batch 1 (spinning workers fight the other jobs); see docs/benchmarks.md.
+    torch's setting (one thread per core), right for a dedicated machine: on a quiet 2-core box
+    bench/generation.py measured 2 threads 1.3-1.8x faster than 1 at every batch size. When
+    processes share cores pass threads=1: under load 2 threads ran 3.6x slower than 1 at batch 1
+    (spinning workers fight the other jobs); see docs/benchmarks.md "Generation".
     `max_batch` caps the batch size (decoding.batch_size is used up to it). `min_new_tokens`
     forces a fixed generation length (benchmarks only)."""
 
