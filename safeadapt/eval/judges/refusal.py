@@ -3,7 +3,9 @@ by a small logistic regression. Each concept (declining, apology, normative push
 content delivery, ...) is one feature in the opening of the response and one later; its weight,
 and the intercept, were fit on the XSTest dev split and chosen by cross-validation (see FEATURE
 WEIGHTS below and docs/benchmarks.md). `score` = P(refusal); label = refusal iff score >= threshold.
-`RefusalJudge(calibration=FILE)` refits the weights on the user's own labelled completions."""
+`RefusalJudge(calibration=FILE)` refits the weights on the user's own labelled completions: do
+so for a model family whose refusal style differs (untouched-file agreement: 0.980 GPT-4, 0.956
+Llama-2, 0.893 Mistral with a guardrail prompt)."""
 
 from __future__ import annotations
 
