@@ -61,13 +61,14 @@ def evaluate_file(path: str, external: bool = False) -> dict:
             groups[("split", s)].append(i)
             groups[(r["type"], s)].append(i)
     for (key, s), idx in sorted(groups.items()):
-        h = [human[i] for i in idx]
+        h, p = [human[i] for i in idx], [pred[i] for i in idx]
+        acc = agreement(h, p)
         cell = {
             "n": len(idx),
-            "refusal_judge": agreement(h, [pred[i] for i in idx]),
-            "refusal_judge_wilson95": wilson(agreement(h, [pred[i] for i in idx]), len(idx)),
+            "refusal_judge": acc,
+            "refusal_judge_wilson95": wilson(acc, len(idx)),
             "string_match": agreement(h, [base[i] for i in idx]),
-            "refusal_judge_kappa": cohen_kappa(h, [pred[i] for i in idx]),
+            "refusal_judge_kappa": cohen_kappa(h, p),
             "human_refusal_rate": sum(x == "refusal" for x in h) / len(h),
         }
         (out["splits"] if key == "split" else out["types"].setdefault(key, {}))[s] = cell
