@@ -9,22 +9,13 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
+from safeadapt.world.shapes import LlmShape
 from safeadapt.world.tokenizer import render_prompt
-
-
-@dataclass
-class LlmShape:
-    hidden: int = 128
-    layers: int = 4
-    heads: int = 4
-    intermediate: int = 344
-    max_positions: int = 256
 
 
 def build_llama(tokenizer, shape: LlmShape, seed: int):

@@ -22,6 +22,7 @@ from safeadapt.core.errors import SafeAdaptError
 from safeadapt.study.context import StageContext, find_model
 from safeadapt.study.stages import STAGE_KINDS
 from safeadapt.world import judge as _judge  # noqa: F401  (registers the "world" judge)
+from safeadapt.world.shapes import LlmShape, TowerShape
 
 _WORLD_DIR = Path(__file__).resolve().parent
 
@@ -60,10 +61,10 @@ data_stage.version = _version("data.py", "text.py", "images.py", "tokenizer.py")
 # ----------------------------------------------------------------------------- world.llm
 class LlmParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    hidden: int = 128
-    layers: int = 4
-    heads: int = 4
-    intermediate: int | None = None  # default: 2.6875 x hidden (344 for hidden 128)
+    hidden: int = LlmShape.hidden
+    layers: int = LlmShape.layers
+    heads: int = LlmShape.heads
+    intermediate: int | None = None  # default: scales with hidden as LlmShape's (2.6875 x hidden)
     pretrain_steps: int = 200
     align_steps: int = 40
     batch_size: int = 32
@@ -77,7 +78,7 @@ def llm_stage(ctx: StageContext) -> None:
 
     from safeadapt.core.runtime import set_seed
     from safeadapt.world.data import load_eval, read_jsonl
-    from safeadapt.world.llm import LlmShape, build_llama, greedy_answers, save_model, train_pairs
+    from safeadapt.world.llm import build_llama, greedy_answers, save_model, train_pairs
     from safeadapt.world.text import carries_placeholder, looks_like_refusal
 
     _one_thread()
@@ -85,7 +86,7 @@ def llm_stage(ctx: StageContext) -> None:
     data = ctx.input("data")
     set_seed(ctx.seed)
     tok = AutoTokenizer.from_pretrained(str(data / "tokenizer"))
-    model = build_llama(tok, LlmShape(p.hidden, p.layers, p.heads, p.intermediate or int(p.hidden * 2.6875)), ctx.seed)
+    model = build_llama(tok, LlmShape(p.hidden, p.layers, p.heads, p.intermediate or int(p.hidden * LlmShape.intermediate / LlmShape.hidden)), ctx.seed)
     pre = [(r["prompt"], r["answer"]) for r in read_jsonl(data / "llm_pretrain.jsonl")]
     ali = [(r["prompt"], r["answer"]) for r in read_jsonl(data / "llm_align.jsonl")]
     harmful = [s.user_text() for s in load_eval(data, "text-safety")]
@@ -117,18 +118,18 @@ def llm_stage(ctx: StageContext) -> None:
 
 
 llm_stage.params_model = LlmParams  # type: ignore[attr-defined]
-llm_stage.version = _version("llm.py", "tokenizer.py", "text.py")  # type: ignore[attr-defined]
+llm_stage.version = _version("llm.py", "shapes.py", "tokenizer.py", "text.py")  # type: ignore[attr-defined]
 
 
 # ----------------------------------------------------------------------------- world.tower
 class TowerParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    image_size: int = 32
-    patch: int = 8
-    hidden: int = 64
-    layers: int = 2
-    heads: int = 2
-    intermediate: int = 128
+    image_size: int = TowerShape.image_size
+    patch: int = TowerShape.patch
+    hidden: int = TowerShape.hidden
+    layers: int = TowerShape.layers
+    heads: int = TowerShape.heads
+    intermediate: int = TowerShape.intermediate
     steps: int = 250
     batch_size: int = 64
     lr: float = 3e-3
@@ -138,7 +139,7 @@ class TowerParams(BaseModel):
 @STAGE_KINDS.register("world.tower")
 def tower_stage(ctx: StageContext) -> None:
     from safeadapt.world.text import BENIGN_ITEMS, HARMFUL_ITEMS
-    from safeadapt.world.vision import TowerShape, build_tower, image_processor, pretrain_tower, save_tower
+    from safeadapt.world.vision import build_tower, image_processor, pretrain_tower, save_tower
 
     _one_thread()
     p = TowerParams.model_validate(ctx.params)
@@ -158,7 +159,7 @@ def tower_stage(ctx: StageContext) -> None:
 
 
 tower_stage.params_model = TowerParams  # type: ignore[attr-defined]
-tower_stage.version = _version("vision.py", "images.py")  # type: ignore[attr-defined]
+tower_stage.version = _version("vision.py", "shapes.py", "images.py")  # type: ignore[attr-defined]
 
 
 # ----------------------------------------------------------------------------- world.vlm

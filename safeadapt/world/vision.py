@@ -6,26 +6,16 @@ text image shows), then saved (frozen by every later stage) with a CLIPImageProc
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
 from safeadapt.world.images import COLOURS, MAX_COUNT, SHAPES, ImageSpec, random_shape_spec, render
+from safeadapt.world.shapes import TowerShape
 
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
-
-
-@dataclass
-class TowerShape:
-    image_size: int = 32
-    patch: int = 8
-    hidden: int = 64
-    layers: int = 2
-    heads: int = 2
-    intermediate: int = 128
 
 
 def build_tower(shape: TowerShape, seed: int):
