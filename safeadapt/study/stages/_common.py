@@ -7,7 +7,9 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, ClassVar
+
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.study.context import StageContext, find_model
@@ -136,3 +138,32 @@ def validate_options(cls_path: str, options: dict[str, Any]) -> dict[str, Any]:
         err = e.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
         raise ValueError(f"{loc}: {err['msg']}") from None
+
+
+class TrainStageParams(BaseModel):
+    """Params of a stage that trains input `model` (or params.model) on one data file (input `data`,
+    a file or a stage dir holding `data_file`, or params.data) with `options`, a dict validated
+    against the subclass's `options_model` (`module:Class`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    options_model: ClassVar[str] = "safeadapt.train.sft:SFTOptions"
+    model: str | None = None
+    data: str | None = None
+    data_file: str = "train.jsonl"
+    options: dict[str, Any] = {}
+
+    @field_validator("options")
+    @classmethod
+    def _opts(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return validate_options(cls.options_model, v)
+
+
+def train_on_file(ctx: StageContext, params_model: type[TrainStageParams], options_cls: type[BaseModel],
+                  train: Callable[..., Any]) -> None:
+    """The body of a `TrainStageParams` stage: `train(model, rows, out/model, options, base_dir=,
+    source=)`, the stage seed under the study's options."""
+    p = params_model.model_validate(ctx.params)
+    path = data_file(ctx, "data", "data", p.data_file)
+    assert path is not None
+    opts = options_cls.model_validate({"seed": ctx.seed, **p.options})
+    train(model_ref(ctx), read_rows(path), ctx.out / "model", opts, base_dir=path.parent, source=str(path))

@@ -5,24 +5,19 @@ params.data; options unset in params.options take the recipe's paper defaults. O
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import field_validator
 
 from safeadapt.study.context import StageContext
 from safeadapt.study.stages import STAGE_KINDS
-from safeadapt.study.stages._common import data_file, model_ref, validate_options
+from safeadapt.study.stages._common import TrainStageParams, data_file, model_ref
 
 
-class AttackStageParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    model: str | None = None
+class AttackStageParams(TrainStageParams):
+    """`TrainStageParams` (options are `SFTOptions`) plus the recipe and its knobs."""
+
     recipe: str
-    data: str | None = None
-    data_file: str = "train.jsonl"
     n_examples: int | None = None
     system_prompt: str | None = None
-    options: dict[str, Any] = {}
 
     @field_validator("recipe")
     @classmethod
@@ -42,24 +37,18 @@ class AttackStageParams(BaseModel):
             raise ValueError("must be positive")
         return v
 
-    @field_validator("options")
-    @classmethod
-    def _opts(cls, v: dict[str, Any]) -> dict[str, Any]:
-        return validate_options("safeadapt.train.sft:SFTOptions", v)
-
 
 @STAGE_KINDS.register("attack")
 def attack_stage(ctx: StageContext) -> None:
     from safeadapt.train.attack import attack
     from safeadapt.train.sft import SFTOptions
 
-    p = ctx.params
-    path = data_file(ctx, "data", "data", p.get("data_file", "train.jsonl"))
+    p = AttackStageParams.model_validate(ctx.params)
+    path = data_file(ctx, "data", "data", p.data_file)
     # only explicitly set fields (the stage seed + the study's options): the rest keep the
     # recipe's paper defaults
-    opts = SFTOptions.model_validate({"seed": ctx.seed, **p.get("options", {})})
-    attack(model_ref(ctx), p["recipe"], path, ctx.out / "model", opts,
-           n_examples=p.get("n_examples"), system_prompt=p.get("system_prompt"))
+    opts = SFTOptions.model_validate({"seed": ctx.seed, **p.options})
+    attack(model_ref(ctx), p.recipe, path, ctx.out / "model", opts, n_examples=p.n_examples, system_prompt=p.system_prompt)
 
 
 attack_stage.params_model = AttackStageParams  # type: ignore[attr-defined]

@@ -4,37 +4,21 @@ stage dir with `pairs.jsonl`) or params.data; params.options are `DPOOptions`. O
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, field_validator
-
 from safeadapt.study.context import StageContext
 from safeadapt.study.stages import STAGE_KINDS
-from safeadapt.study.stages._common import data_file, model_ref, read_rows, validate_options
+from safeadapt.study.stages._common import TrainStageParams, train_on_file
 
 
-class DPOStageParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    model: str | None = None
-    data: str | None = None
+class DPOStageParams(TrainStageParams):
+    options_model = "safeadapt.train.dpo:DPOOptions"
     data_file: str = "pairs.jsonl"
-    options: dict[str, Any] = {}
-
-    @field_validator("options")
-    @classmethod
-    def _opts(cls, v: dict[str, Any]) -> dict[str, Any]:
-        return validate_options("safeadapt.train.dpo:DPOOptions", v)
 
 
 @STAGE_KINDS.register("dpo")
 def dpo_stage(ctx: StageContext) -> None:
     from safeadapt.train.dpo import DPOOptions, dpo
 
-    model = model_ref(ctx)
-    path = data_file(ctx, "data", "data", ctx.params.get("data_file", "pairs.jsonl"))
-    assert path is not None
-    opts = DPOOptions.model_validate({"seed": ctx.seed, **ctx.params.get("options", {})})
-    dpo(model, read_rows(path), ctx.out / "model", opts, base_dir=path.parent, source=str(path))
+    train_on_file(ctx, DPOStageParams, DPOOptions, dpo)
 
 
 dpo_stage.params_model = DPOStageParams  # type: ignore[attr-defined]
