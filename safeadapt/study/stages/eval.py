@@ -60,26 +60,26 @@ def eval_stage(ctx: StageContext) -> None:
     from safeadapt.eval.runner import evaluate
     from safeadapt.eval.types import DecodingConfig
 
-    p = ctx.params
+    p = EvalStageParams.model_validate(ctx.params)
     datasets = None
-    if p.get("datasets"):
+    if p.datasets:
         from safeadapt.data.loaders import load_samples
 
-        datasets = {suite: load_samples(_dataset_spec(ctx, spec)) for suite, spec in p["datasets"].items()}
-    decoding = DecodingConfig.model_validate({"seed": ctx.seed, **p.get("decoding", {})})
+        datasets = {suite: load_samples(_dataset_spec(ctx, spec)) for suite, spec in p.datasets.items()}
+    decoding = DecodingConfig.model_validate({"seed": ctx.seed, **p.decoding})
     evaluate(
         model_ref(ctx),
-        list(p["suites"]),
+        list(p.suites),
         ctx.out,
-        judge=p.get("judge", "refusal"),
-        judge_options=p.get("judge_options") or None,
+        judge=p.judge,
+        judge_options=p.judge_options or None,
         datasets=datasets,
         decoding=decoding,
         seed=ctx.seed,
-        bootstrap=int(p.get("bootstrap", 1000)),
-        limit=p.get("limit"),
-        backend=p.get("backend", "hf"),
-        backend_options=p.get("backend_options") or None,
+        bootstrap=p.bootstrap,
+        limit=p.limit,
+        backend=p.backend,
+        backend_options=p.backend_options or None,
         # the generation cache lives in scratch: it survives a kill, so a rerun resumes
         cache_path=ctx.scratch / "generations.jsonl",
     )

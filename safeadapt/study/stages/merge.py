@@ -60,31 +60,29 @@ def _substitute(ctx: StageContext, obj: Any) -> Any:
 
 def build_config(ctx: StageContext) -> dict[str, Any]:
     """The mergekit-style config for this stage (see module docstring)."""
-    p = ctx.params
-    if p.get("config") is not None:
-        return _substitute(ctx, p["config"])
-    base = p.get("base")
-    slots = p.get("models") or [s for s in ctx.inputs if s != base]
+    p = MergeStageParams.model_validate(ctx.params)
+    if p.config is not None:
+        return _substitute(ctx, p.config)
+    slots = p.models or [s for s in ctx.inputs if s != p.base]
     for s in slots:
         ctx.input(s)
-    for name, table in (("weights", p.get("weights") or {}), ("densities", p.get("densities") or {})):
+    for name, table in (("weights", p.weights), ("densities", p.densities)):
         unknown = sorted(set(table) - set(slots))
         if unknown:
             raise SafeAdaptError(f"stage {ctx.name!r}: {name} name {', '.join(unknown)}, not merged inputs ({', '.join(slots)})")
     if not slots:
         raise SafeAdaptError(f"stage {ctx.name!r}: no models to merge (inputs: {', '.join(ctx.inputs) or 'none'})")
-    weights = p.get("weights") or {}
     models = []
     for s in slots:
-        params: dict[str, Any] = {"weight": float(weights.get(s, 1.0 / len(slots)))}
-        if s in (p.get("densities") or {}):
-            params["density"] = float(p["densities"][s])
+        params: dict[str, Any] = {"weight": float(p.weights.get(s, 1.0 / len(slots)))}
+        if s in p.densities:
+            params["density"] = float(p.densities[s])
         models.append({"model": str(find_model(ctx.inputs[s])), "parameters": params})
-    cfg: dict[str, Any] = {"merge_method": p["method"], "models": models, "dtype": p.get("dtype", "float32")}
-    if base:
-        cfg["base_model"] = _ref(ctx, base)
-    if p.get("parameters"):
-        cfg["parameters"] = dict(p["parameters"])
+    cfg: dict[str, Any] = {"merge_method": p.method, "models": models, "dtype": p.dtype}
+    if p.base:
+        cfg["base_model"] = _ref(ctx, p.base)
+    if p.parameters:
+        cfg["parameters"] = dict(p.parameters)
     return cfg
 
 

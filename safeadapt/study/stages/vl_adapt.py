@@ -49,8 +49,9 @@ def vl_adapt_stage(ctx: StageContext) -> None:
     from safeadapt.train.sft import SFTOptions
     from safeadapt.train.vl import build_llava, stage_defaults, vl_adapt
 
+    p = VLStageParams.model_validate(ctx.params)
     model = model_ref(ctx)
-    tower_ref = ctx.params.get("vision_tower")
+    tower_ref = p.vision_tower
     if "vision_tower" in ctx.inputs:
         from safeadapt.study.context import find_model
 
@@ -60,14 +61,14 @@ def vl_adapt_stage(ctx: StageContext) -> None:
     if tower_ref and not _is_vlm(model):
         built = ctx.scratch / "llava-init"
         if not (built / "config.json").exists():
-            build_llava(model, tower_ref, built, seed=ctx.seed, overwrite=built.exists(), **ctx.params.get("build", {}))
+            build_llava(model, tower_ref, built, seed=ctx.seed, overwrite=built.exists(), **p.build)
         model = str(built)
-    cap = data_file(ctx, "captions", "captions", ctx.params.get("captions_file", "captions.jsonl"), required=False)
-    ins = data_file(ctx, "instruct", "instruct", ctx.params.get("instruct_file", "instruct.jsonl"))
+    cap = data_file(ctx, "captions", "captions", p.captions_file, required=False)
+    ins = data_file(ctx, "instruct", "instruct", p.instruct_file)
     assert ins is not None
     # LLaVA-1.5 defaults per stage, updated with the study's options
-    s1 = SFTOptions.model_validate({**stage_defaults(1).model_dump(), "seed": ctx.seed, **ctx.params.get("stage1", {})})
-    s2 = SFTOptions.model_validate({**stage_defaults(2).model_dump(), "seed": ctx.seed, **ctx.params.get("stage2", {})})
+    s1 = SFTOptions.model_validate({**stage_defaults(1).model_dump(), "seed": ctx.seed, **p.stage1})
+    s2 = SFTOptions.model_validate({**stage_defaults(2).model_dump(), "seed": ctx.seed, **p.stage2})
     cap_rows = read_rows(cap) if cap is not None else []
     # train into scratch (stage 1 is kept at <dir>-stage1 and reused after a kill), then move
     work = ctx.scratch / "model"
