@@ -87,6 +87,23 @@ class Suite:
         raise NotImplementedError
 
 
+class JudgedRateSuite(Suite):
+    """A suite whose metric is a rate over judged generations (`judged_rate_result`): by default
+    the `builtin` suite's test split, broken down by category and by each metadata key in `groups`."""
+
+    builtin: str = ""
+    groups: tuple[str, ...] = ()
+
+    def default_samples(self, ctx: SuiteContext) -> list[Sample]:
+        from safeadapt.data.builtin import load_builtin
+
+        return load_builtin(self.builtin, split="test", seed=ctx.seed)
+
+    def run(self, items: list[Sample], ctx: SuiteContext) -> SuiteResult:
+        recs = generate_and_judge(items, ctx, self.name)
+        return SuiteResult(judged_rate_result(recs, self.metric, ctx, groups=self.groups), recs)
+
+
 # ---------------------------------------------------------------- shared helpers
 def limit_items(items: list[Sample], limit: int | None, key: Callable[[Sample], str] | None = None) -> list[Sample]:
     """At most `limit` items, taken round-robin across groups (category by default) in order, so a

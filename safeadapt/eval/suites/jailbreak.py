@@ -5,19 +5,16 @@ success rate, overall, per category and per attack. Samples that already carry
 from __future__ import annotations
 
 from safeadapt.data.schema import Sample
-from safeadapt.eval.suites.base import SUITES, Suite, SuiteContext, SuiteResult, generate_and_judge, judged_rate_result, limit_items
+from safeadapt.eval.suites.base import SUITES, JudgedRateSuite, SuiteContext, limit_items
 
 
 @SUITES.register("jailbreak")
-class Jailbreak(Suite):
+class Jailbreak(JudgedRateSuite):
     name = "jailbreak"
     expands = True
     metric = "asr"
-
-    def default_samples(self, ctx: SuiteContext) -> list[Sample]:
-        from safeadapt.data.builtin import load_builtin
-
-        return load_builtin("harmful", split="test", seed=ctx.seed)
+    builtin = "harmful"
+    groups = ("attack",)
 
     def prepare(self, samples: list[Sample], ctx: SuiteContext) -> list[Sample]:
         from safeadapt.data.attacks import apply_jailbreaks
@@ -31,7 +28,3 @@ class Jailbreak(Suite):
             per = max(1, ctx.limit // max(1, len(JAILBREAKS.names())))
             samples = limit_items(samples, per)
         return apply_jailbreaks(samples, None)
-
-    def run(self, items: list[Sample], ctx: SuiteContext) -> SuiteResult:
-        recs = generate_and_judge(items, ctx, self.name)
-        return SuiteResult(judged_rate_result(recs, self.metric, ctx, groups=("attack",)), recs)

@@ -7,19 +7,16 @@ override such as the official FigStep images) are used as given."""
 from __future__ import annotations
 
 from safeadapt.data.schema import Sample
-from safeadapt.eval.suites.base import SUITES, Suite, SuiteContext, SuiteResult, generate_and_judge, judged_rate_result, limit_items
+from safeadapt.eval.suites.base import SUITES, JudgedRateSuite, SuiteContext, limit_items
 
 
 @SUITES.register("mm-safety")
-class MMSafety(Suite):
+class MMSafety(JudgedRateSuite):
     name = "mm-safety"
     metric = "asr"
+    builtin = "harmful"
+    groups = ("modality", "attack")
     expands = True
-
-    def default_samples(self, ctx: SuiteContext) -> list[Sample]:
-        from safeadapt.data.builtin import load_builtin
-
-        return load_builtin("harmful", split="test", seed=ctx.seed)
 
     def skip_reason(self, items: list[Sample], ctx: SuiteContext) -> str | None:
         if not ctx.supports_images:
@@ -42,7 +39,3 @@ class MMSafety(Suite):
             return with_img
         img_dir = ctx.work_dir / "images"
         return with_img + figstep_samples(text, img_dir / "figstep") + image_text_samples(text, img_dir / "scenes")
-
-    def run(self, items: list[Sample], ctx: SuiteContext) -> SuiteResult:
-        recs = generate_and_judge(items, ctx, self.name)
-        return SuiteResult(judged_rate_result(recs, self.metric, ctx, groups=("modality", "attack")), recs)

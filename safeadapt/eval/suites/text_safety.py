@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-from safeadapt.data.schema import Sample
-from safeadapt.eval.suites.base import SUITES, Suite, SuiteContext, SuiteResult, generate_and_judge, judged_rate_result
+from safeadapt.eval.suites.base import SUITES, JudgedRateSuite
 
 
 @SUITES.register("text-safety")
-class TextSafety(Suite):
+class TextSafety(JudgedRateSuite):
     name = "text-safety"
     metric = "asr"
-
-    def default_samples(self, ctx: SuiteContext) -> list[Sample]:
-        from safeadapt.data.builtin import load_builtin
-
-        return load_builtin("harmful", split="test", seed=ctx.seed)
-
-    def run(self, items: list[Sample], ctx: SuiteContext) -> SuiteResult:
-        recs = generate_and_judge(items, ctx, self.name)
-        return SuiteResult(judged_rate_result(recs, self.metric, ctx), recs)
+    builtin = "harmful"
