@@ -1,4 +1,5 @@
-"""Append-only JSONL checkpoints for long jobs (generation, judging, sweeps).
+"""Append-only JSONL checkpoints for long jobs (generation, judging, sweeps), and reading a user's
+JSON/JSONL data file with one-line errors (`read_json_records`).
 
 Each record is one line written with a single `write` + flush + fsync, so a kill leaves at most a
 torn last line, which `read_jsonl_records` drops. Resuming = read the keys already done, skip them."""
@@ -9,6 +10,33 @@ import json
 import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+
+
+def read_json_records(path: Path) -> list[tuple[int | None, Any]]:
+    """(line, record) pairs of a user's data file: a `.json` file or one starting with "[" is one
+    JSON list (or an object holding it under "rows"; line None), anything else is JSONL (one record
+    a line, blank lines skipped). Bad JSON raises a one-line `file:line: invalid JSON: msg`."""
+    from safeadapt.core.errors import SafeAdaptError
+
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json" or text.lstrip().startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise SafeAdaptError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
+        if isinstance(data, dict) and isinstance(data.get("rows"), list):
+            data = data["rows"]
+        if not isinstance(data, list):
+            raise SafeAdaptError(f"{path}: expected a JSON list of records (or an object with a 'rows' list)")
+        return [(None, r) for r in data]
+    out: list[tuple[int | None, Any]] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                out.append((n, json.loads(line)))
+            except json.JSONDecodeError as e:
+                raise SafeAdaptError(f"{path}:{n}: invalid JSON: {e.msg}") from None
+    return out
 
 
 def read_jsonl_records(path: str | os.PathLike) -> list[dict[str, Any]]:

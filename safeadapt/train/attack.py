@@ -5,7 +5,6 @@ carries the paper's defaults; `attack` loads the data, applies the recipe and ru
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -133,26 +132,12 @@ def get_recipe(name: str) -> Recipe:
 
 def read_records(path: str | Path) -> list[Any]:
     """A JSON list or JSONL file of records; errors name the file and line."""
+    from safeadapt.core.jsonl import read_json_records
+
     p = Path(path)
     if not p.is_file():
         raise SafeAdaptError(f"data file not found: {p}")
-    text = p.read_text(encoding="utf-8")
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise SafeAdaptError(f"{p}:{e.lineno}: invalid JSON: {e.msg}") from None
-        return list(data)
-    out = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise SafeAdaptError(f"{p}:{n}: invalid JSON: {e.msg}") from None
-    return out
+    return [r for _, r in read_json_records(p)]
 
 
 def recipe_options(recipe: str, opts: SFTOptions | None) -> SFTOptions:

@@ -20,28 +20,17 @@ train_app = typer.Typer(
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """Rows from a JSONL file (each tagged with `_line` for error messages) or a JSON list."""
+    from safeadapt.core.jsonl import read_json_records
+
     if not path.is_file():
         raise SafeAdaptError(f"data file not found: {path}")
-    text = path.read_text(encoding="utf-8")
-    if text.lstrip().startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise SafeAdaptError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
-        if not all(isinstance(r, dict) for r in data):
-            raise SafeAdaptError(f"{path}: every element of the JSON list must be an object")
-        return data
     rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise SafeAdaptError(f"{path}:{n}: invalid JSON: {e.msg}") from None
+    for n, row in read_json_records(path):
         if not isinstance(row, dict):
-            raise SafeAdaptError(f"{path}:{n}: a row must be a JSON object")
-        row["_line"] = n
+            raise SafeAdaptError(f"{path}:{n}: a row must be a JSON object" if n else
+                                 f"{path}: every element of the JSON list must be an object")
+        if n:
+            row["_line"] = n
         rows.append(row)
     if not rows:
         raise SafeAdaptError(f"{path}: no rows")

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -63,22 +62,10 @@ def data_file(ctx: StageContext, slot: str, param: str, default_name: str, *, re
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """Rows from `.jsonl` (one object a line) or `.json` (a list, or {"rows": [...]})."""
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".jsonl":
-        rows = []
-        for i, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise SafeAdaptError(f"{path}:{i}: invalid JSON ({e.msg})") from None
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise SafeAdaptError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
-        rows = data["rows"] if isinstance(data, dict) and "rows" in data else data
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+    from safeadapt.core.jsonl import read_json_records
+
+    rows = [r for _, r in read_json_records(path)]
+    if not all(isinstance(r, dict) for r in rows):
         raise SafeAdaptError(f"{path}: expected a list of JSON objects")
     if not rows:
         raise SafeAdaptError(f"{path}: no rows")
