@@ -14,20 +14,21 @@ from typing import Any, Iterable, Iterator
 
 def read_json_records(path: Path) -> list[tuple[int | None, Any]]:
     """(line, record) pairs of a user's data file: a `.json` file or one starting with "[" is one
-    JSON list (or an object holding it under "rows"; line None), anything else is JSONL (one record
-    a line, blank lines skipped). Bad JSON raises a one-line `file:line: invalid JSON: msg`."""
+    JSON list (or an object holding it under "data"/"rows"/"items"/"records"; line None), anything
+    else is JSONL (one record a line, blank lines skipped). UTF-8, BOM allowed. Bad JSON raises a
+    one-line `file:line: invalid JSON: msg`."""
     from safeadapt.core.errors import SafeAdaptError
 
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json" or text.lstrip().startswith("["):
+    text = path.read_text(encoding="utf-8-sig")
+    if path.suffix.lower() == ".json" or text.lstrip().startswith("["):
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise SafeAdaptError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
-        if isinstance(data, dict) and isinstance(data.get("rows"), list):
-            data = data["rows"]
+        if isinstance(data, dict):
+            data = next((data[k] for k in ("data", "rows", "items", "records") if isinstance(data.get(k), list)), data)
         if not isinstance(data, list):
-            raise SafeAdaptError(f"{path}: expected a JSON list of records (or an object with a 'rows' list)")
+            raise SafeAdaptError(f"{path}: expected a JSON list of records (or an object with a 'rows' or 'data' list)")
         return [(None, r) for r in data]
     out: list[tuple[int | None, Any]] = []
     for n, line in enumerate(text.splitlines(), 1):

@@ -43,28 +43,10 @@ def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
             rows = list(csv.DictReader(text.splitlines(keepends=True), delimiter="\t" if suffix == ".tsv" else ","))
         except csv.Error as e:
             raise SafeAdaptError(f"{p}: malformed CSV ({e})") from None
-    elif suffix == ".jsonl":
-        rows = []
-        for i, line in enumerate(text.splitlines()):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise SafeAdaptError(f"{p} line {i + 1}: invalid JSON ({e.msg})") from None
-    elif suffix == ".json":
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise SafeAdaptError(f"{p}: invalid JSON ({e.msg} at line {e.lineno})") from None
-        if isinstance(obj, dict):
-            for key in ("data", "rows", "items", "records"):
-                if isinstance(obj.get(key), list):
-                    obj = obj[key]
-                    break
-        if not isinstance(obj, list):
-            raise SafeAdaptError(f"{p}: expected a JSON list of objects (or an object with a 'data' list)")
-        rows = obj
+    elif suffix in (".jsonl", ".json"):
+        from safeadapt.core.jsonl import read_json_records
+
+        rows = [r for _, r in read_json_records(p)]
     else:
         raise SafeAdaptError(f"{p}: unsupported file type {suffix or '(none)'}; use .csv, .tsv, .jsonl or .json")
     if not rows:
