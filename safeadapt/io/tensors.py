@@ -11,6 +11,7 @@ tensor times the number of inputs. `mode="mmap"` keeps the `safe_open` path avai
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -78,10 +79,7 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str
         if code not in _ST_DTYPES:
             raise SafeAdaptError(f"unsupported dtype {code} for tensor {name} in {path}")
         dtype, itemsize = _ST_DTYPES[code]
-        numel = 1
-        for d in shape:
-            numel *= d
-        if e - s != numel * itemsize or s < 0:
+        if e - s != math.prod(shape) * itemsize or s < 0:
             raise SafeAdaptError(f"corrupt safetensors file {path}: tensor {name} has {e - s} bytes for shape {list(shape)} {code}")
         if base + e > size:
             raise SafeAdaptError(f"truncated safetensors file {path}: tensor {name} ends at byte {base + e} but the file has {size}")

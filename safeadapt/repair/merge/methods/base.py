@@ -6,6 +6,7 @@ chunks; `prepare` computes whole-tensor statistics first (TIES' per-model top-k 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -52,6 +53,15 @@ class PrepareJob:
     load_rows: Callable[[int, int, int], Any]
     seed: int = 0
     state: dict[str, Any] = field(default_factory=dict)  # per-merge scratch for speed hints; never changes results
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def row_numel(self) -> int:
+        """Elements in one row (0 for a tensor with no rows)."""
+        return self.numel // self.rows if self.rows else 0
 
 
 @dataclass(frozen=True)

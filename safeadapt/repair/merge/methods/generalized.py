@@ -149,10 +149,7 @@ def ties_prepare(pj: PrepareJob) -> dict[str, Any] | None:
 
     if pj.base is None:
         return None
-    numel = 1
-    for d in pj.shape:
-        numel *= d
-    row_numel = numel // pj.rows if pj.rows else 0
+    numel, row_numel = pj.numel, pj.row_numel
     masks: list[Any] = []
     for i, tp in enumerate(pj.tensor_params):
         dens = float(tp["density"])
@@ -195,10 +192,7 @@ def dare_prepare(pj: PrepareJob) -> dict[str, Any] | None:
 
     if pj.base is None:
         return None
-    numel = 1
-    for d in pj.shape:
-        numel *= d
-    row_numel = numel // pj.rows if pj.rows else 0
+    numel, row_numel = pj.numel, pj.row_numel
     masks: list[Any] = []
     scales: list[Any] = []
     rescale = bool(pj.params.get("rescale"))
