@@ -13,6 +13,7 @@ from typing import Any, Iterable
 from pydantic import BaseModel, ConfigDict, Field
 
 from safeadapt.core.errors import SafeAdaptError
+from safeadapt.core.runtime import progress_enabled
 
 IMAGE_TOKEN = "<image>"
 ROLES = ("system", "user", "assistant")
@@ -321,7 +322,7 @@ def config_kwargs(opts: TrainOptions, work_dir: Path) -> dict[str, Any]:
         save_strategy="no",
         eval_strategy="no",
         use_cpu=not cuda,
-        disable_tqdm=os.environ.get("SAFEADAPT_NO_PROGRESS", "") == "1",
+        disable_tqdm=not progress_enabled(),
     )
     if opts.mixed_precision not in ("no", "bf16", "fp16"):
         raise SafeAdaptError(f"mixed_precision must be no, bf16 or fp16, not {opts.mixed_precision!r}")
