@@ -1,0 +1,177 @@
+"""How a search candidate is scored: build the repaired model through its method table entry,
+evaluate it with `safeadapt.eval.runner.evaluate` (the miniature world's suites and judge, or a
+user's eval suites) on the full suites or on a stratified, seeded proxy subset, and reduce the
+results to the five headline metrics (results.json names, with intervals) and the objectives."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from safeadapt.core.errors import SafeAdaptError
+from safeadapt.core.provenance import stable_hash
+from safeadapt.data.schema import Sample
+
+# headline metric name -> (suite, metric key in results.json's suite block)
+METRIC_SOURCES = {
+    "text_asr": ("text-safety", "asr"),
+    "mm_asr": ("mm-safety", "asr"),
+    "jailbreak_asr": ("jailbreak", "asr"),
+    "over_refusal": ("over-refusal", "refusal_rate"),
+    "helpfulness": ("helpfulness", "accuracy"),
+}
+
+
+class Evaluator(Protocol):
+    """`ev(method, params, fidelity, work_dir) -> {"metrics": {...}, "items": int}`; `fidelity` is
+    "proxy" or "full". `prepare()` runs once before any trial (load and check datasets)."""
+
+    def prepare(self) -> None: ...
+
+    def __call__(self, method: str, params: dict[str, Any], fidelity: str, work: Path) -> dict[str, Any]: ...
+
+
+def stratified_subset(samples: list[Sample], frac: float, seed: int, salt: str = "") -> list[Sample]:
+    """About `frac` of the samples from every stratum (category x modality x attack), at least one
+    each, chosen by a seeded hash of the sample id; dataset order kept. frac >= 1: all samples."""
+    if frac >= 1:
+        return list(samples)
+    strata: dict[tuple[str, str, str], list[int]] = {}
+    for i, s in enumerate(samples):
+        key = (s.category or "", str(s.metadata.get("modality") or ""), str(s.metadata.get("attack") or ""))
+        strata.setdefault(key, []).append(i)
+    chosen: set[int] = set()
+    for idx in strata.values():
+        k = max(1, round(frac * len(idx)))
+        order = sorted(idx, key=lambda i: stable_hash([seed, salt, samples[i].id, i]))
+        chosen.update(order[:k])
+    return [s for i, s in enumerate(samples) if i in chosen]
+
+
+def headline_metrics(results: dict[str, Any]) -> dict[str, Any]:
+    """results.json -> {name: value, name_ci: [lo, hi], name_count: {k, n}} for each metric measured
+    (a skipped suite, e.g. mm-safety on a text-only model, is left out)."""
+    out: dict[str, Any] = {}
+    for name, (suite, key) in METRIC_SOURCES.items():
+        block = results.get("suites", {}).get(suite) or {}
+        m = block.get(key)
+        if block.get("skipped") or not isinstance(m, dict) or m.get("value") is None:
+            continue
+        out[name] = m["value"]
+        out[f"{name}_ci"] = [m["ci_low"], m["ci_high"]]
+        out[f"{name}_count"] = {"k": m["k"], "n": m["n"]}
+    return out
+
+
+def objectives(metrics: dict[str, Any], combine: str, components: list[str]) -> dict[str, Any]:
+    """The three searched objectives. asr = mean (or max) of the measured ASR components."""
+    have = [c for c in components if metrics.get(c) is not None]
+    missing = [k for k in ("over_refusal", "helpfulness") if metrics.get(k) is None]
+    if not have or missing:
+        what = ", ".join(missing + ([] if have else ["any of " + "/".join(components)]))
+        raise SafeAdaptError(f"the evaluation measured no {what}; add the suites that measure them to eval.suites")
+    vals = [float(metrics[c]) for c in have]
+    asr = max(vals) if combine == "max" else sum(vals) / len(vals)
+    return {"asr": asr, "over_refusal": float(metrics["over_refusal"]), "helpfulness": float(metrics["helpfulness"]),
+            "asr_components": have}
+
+
+class ModelEvaluator:
+    """Builds each candidate model and evaluates it; datasets are loaded once in `prepare`."""
+
+    def __init__(self, space: Any, out: Path, proxy_frac: float) -> None:
+        self.space, self.out, self.proxy_frac = space, Path(out), proxy_frac
+        self.spec = space.cfg.eval
+        self.full: dict[str, list[Sample]] = {}
+        self.proxy: dict[str, list[Sample]] = {}
+        self._backend: Callable[[str], Any] | None = None
+
+    def prepare(self) -> None:
+        from safeadapt.eval.runner import resolve_judge, validate_suites
+
+        spec = self.spec
+        suites = validate_suites(spec.suites)
+        if spec.kind == "world":
+            from safeadapt.world import judge as _world_judge  # noqa: F401  (registers the "world" judge)
+            from safeadapt.world.data import load_eval
+
+            data = self.space.base_dir / spec.data if not Path(spec.data).is_absolute() else Path(spec.data)
+            for s in suites:
+                f = data / "eval" / f"{s}.jsonl"
+                if not f.is_file():
+                    raise SafeAdaptError(f"eval.data: {f} not found (expected the world.data stage's output)")
+                self.full[s] = load_eval(data, s)
+            self.judge = resolve_judge("world")
+        else:
+            self.full = self._suite_samples(suites)
+            self.judge = resolve_judge(spec.judge, **spec.judge_options)
+        for s, items in self.full.items():
+            if not items:
+                raise SafeAdaptError(f"eval: suite {s!r} has no samples")
+            self.proxy[s] = stratified_subset(items, self.proxy_frac, self.space.seed, salt=s)
+        self.decoding = self._decoding()
+
+    def _suite_samples(self, suites: list[str]) -> dict[str, list[Sample]]:
+        from safeadapt.data.loaders import load_samples
+        from safeadapt.eval.suites.base import SuiteContext, get_suite, limit_items
+        from safeadapt.eval.types import DecodingConfig
+
+        unknown = sorted(set(self.spec.datasets) - set(suites))
+        if unknown:
+            raise SafeAdaptError(f"eval.datasets: {', '.join(unknown)} not in eval.suites")
+        out = {}
+        ctx = SuiteContext(backend=None, judge=None, decoding=DecodingConfig(), cache=None,  # type: ignore[arg-type]
+                           work_dir=self.out / "work", seed=self.space.seed)
+        for s in suites:
+            spec = self.spec.datasets.get(s)
+            if spec is not None:
+                if isinstance(spec, str) and not Path(spec).is_absolute() and (self.space.base_dir / spec).exists():
+                    spec = str(self.space.base_dir / spec)
+                samples = list(load_samples(spec))
+            else:
+                samples = get_suite(s).default_samples(ctx)
+            out[s] = limit_items(samples, self.spec.limit)
+        return out
+
+    def _decoding(self) -> Any:
+        from safeadapt.eval.types import DecodingConfig
+
+        base = {"max_new_tokens": 24, "temperature": 0.0, "batch_size": 64} if self.spec.kind == "world" else {}
+        try:
+            return DecodingConfig.model_validate({"seed": self.space.seed, **base, **self.spec.decoding})
+        except Exception as e:  # pydantic's message, one line
+            raise SafeAdaptError(f"eval.decoding: {' '.join(str(e).split())}") from None
+
+    def backend(self, model_dir: Path) -> Any:
+        if self.spec.kind == "world":
+            from safeadapt.core.runtime import set_threads
+            from safeadapt.eval.backends.hf import HFBackend
+
+            set_threads(1)
+            return HFBackend(str(model_dir), threads=1, max_batch=self.decoding.batch_size)
+        from safeadapt.eval.backends import make_backend
+
+        return make_backend(str(model_dir), self.spec.backend, **self.spec.backend_options)
+
+    def __call__(self, method: str, params: dict[str, Any], fidelity: str, work: Path) -> dict[str, Any]:
+        from safeadapt.eval.runner import evaluate
+        from safeadapt.repair.search.methods import SEARCH_METHODS
+
+        sp = self.space
+        entry = SEARCH_METHODS.get(method)
+        recipe = entry.recipe(sp.methods[method].spec, params, sp.models, sp.cfg.dtype)
+        tok = sp.models[sp.cfg.tokenizer] if sp.cfg.tokenizer else None
+        model_dir = work / "model"
+        entry.build(recipe, model_dir, seed=sp.seed, tokenizer=tok)
+        try:
+            be = self.backend(model_dir)
+            data = self.proxy if fidelity == "proxy" else self.full
+            res = evaluate(be, list(data), work / "eval", judge=self.judge, datasets=data, decoding=self.decoding,
+                           seed=sp.seed, bootstrap=self.spec.proxy_bootstrap if fidelity == "proxy" else self.spec.bootstrap,
+                           cache_path=self.out / "cache" / "generations.jsonl")
+        finally:
+            if not sp.cfg.search.keep_models:
+                shutil.rmtree(model_dir, ignore_errors=True)
+        items = sum(int(b.get("n_items") or 0) for b in res["suites"].values())
+        return {"metrics": headline_metrics(res), "items": items, "model_fingerprint": res.get("model_fingerprint")}
