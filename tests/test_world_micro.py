@@ -13,8 +13,7 @@ import pytest
 from safeadapt.world.demo import METRICS
 
 ROLES = {"aligned", "vl_stage1", "vl", "vl_sft", "vl_mtl", "vl_dpo"} | {
-    f"merge:{m}-{a}" for m, ws in (("linear", (0.25, 0.5, 0.75, 0.9)), ("ties", (0.5, 0.75, 0.9)), ("dare", (0.5, 0.75, 0.9)))
-    for a in ws}
+    f"merge:{m}-{a}" for m, ws in (("linear", (0.5, 0.75)), ("ties", (0.9,)), ("dare", (0.75,))) for a in ws}
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +51,19 @@ def test_micro_world_results_have_every_role_and_fraction(micro):
     assert "vqa" not in on_disk["models"]["aligned"]["helpfulness_by_kind"]
     assert set(on_disk["targets"]) == {"vl_raises_asr_20pts", "safety_tuning_lowers_asr_raises_over_refusal",
                                        "best_merge_within_5pts"}
+
+
+def test_micro_world_search_front(micro):
+    """The demo's Pareto search stage ran on the world and results.json carries its front."""
+    out, res = micro
+    s = res["search"]
+    assert s["summary"]["complete"] == 3 and s["front"]
+    for p in s["front"]:
+        assert p["method"] in {"linear", "ties", "dare_linear"}
+        assert set(p["objectives"]) == {"asr", "over_refusal", "helpfulness"}
+        for k in METRICS:
+            assert 0.0 <= p["metrics"][k] <= 1.0
+        assert (out / s["dir"] / p["rebuild"]["recipe"]).is_file()
 
 
 def test_micro_world_generations_are_judged_by_world_judge(micro):

@@ -44,6 +44,9 @@ def collect(study_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             extras["tower"] = json.loads((d / "tower.json").read_text())
         elif kind == "world.data" and (d / "world.json").is_file():
             extras["world"] = json.loads((d / "world.json").read_text())
+        elif kind == "search" and (d / "pareto.json").is_file():
+            extras["search"] = {"front": json.loads((d / "pareto.json").read_text()),
+                                "summary": json.loads((d / "summary.json").read_text()), "dir": s["dir"]}
     return models, extras
 
 
@@ -138,6 +141,14 @@ def summarize(study_dir: str | Path) -> dict[str, Any]:
         },
         "provenance": provenance(config={"study_dir": str(study_dir)}),
     }
+    if extras.get("search"):
+        result["search"] = extras["search"]  # the Pareto search's front (stage `search`), full-suite metrics
     atomic_write_json(study_dir / "results.json", result)
     print_table(result["models"], targets, wall)
+    if extras.get("search"):
+        from rich.console import Console
+
+        from safeadapt.repair.search.report import print_front
+
+        print_front(extras["search"]["front"], extras["search"]["summary"], Console(width=max(Console().width, 120)))
     return result

@@ -1,0 +1,43 @@
+"""Stage kind "search": the Pareto search over repairs (`safeadapt.repair.search.search`). params:
+`space` (a search space, docs/search.md; `input:<slot>` strings become the inputs' model paths /
+stage dirs), `trials`, `proxy_frac`. The search runs in the stage's scratch dir (its SQLite storage
+and eval cache survive a kill, so a rerun resumes); pareto.json, summary.json, trials.jsonl and the
+recipes are copied to `out/`."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict
+
+from safeadapt.study.context import StageContext
+from safeadapt.study.stages import STAGE_KINDS
+from safeadapt.study.stages.merge import _substitute
+
+OUTPUTS = ("pareto.json", "summary.json", "trials.jsonl")
+
+
+class SearchStageParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    space: dict[str, Any]
+    trials: Optional[int] = None
+    proxy_frac: Optional[float] = None
+
+
+@STAGE_KINDS.register("search")
+def search_stage(ctx: StageContext) -> None:
+    from safeadapt.repair.search import load_space, search
+
+    p = SearchStageParams.model_validate(ctx.params)
+    space = {"seed": ctx.seed, **_substitute(ctx, p.space)}
+    sp = load_space(space, base_dir=ctx.base_dir)
+    work = ctx.scratch / "search"
+    search(sp, work, trials=p.trials, proxy_frac=p.proxy_frac)
+    for name in OUTPUTS:
+        shutil.copy2(work / name, ctx.out / name)
+    shutil.copytree(work / "recipes", ctx.out / "recipes")
+
+
+search_stage.params_model = SearchStageParams  # type: ignore[attr-defined]
+search_stage.version = "1"  # type: ignore[attr-defined]
