@@ -182,3 +182,45 @@ def test_tiny_models_cli_and_rebuild(tmp_path):
     rebuilt = out / cmd[cmd.index("--out") + 1]
     ta, tb = load_file(str(next(evaluated.glob("*.safetensors")))), load_file(str(next(rebuilt.glob("*.safetensors"))))
     assert ta.keys() == tb.keys() and all((ta[k] == tb[k]).all() for k in ta)
+
+
+def test_repair_methods_are_one_table_entry(tmp_path):
+    """A `safeadapt repair` method is one register_repair line: its roles and parameters are checked
+    before any trial, and its recipe is the repair YAML with the sampled parameters."""
+    from safeadapt.core.errors import SafeAdaptError
+    from safeadapt.repair.search import load_space
+    from safeadapt.repair.search.methods import SEARCH_METHODS, register_repair
+
+    register_repair("fake_resta", params=("gamma", "density"), roles=("adapted", "aligned", "unaligned"))
+    try:
+        space = {"models": {"vl": "a", "llm": "b", "bad": "c"}, "methods": {"fake_resta": {
+            "roles": {"adapted": "vl", "aligned": "llm", "unaligned": "bad"}, "params": {"gamma": {"low": 0.1, "high": 1.0}},
+            "options": {"filters": ["mlp"]}}}}
+        sp = load_space(space)
+        entry = SEARCH_METHODS.get("fake_resta")
+        rec = entry.recipe(sp.methods["fake_resta"].spec, sp.resolve("fake_resta", {"gamma": 0.5}), sp.models, "float32")
+        assert rec == {"repair_method": "fake_resta", "adapted": "a", "aligned": "b", "unaligned": "c",
+                       "parameters": {"gamma": 0.5}, "dtype": "float32", "filters": ["mlp"]}
+        assert entry.command("recipes/x.yaml", "models/x", seed=3, tokenizer=None) == "safeadapt repair recipes/x.yaml --out models/x --seed 3"
+        for edit, msg in ((lambda m: m["roles"].pop("unaligned"), "needs unaligned"),
+                          (lambda m: m["params"].update({"ratio": 0.1}), "takes no parameter 'ratio'"),
+                          (lambda m: m["params"].update({"gamma@vl": 0.1}), "takes no per-model parameter 'gamma'")):
+            bad = copy.deepcopy(space)
+            edit(bad["methods"]["fake_resta"])
+            with pytest.raises(SafeAdaptError, match=msg):
+                load_space(bad)
+    finally:
+        SEARCH_METHODS._items.pop("fake_resta", None)
+
+
+def test_stratified_proxy_subset():
+    from safeadapt.data.schema import Sample
+    from safeadapt.repair.search.evaluate import stratified_subset
+
+    items = [Sample(id=f"s{i}", prompt="x", category=c) for i, c in enumerate(["a"] * 40 + ["b"] * 8 + ["c"])]
+    sub = stratified_subset(items, 0.25, seed=0)
+    cats = [s.category for s in sub]
+    assert cats.count("a") == 10 and cats.count("b") == 2 and cats.count("c") == 1  # every stratum, at least one
+    assert sub == stratified_subset(items, 0.25, seed=0)  # fixed seed: same items
+    assert [s.id for s in sub] != [s.id for s in stratified_subset(items, 0.25, seed=1)]
+    assert [items.index(s) for s in sub] == sorted(items.index(s) for s in sub)  # dataset order kept

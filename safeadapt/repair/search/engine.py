@@ -175,7 +175,7 @@ def search(space: Any, out: str | os.PathLike, *, trials: int | None = None, pro
                 trial.set_user_attr(k, v)
             try:
                 rec, ran = score(method, params, "proxy")
-            except SafeAdaptError:
+            except Exception:  # a bad point or a broken model: recorded as failed, not retried on resume
                 from optuna.trial import TrialState
 
                 study.tell(trial, state=TrialState.FAIL)

@@ -82,9 +82,9 @@ class SearchMethod:
             from safeadapt.repair.merge.api import merge
 
             return merge(recipe, out, seed=seed, copy_tokenizer_from=tokenizer, overwrite=True)
-        from safeadapt.repair import api  # type: ignore[attr-defined]  # the `safeadapt repair` engine
+        from safeadapt.repair.api import repair  # type: ignore[import-not-found]  # the `safeadapt repair` engine
 
-        return api.repair(recipe, out, seed=seed, overwrite=True)
+        return repair(recipe, out, seed=seed, overwrite=True)
 
     def command(self, recipe_file: str, out: str, *, seed: int, tokenizer: str | None) -> str:
         verb = "merge" if self.kind == "merge" else "repair"
@@ -132,6 +132,18 @@ def _register_merges() -> None:
         register_merge(n)
 
 
+def _register_repairs() -> None:
+    """Every `safeadapt repair` method (safeadapt.repair.methods.REPAIRS), when that package exists."""
+    import importlib.util
+
+    if importlib.util.find_spec("safeadapt.repair.methods") is None:
+        return
+    from safeadapt.repair.methods import REPAIRS  # type: ignore[import-not-found]
+
+    for n in REPAIRS.names():
+        m = REPAIRS.get(n)
+        register_repair(n, params=tuple(m.params), roles=("adapted", *m.needs), optional_roles=tuple(m.optional))
+
+
 _register_merges()
-# Repairs (branch issue-10, `safeadapt repair`), one line each, e.g.:
-# register_repair("resta", params=("gamma", "density"), roles=("adapted", "aligned", "unaligned"))
+_register_repairs()

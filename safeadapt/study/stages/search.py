@@ -1,6 +1,6 @@
 """Stage kind "search": the Pareto search over repairs (`safeadapt.repair.search.search`). params:
 `space` (a search space, docs/search.md; `input:<slot>` strings become the inputs' model paths /
-stage dirs), `trials`, `proxy_frac`. The search runs in the stage's scratch dir (its SQLite storage
+stage dirs, `input:<slot>/file` a file inside one), `trials`, `proxy_frac`. The search runs in the stage's scratch dir (its SQLite storage
 and eval cache survive a kill, so a rerun resumes); pareto.json, summary.json, trials.jsonl and the
 recipes are copied to `out/`."""
 
@@ -11,11 +11,22 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict
 
-from safeadapt.study.context import StageContext
+from safeadapt.study.context import StageContext, find_model
 from safeadapt.study.stages import STAGE_KINDS
-from safeadapt.study.stages.merge import _substitute
+from safeadapt.study.stages._common import resolve_ref
 
 OUTPUTS = ("pareto.json", "summary.json", "trials.jsonl")
+
+
+def _inputs(ctx: StageContext, obj: Any) -> Any:
+    """`input:<slot>` -> the slot's model path (or stage dir); `input:<slot>/file` -> that file."""
+    if isinstance(obj, str) and obj.startswith("input:"):
+        return resolve_ref(ctx, obj) if "/" in obj else str(find_model(ctx.input(obj[len("input:"):])))
+    if isinstance(obj, list):
+        return [_inputs(ctx, x) for x in obj]
+    if isinstance(obj, dict):
+        return {k: _inputs(ctx, v) for k, v in obj.items()}
+    return obj
 
 
 class SearchStageParams(BaseModel):
@@ -30,7 +41,7 @@ def search_stage(ctx: StageContext) -> None:
     from safeadapt.repair.search import load_space, search
 
     p = SearchStageParams.model_validate(ctx.params)
-    space = {"seed": ctx.seed, **_substitute(ctx, p.space)}
+    space = {"seed": ctx.seed, **_inputs(ctx, p.space)}
     sp = load_space(space, base_dir=ctx.base_dir)
     work = ctx.scratch / "search"
     search(sp, work, trials=p.trials, proxy_frac=p.proxy_frac)
