@@ -3,7 +3,7 @@ model evaluations (and items evaluated) of each, and the share of the grid front
 the search's front reaches (both fronts measured on the full suites). Needs a demo study dir
 (`safeadapt demo --out DIR`, or `safeadapt run ... --only vl_sft --only vl_s1 --only data`).
 
-    .venv/bin/python bench/search_vs_grid.py --study runs/demo [--trials 18] [--proxy-frac 0.25]
+    .venv/bin/python bench/search_vs_grid.py --study runs/demo [--trials N] [--proxy-frac 0.25] [--limit 48]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ DIRS = ["minimize", "minimize", "maximize"]
 W = {"low": 0.3, "high": 0.9, "step": 0.05}
 
 
-def space(study: Path) -> dict:
+def space(study: Path, limit: int | None) -> dict:
     st = {s["name"]: study / s["dir"] for s in json.loads((study / "study.json").read_text())["stages"]}
     gta = {"weight@safety": {"low": 0.5, "high": 0.9, "step": 0.1}, "weight@vl": {"one_minus": "weight@safety"},
            "density@vl": 0.7, "density@safety": {"choices": [0.5, 0.9]}}
@@ -35,7 +35,7 @@ def space(study: Path) -> dict:
         "seed": 0,
         "models": {"vl": str(st["vl"] / "model"), "safety": str(st["vl_sft"] / "model"), "base": str(st["vl_s1"] / "model")},
         "tokenizer": "vl",
-        "eval": {"kind": "world", "data": str(st["data"])},
+        "eval": {"kind": "world", "data": str(st["data"]), "limit": limit},
         "methods": {
             "linear": {"models": ["vl", "safety"], "params": {"weight@safety": W, "weight@vl": {"one_minus": "weight@safety"}}},
             "ties": {"base": "base", "models": ["vl", "safety"], "params": gta},
@@ -49,6 +49,7 @@ def main() -> None:
     ap.add_argument("--study", type=Path, required=True)
     ap.add_argument("--trials", type=int, default=None, help="default: 40%% of the grid")
     ap.add_argument("--proxy-frac", type=float, default=0.25)
+    ap.add_argument("--limit", type=int, default=48, help="items per suite taken as the full suite (0: every item)")
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "_work" / "search_vs_grid")
     args = ap.parse_args()
 
@@ -59,7 +60,7 @@ def main() -> None:
     from safeadapt.repair.search.pareto import front_indices, hypervolume
 
     set_threads(1)
-    sp = load_space(space(args.study))
+    sp = load_space(space(args.study, args.limit or None))
     grid = sp.grid()
     trials = args.trials or int(0.4 * len(grid))
     shutil.rmtree(args.work, ignore_errors=True)
@@ -96,7 +97,7 @@ def main() -> None:
     cost = res["cost"]
     s_items = cost["proxy"]["items"] + cost["full"]["items"]
     out = {
-        "grid_points": len(grid), "search_trials": trials, "proxy_frac": args.proxy_frac,
+        "grid_points": len(grid), "search_trials": trials, "proxy_frac": args.proxy_frac, "limit_per_suite": args.limit,
         "wall_s": {"search": t_search, "grid": t_grid, "ratio": t_search / t_grid},
         "model_evaluations": {"search_proxy": cost["proxy"]["model_evaluations"], "search_full": cost["full"]["model_evaluations"],
                               "grid_full": len(grid)},

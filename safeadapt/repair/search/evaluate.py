@@ -89,6 +89,7 @@ class ModelEvaluator:
 
     def prepare(self) -> None:
         from safeadapt.eval.runner import resolve_judge, validate_suites
+        from safeadapt.eval.suites.base import limit_items
 
         spec = self.spec
         suites = validate_suites(spec.suites)
@@ -101,7 +102,7 @@ class ModelEvaluator:
                 f = data / "eval" / f"{s}.jsonl"
                 if not f.is_file():
                     raise SafeAdaptError(f"eval.data: {f} not found (expected the world.data stage's output)")
-                self.full[s] = load_eval(data, s)
+                self.full[s] = limit_items(load_eval(data, s), spec.limit)
             self.judge = resolve_judge("world")
         else:
             self.full = self._suite_samples(suites)
