@@ -115,6 +115,8 @@ class _Scorer:
         return stable_hash([self.candidate(method, params), fidelity, self.frac if fidelity == "proxy" else 1.0])
 
     def __call__(self, method: str, params: dict[str, Any], fidelity: str) -> tuple[dict[str, Any], bool]:
+        if self.frac >= 1:
+            fidelity = "full"  # the proxy is the full suite: one evaluation serves both
         k = self.key(method, params, fidelity)
         rec = self.cache.get(k)
         if rec is not None:
