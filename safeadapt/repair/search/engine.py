@@ -85,8 +85,9 @@ def _complete(study: Any) -> list[Any]:
 def _write_trials(study: Any, out: Path) -> None:
     rows = []
     for t in study.get_trials(deepcopy=False):
-        ua = t.user_attrs
-        rows.append({"number": t.number, "state": t.state.name, "method": ua.get("method"), "params": ua.get("params"),
+        ua = {**t.user_attrs, **t.user_attrs.get("result", {})}
+        rows.append({"number": t.number, "state": t.state.name, "method": ua.get("method", t.params.get("method")),
+                     "params": ua.get("params", {k: v for k, v in t.params.items() if k != "method"}),
                      "objectives": dict(zip(OBJECTIVES, t.values)) if t.values else None,
                      "metrics": ua.get("metrics"), "items": ua.get("items"), "evaluated": ua.get("evaluated"),
                      "seconds": ua.get("seconds"), "retry_of": ua.get("retry_of"), "key": ua.get("key")})
@@ -172,9 +173,6 @@ def search(space: Any, out: str | os.PathLike, *, trials: int | None = None, pro
         while len(_complete(study)) < n_trials:
             trial = study.ask()
             method, params = sp.suggest(trial)
-            key = score.candidate(method, params)
-            for k, v in (("method", method), ("params", params), ("key", key)):
-                trial.set_user_attr(k, v)
             try:
                 rec, ran = score(method, params, "proxy")
             except Exception:  # a bad point or a broken model: recorded as failed, not retried on resume
@@ -184,8 +182,10 @@ def search(space: Any, out: str | os.PathLike, *, trials: int | None = None, pro
                 _write_trials(study, outp)
                 raise
             o = rec["objectives"]
-            for k, v in (("metrics", rec["metrics"]), ("items", rec["items"]), ("evaluated", ran), ("seconds", rec["seconds"] if ran else 0.0)):
-                trial.set_user_attr(k, v)
+            # one attribute, one SQLite commit (each commit is an fsync)
+            trial.set_user_attr("result", {"method": method, "params": params, "key": score.candidate(method, params),
+                                           "metrics": rec["metrics"], "items": rec["items"], "evaluated": ran,
+                                           "seconds": rec["seconds"] if ran else 0.0})
             study.tell(trial, [o[k] for k in OBJECTIVES])
             _write_trials(study, outp)
             done = len(_complete(study))

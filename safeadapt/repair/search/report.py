@@ -24,7 +24,7 @@ ASR_DOC = {"mean": "mean of the measured ASR components (each attack surface wei
 def _unique(trials: list[Any]) -> list[Any]:
     seen: dict[str, Any] = {}
     for t in trials:
-        seen.setdefault(t.user_attrs["key"], t)
+        seen.setdefault(t.user_attrs["result"]["key"], t)
     return list(seen.values())
 
 
@@ -55,23 +55,24 @@ def finish(sp: Space, out: Path, study: Any, score: Any, frac: float, n_trials: 
     full = []
     for n, i in enumerate(chosen, 1):
         t = uniq[i]
-        rec, ran = score(t.user_attrs["method"], t.user_attrs["params"], "full")
+        r = t.user_attrs["result"]
+        rec, ran = score(r["method"], r["params"], "full")
         full.append(rec)
-        con.print(f"full evaluation {n}/{len(chosen)}: {t.user_attrs['method']}" + ("" if ran else " (cached)"))
+        con.print(f"full evaluation {n}/{len(chosen)}: {r['method']}" + ("" if ran else " (cached)"))
     fvals = [[r["objectives"][k] for k in OBJECTIVES] for r in full]
     full_front = set(front_indices(fvals, DIRS))
     rho = {k: spearman([vals[i][j] for i in chosen], [fv[j] for fv in fvals]) for j, k in enumerate(OBJECTIVES)}
     points = []
     for pos, i in enumerate(chosen[: len(front)]):
         t = uniq[i]
-        m, p = t.user_attrs["method"], t.user_attrs["params"]
+        m, p = t.user_attrs["result"]["method"], t.user_attrs["result"]["params"]
         points.append({
             "trial": t.number, "method": m, "params": p,
             "objectives": dict(zip(OBJECTIVES, vals[i])),
             "objectives_full": {k: full[pos]["objectives"][k] for k in OBJECTIVES},
             "asr_components": full[pos]["objectives"]["asr_components"],
             "metrics": full[pos]["metrics"], "on_full_front": pos in full_front,
-            "rebuild": _rebuild(sp, out, m, p, t.user_attrs["key"]),
+            "rebuild": _rebuild(sp, out, m, p, t.user_attrs["result"]["key"]),
         })
     points.sort(key=lambda x: (x["objectives_full"]["asr"], x["objectives_full"]["over_refusal"], -x["objectives_full"]["helpfulness"]))
     atomic_write_json(out / "pareto.json", points)
