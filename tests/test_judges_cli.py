@@ -90,7 +90,7 @@ def test_judge_cli_errors(tmp_path):
     assert "unknown judge 'magic'" in _err(["judge", str(src), "--out", out, "--judge", "magic"])
     assert "needs an LLM" in _err(["judge", str(src), "--out", out, "--judge", "rubric"])
     (tmp_path / "bad.jsonl").write_text('{"prompt": "a", "completion": "b"}\n{"prompt": "a"}\n')
-    assert "row 1: missing column 'completion'" in _err(["judge", str(tmp_path / "bad.jsonl"), "--out", out])
+    assert "bad.jsonl:2: missing column 'completion'" in _err(["judge", str(tmp_path / "bad.jsonl"), "--out", out])
     (tmp_path / "x.txt").write_text("hello")
     assert "unsupported file type" in _err(["judge", str(tmp_path / "x.txt"), "--out", out])
     assert "only apply to LLM judges" in _err(["judge", str(src), "--out", out, "--judge-model", "/nowhere"])
