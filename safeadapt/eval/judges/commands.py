@@ -116,7 +116,7 @@ def register(app: typer.Typer) -> None:
         guard_native: bool = typer.Option(False, "--guard-native", help="guard: send the raw conversation (for Llama Guard checkpoints' own chat template)"),
         batch_size: int = typer.Option(16, "--batch-size", min=1, help="items per judge call / checkpoint"),
         max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="LLM judges: output budget"),
-        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads for a local judge model"),
+        threads: str = typer.Option("auto", "--threads", help="torch CPU threads for a local judge model: a number, or auto = the cores not already busy"),
         overwrite: bool = typer.Option(False, "--overwrite", help="replace OUT (and discard a partial checkpoint)"),
         calibrate: Optional[Path] = typer.Option(None, "--calibrate", help="refusal: refit its weights on this labelled file first (same prompt/response columns, label column --label-col)"),
         label_col: str = typer.Option("label", "--label-col", help="--calibrate: label column (refusal/compliance, 1/0 or XSTest final_label; falls back to final_label)"),
@@ -141,7 +141,10 @@ def register(app: typer.Typer) -> None:
         pc, rc = detect_columns([r for _, r in located], prompt_col or None, response_col or None, source=str(file))
         extract_items([r for _, r in located], None if prompt_col == "" else pc, rc, source=str(file),
                       wheres=[w for w, _ in located])
-        backend = build_backend(judge_model, judge_endpoint, judge_api_key_env, threads, batch_size) if (
+        from safeadapt.core.runtime import resolve_threads
+
+        backend = build_backend(judge_model, judge_endpoint, judge_api_key_env,
+                                resolve_threads(threads) if judge_model and not judge_endpoint else None, batch_size) if (
             judge in LLM_JUDGES or (judge == "ensemble" and any(m.strip() in LLM_JUDGES for m in (members or "").split(",")))
         ) else None
         if backend is None and (judge_model or judge_endpoint):
