@@ -4,8 +4,9 @@ size 16, generation timed in a fresh process per setting. Settings: --threads 1,
 default on 2 cores: what `eval` did before), 2 with OMP_WAIT_POLICY=PASSIVE, and `auto` (the new
 default: free cores, core/runtime.auto_threads). A busy loop this script starts (and stops) loads
 one core throughout; settings run interleaved, `--repeats` passes, medians and ratios to 1 thread.
+A run longer than --cap seconds is stopped and reported as a lower bound (">=").
 
-    .venv/bin/python bench/eval_threads.py [--repeats 2] [--prompts 20] [--new-tokens 32] [--no-busy]
+    .venv/bin/python bench/eval_threads.py [--repeats 2] [--prompts 20] [--new-tokens 32] [--cap 600] [--no-busy]
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = {  # name -> (threads argument, extra environment)
     "threads=1": ("1", {}),
-    "threads=2 (torch default, old)": ("2", {}),
-    "threads=2 OMP passive": ("2", {"OMP_WAIT_POLICY": "PASSIVE"}),
     "auto (new default)": ("auto", {}),
+    "threads=2 OMP passive": ("2", {"OMP_WAIT_POLICY": "PASSIVE"}),
+    "threads=2 (torch default, old)": ("2", {}),
 }
 
 CHILD = r"""
@@ -45,11 +46,15 @@ print(json.dumps({{"seconds": time.perf_counter() - t0, "torch_threads": th}}))
 """
 
 
-def run_one(threads: str, env_extra: dict[str, str], prompts: int, new_tokens: int) -> dict:
+def run_one(threads: str, env_extra: dict[str, str], prompts: int, new_tokens: int, cap: float) -> dict:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "SAFEADAPT_NO_PROGRESS": "1", "PYTHONPATH": str(ROOT), **env_extra}
     env.pop("OMP_NUM_THREADS", None)
     code = CHILD.format(tests=str(ROOT / "tests"), threads=threads, new_tokens=new_tokens, prompts=prompts)
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=1800)
+    t0 = time.perf_counter()
+    try:
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=cap)
+    except subprocess.TimeoutExpired:  # a lower bound: the run took longer than the whole child's cap
+        return {"seconds": time.perf_counter() - t0, "torch_threads": threads, "capped": True}
     if r.returncode != 0:
         raise SystemExit(f"child failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -60,6 +65,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--prompts", type=int, default=20)
     ap.add_argument("--new-tokens", type=int, default=32)
+    ap.add_argument("--cap", type=float, default=600.0, help="stop a run after this many seconds (recorded as a lower bound)")
     ap.add_argument("--no-busy", action="store_true", help="do not start the busy loop (quiet-machine comparison)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "_work" / "eval_threads.json"))
     a = ap.parse_args()
@@ -70,7 +76,7 @@ def main() -> None:
             time.sleep(2.0)
         for rep in range(a.repeats):
             for name, (th, env) in SETTINGS.items():
-                r = run_one(th, env, a.prompts, a.new_tokens)
+                r = run_one(th, env, a.prompts, a.new_tokens, a.cap)
                 runs[name].append(r)
                 print(json.dumps({"repeat": rep, "setting": name, **{k: round(v, 2) if isinstance(v, float) else v for k, v in r.items()}}), flush=True)
     finally:
@@ -80,12 +86,14 @@ def main() -> None:
     med = {k: sorted(x["seconds"] for x in v)[len(v) // 2] for k, v in runs.items()}
     base = med["threads=1"]
     rows = [{"setting": k, "median_s": round(v, 2), "ratio_to_1_thread": round(v / base, 2),
+             "capped": any(x.get("capped") for x in runs[k]),
              "torch_threads": [x["torch_threads"] for x in runs[k]], "all_s": [round(x["seconds"], 2) for x in runs[k]]}
             for k, v in med.items()]
     print(f"\n{a.prompts} prompts x {a.new_tokens} tokens, SmolLM2-135M, batch 16, busy loop on one core: {not a.no_busy}, "
           f"cpus {os.cpu_count()}, load {os.getloadavg()[0]:.1f}")
     for r in rows:
-        print(f"  {r['setting']:<32} {r['median_s']:7.2f} s  x{r['ratio_to_1_thread']:.2f} vs 1 thread  "
+        ge = ">=" if r["capped"] else "  "
+        print(f"  {r['setting']:<32} {ge}{r['median_s']:7.2f} s  {ge}x{r['ratio_to_1_thread']:.2f} vs 1 thread  "
               f"(threads {r['torch_threads']}, runs {r['all_s']})")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps({"busy_loop": not a.no_busy, "rows": rows}, indent=2) + "\n")

@@ -30,6 +30,33 @@ def _parse_datasets(specs: list[str]) -> dict[str, list[Any]]:
     return out
 
 
+def _note(block: dict[str, Any]) -> str:
+    """The table's note: the other outcomes beside a judged rate, text/visual helpfulness, and
+    how many samples of the suite's label the dataset had."""
+    parts = []
+
+    def rate(key: str, label: str) -> None:
+        r = block.get(key) or {}
+        if r.get("n"):
+            parts.append(f"{label} {r['value']:.2f} ({r['k']}/{r['n']})")
+
+    if block["metric"] == "asr":
+        rate("refusal_rate", "refusal")
+    elif block["metric"] == "refusal_rate":
+        rate("compliance_rate", "compliance")
+    if block["metric"] in ("asr", "refusal_rate"):
+        rate("no_answer_rate", "no answer")
+        u = block.get("unparsed") or {}
+        parts.append(f"unparsed {u.get('k', 0)}" + (" (not in n)" if u.get("k") else ""))
+    rate("accuracy_text", "text")
+    rate("accuracy_visual", "visual")
+    smp = block.get("samples") or {}
+    ds = smp.get("dataset") or {}
+    if smp and len(ds) > 1:
+        parts.append(f"{smp['used']} {smp['wanted']} of {sum(ds.values())} samples used")
+    return "; ".join(parts)
+
+
 def _p(*lines: str) -> str:
     return " ".join(lines)
 
@@ -113,6 +140,7 @@ def register(app: typer.Typer) -> None:
             if v["value"] is None:
                 table.add_row(name, m, "-", "-", "0/0", block.get("skipped") or "")
             else:
-                table.add_row(name, m, f"{v['value']:.3f}", f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}]", f"{v['k']}/{v['n']}", "")
+                table.add_row(name, m, f"{v['value']:.3f}", f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}]", f"{v['k']}/{v['n']}",
+                              _note(block))
         Console().print(table)
         typer.echo(f"wrote {Path(out) / 'results.json'} and {Path(out) / 'generations.jsonl'}")
