@@ -20,12 +20,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SETTINGS = {  # name -> (threads argument, extra environment)
+SETTINGS = {  # name -> (threads argument, extra environment); --settings picks by the short key
     "threads=1": ("1", {}),
-    "auto (new default)": ("auto", {}),
+    "auto (free cores)": ("auto", {}),
     "threads=2 OMP passive": ("2", {"OMP_WAIT_POLICY": "PASSIVE"}),
     "threads=2 (torch default, old)": ("2", {}),
 }
+KEYS = {"1": "threads=1", "auto": "auto (free cores)", "2-passive": "threads=2 OMP passive", "2": "threads=2 (torch default, old)"}
 
 CHILD = r"""
 import json, sys, time
@@ -66,16 +67,18 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=20)
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--cap", type=float, default=600.0, help="stop a run after this many seconds (recorded as a lower bound)")
+    ap.add_argument("--settings", default="1,auto,2-passive,2", help=f"comma-separated keys of {sorted(KEYS)}")
     ap.add_argument("--no-busy", action="store_true", help="do not start the busy loop (quiet-machine comparison)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "_work" / "eval_threads.json"))
     a = ap.parse_args()
     busy = None if a.no_busy else subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    runs: dict[str, list[dict]] = {k: [] for k in SETTINGS}
+    chosen = {KEYS[k.strip()]: SETTINGS[KEYS[k.strip()]] for k in a.settings.split(",")}
+    runs: dict[str, list[dict]] = {k: [] for k in chosen}
     try:
         if busy is not None:
             time.sleep(2.0)
         for rep in range(a.repeats):
-            for name, (th, env) in SETTINGS.items():
+            for name, (th, env) in chosen.items():
                 r = run_one(th, env, a.prompts, a.new_tokens, a.cap)
                 runs[name].append(r)
                 print(json.dumps({"repeat": rep, "setting": name, **{k: round(v, 2) if isinstance(v, float) else v for k, v in r.items()}}), flush=True)
