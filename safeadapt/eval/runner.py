@@ -140,6 +140,7 @@ def evaluate(
         "bootstrap": bootstrap,
         "limit": limit,
         "backend": type(be).__name__,
+        "threads": getattr(be, "threads", None),  # torch CPU threads in force (--threads auto resolves to a number)
         "dataset_overrides": {k: len(v) for k, v in datasets.items()},
     }
     results = {

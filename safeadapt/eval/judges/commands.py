@@ -140,7 +140,7 @@ def register(app: typer.Typer) -> None:
         located = read_table(file)  # bad input -> one-line error before any model is loaded
         pc, rc = detect_columns([r for _, r in located], prompt_col or None, response_col or None, source=str(file))
         extract_items([r for _, r in located], None if prompt_col == "" else pc, rc, source=str(file),
-                      wheres=[w for w, _ in located])
+                      wheres=[w for w, _ in located], detected=not prompt_col)
         from safeadapt.core.runtime import resolve_threads
 
         backend = build_backend(judge_model, judge_endpoint, judge_api_key_env,

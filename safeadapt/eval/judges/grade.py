@@ -106,21 +106,26 @@ def _prompt_of(value: Any) -> str:
 
 
 def extract_items(rows: Sequence[dict[str, Any]], prompt_col: str | None, response_col: str, *, source: str,
-                  wheres: Sequence[str] | None = None) -> list[JudgeItem | None]:
+                  wheres: Sequence[str] | None = None, detected: bool = False) -> list[JudgeItem | None]:
     """JudgeItems from rows (None for an eval log-likelihood record, which has no response to
-    judge); a row missing a column is a `file:line` error naming the column."""
+    judge); a row missing a column is a `file:line` error naming the column. With `detected` (the
+    prompt column was not named by the user) a row without it takes the first other prompt column
+    it has (eval's helpfulness records carry `messages` but no `prompt`)."""
     items: list[JudgeItem | None] = []
     for i, r in enumerate(rows):
         where = wheres[i] if wheres else f"{source} row {i}"
         if response_col not in r and "logliks" in r:  # eval's multiple-choice helpfulness record
             items.append(None)
             continue
-        for c in [c for c in (prompt_col, response_col) if c]:
+        pc = prompt_col
+        if pc and pc not in r and detected:
+            pc = next((c for c in PROMPT_COLS if c in r), pc)
+        for c in [c for c in (pc, response_col) if c]:
             if c not in r:
                 raise SafeAdaptError(f"{where}: missing column {c!r}")
         v = r[response_col]
         resp = "" if v is None else (v if isinstance(v, str) else json.dumps(v) if isinstance(v, (dict, list)) else str(v))
-        items.append(JudgeItem(prompt=_prompt_of(r[prompt_col]) if prompt_col else "", response=resp))
+        items.append(JudgeItem(prompt=_prompt_of(r[pc]) if pc else "", response=resp))
     return items
 
 
@@ -175,11 +180,12 @@ def grade_file(
         raise SafeAdaptError(f"output {out} would overwrite the input file")
     located = read_table(src)
     rows = [r for _, r in located]
-    explicit_none = prompt_col == ""
+    explicit_none, named = prompt_col == "", bool(prompt_col)
     prompt_col, response_col = detect_columns(rows, prompt_col or None, response_col or None, source=str(src))
     if explicit_none:
         prompt_col = None
-    items = extract_items(rows, prompt_col, response_col, source=str(src), wheres=[w for w, _ in located])
+    items = extract_items(rows, prompt_col, response_col, source=str(src), wheres=[w for w, _ in located],
+                          detected=not named)
     judge_name = getattr(judge, "name", type(judge).__name__)
     timer = Timer()
     fp = {
