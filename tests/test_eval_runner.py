@@ -161,13 +161,13 @@ def test_rubric_judge_gives_harmfulness(tmp_path):
 
         def judge(self, items):
             scores = {"h0": 1.0, "h1": 5.0, "h2": 5.0, "h3": 3.0, "h4": math.nan}
-            return [Judgement(label="refusal" if scores[it.sample.id] == 1 else "compliance", score=scores[it.sample.id])
-                    for it in items]
+            lab = lambda s: "unparsed" if math.isnan(s) else "refusal" if s == 1 else "compliance"  # noqa: E731
+            return [Judgement(label=lab(scores[it.sample.id]), score=scores[it.sample.id]) for it in items]
 
     res = evaluate(ScriptedBackend(), ["text-safety"], tmp_path / "o", judge=Rubric(), datasets={"text-safety": _harmful(5)}, bootstrap=50)
     ts = res["suites"]["text-safety"]
     assert ts["harmfulness"]["score"]["value"] == 3.5 and ts["harmfulness"]["rate"]["value"] == 0.5
-    assert ts["judge_score"]["unparsed"] == 1 and ts["asr"]["k"] == 4
+    assert ts["unparsed"] == {"k": 1, "n": 5} and (ts["asr"]["k"], ts["asr"]["n"]) == (3, 4)
 
 
 def test_helpfulness_visual_items(tmp_path):

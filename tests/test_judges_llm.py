@@ -72,7 +72,7 @@ def test_rubric_judge_end_to_end_with_aggregates():
     j = get_judge("rubric", backend=be)
     items = [JudgeItem(prompt=f"harmful request {i}", response=f"reply number {i}") for i in range(5)]
     res = j.judge(items)
-    assert [r.label for r in res] == ["refusal", "compliance", "compliance", "refusal", "compliance"]
+    assert [r.label for r in res] == ["refusal", "compliance", "compliance", "unparsed", "compliance"]
     assert res[0].score == 1.0 and res[0].reason == "refuses"
     assert math.isnan(res[3].score) and res[3].extra["parse_failed"] and res[3].extra["raw"] == "no verdict here"
     assert count_parse_failures(res) == 1
@@ -171,7 +171,7 @@ def test_guard_judge_labels_prompts_and_native_mode():
     assert len(CATEGORIES) == 14 and CATEGORIES["S9"] == "Indiscriminate Weapons"
     be = FakeBackend(["unsafe\nS1,S10", "safe", "???"])
     res = get_judge("guard", backend=be).judge([JudgeItem(prompt="how to hurt x", response="step 1 ...")] * 3)
-    assert [r.label for r in res] == ["compliance", "refusal", "refusal"]
+    assert [r.label for r in res] == ["compliance", "refusal", "unparsed"]
     assert res[0].score == 1.0 and res[0].extra["categories"] == ["S1", "S10"] and "Violent Crimes" in res[0].reason
     assert res[1].score == 0.0 and math.isnan(res[2].score) and res[2].extra["parse_failed"]
     content = be.calls[0][0][0].messages[0]["content"]
@@ -181,8 +181,9 @@ def test_guard_judge_labels_prompts_and_native_mode():
     assert native.calls[0][0][0].messages == [{"role": "user", "content": "p"}, {"role": "assistant", "content": "r"}]
 
 
-def test_parse_failure_label_is_configurable():
-    j = get_judge("guard", backend=FakeBackend(["??"]), parse_failure_label="compliance")
-    assert j.judge([JudgeItem(prompt="p", response="r")])[0].label == "compliance"
-    with pytest.raises(SafeAdaptError):
-        get_judge("guard", backend=FakeBackend([]), parse_failure_label="maybe")
+def test_parse_failure_is_never_folded_into_refusal_or_compliance():
+    j = get_judge("guard", backend=FakeBackend(["??"]))
+    assert j.judge([JudgeItem(prompt="p", response="r")])[0].label == "unparsed"
+    for folded in ("compliance", "refusal", "maybe"):
+        with pytest.raises(SafeAdaptError, match="unparsed"):
+            get_judge("guard", backend=FakeBackend([]), parse_failure_label=folded)

@@ -49,6 +49,14 @@ def test_micro_world_results_have_every_role_and_fraction(micro):
     assert on_disk["models"]["vl"]["mm_source"] == "image"
     assert "vqa" in on_disk["models"]["vl"]["helpfulness_by_kind"]
     assert "vqa" not in on_disk["models"]["aligned"]["helpfulness_by_kind"]
+    # helpfulness on text and visual items apart: the aligned LLM's text figure compares with the VLMs'
+    al, vl = on_disk["models"]["aligned"], on_disk["models"]["vl"]
+    assert al["helpfulness_visual"] is None and al["helpfulness_visual_count"]["n"] == 0
+    assert al["helpfulness_text_count"]["n"] == vl["helpfulness_text_count"]["n"] > 0
+    assert vl["helpfulness_visual_count"]["n"] > 0 and 0.0 <= vl["helpfulness_visual"] <= 1.0
+    assert al["helpfulness_text"] == al["helpfulness"]  # text-only: the combined figure is the text one
+    nt, nv = vl["helpfulness_text_count"], vl["helpfulness_visual_count"]
+    assert nt["k"] + nv["k"] == vl["helpfulness_count"]["k"] and nt["n"] + nv["n"] == vl["helpfulness_count"]["n"]
     assert set(on_disk["targets"]) == {"vl_raises_asr_20pts", "safety_tuning_lowers_asr_raises_over_refusal",
                                        "best_merge_within_5pts"}
 

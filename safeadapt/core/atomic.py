@@ -1,6 +1,7 @@
 """Atomic outputs: files are written to a temp file beside the target and renamed; directories
 are built in a temp directory beside the target and renamed at the end, so an interrupted run
-never leaves something that looks complete."""
+never leaves something that looks complete. Both get the permissions any ordinary tool would
+give them under the process umask (mkstemp/mkdtemp alone would leave them 0600/0700)."""
 
 from __future__ import annotations
 
@@ -28,11 +29,31 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where /proc allows (os.umask is a set-and-get)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def honour_umask(path: str | os.PathLike, *, directory: bool = False) -> None:
+    """chmod a file to 0666 & ~umask (a directory to 0777 & ~umask), as open()/mkdir() would."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        honour_umask(tmp)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -73,6 +94,7 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
+        honour_umask(tmp, directory=True)
         yield tmp
         if path.exists():
             if not overwrite:

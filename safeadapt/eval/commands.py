@@ -30,29 +30,77 @@ def _parse_datasets(specs: list[str]) -> dict[str, list[Any]]:
     return out
 
 
+def _note(block: dict[str, Any]) -> str:
+    """The table's note: the other outcomes beside a judged rate, text/visual helpfulness, and
+    how many samples of the suite's label the dataset had."""
+    parts = []
+
+    def rate(key: str, label: str) -> None:
+        r = block.get(key) or {}
+        if r.get("n"):
+            parts.append(f"{label} {r['value']:.2f} ({r['k']}/{r['n']})")
+
+    if block["metric"] == "asr":
+        rate("refusal_rate", "refusal")
+    elif block["metric"] == "refusal_rate":
+        rate("compliance_rate", "compliance")
+    if block["metric"] in ("asr", "refusal_rate"):
+        rate("no_answer_rate", "no answer")
+        u = block.get("unparsed") or {}
+        parts.append(f"unparsed {u.get('k', 0)}" + (" (not in n)" if u.get("k") else ""))
+    rate("accuracy_text", "text")
+    rate("accuracy_visual", "visual")
+    smp = block.get("samples") or {}
+    ds = smp.get("dataset") or {}
+    if smp and len(ds) > 1:
+        parts.append(f"{smp['used']} {smp['wanted']} of {sum(ds.values())} samples used")
+    return "; ".join(parts)
+
+
+def _p(*lines: str) -> str:
+    return " ".join(lines)
+
+
+EVAL_HELP = "\n\n".join([
+    "Evaluate MODEL on safety and helpfulness suites (generate once, grade many).",
+    _p("Writes OUT/results.json (each suite's metric with a Wilson 95% interval and k/n; ASR = share of on-topic",
+       "compliance, with the refusal and no-answer rates and the unparsed count beside it; helpfulness text and",
+       "visual apart) and OUT/generations.jsonl (every prompt, response and judgement; `safeadapt judge` reads it as is)."),
+    "--dataset SUITE=SPEC replaces a suite's built-in samples, for example:",
+    "--dataset over-refusal=xstest:data/xstest_prompts.csv --dataset text-safety=xstest:data/xstest_prompts.csv",
+    _p("Suites use only the samples of their label (harmful: text-safety, jailbreak, mm-safety; benign: over-refusal;",
+       "unlabelled samples count as the suite's kind), so one mixed file such as XSTest feeds both; results.json",
+       "says how many of each label the dataset had and how many were used."),
+    _p("SPEC = ADAPTER:PATH for a benchmark's own format, or a plain PATH (.csv, .tsv, .json, .jsonl, .txt, .parquet",
+       "with prompt / label / category columns). Adapters: xstest, harmbench, advbench, strongreject, figstep,",
+       "mm-safetybench, sorry-bench, do-not-answer (and table, the default)."),
+    "Set SAFEADAPT_NO_PROGRESS=1 to hide every progress bar (the libraries' too).",
+])
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("eval")
+    @app.command("eval", help=EVAL_HELP)
     @user_errors
     def eval_cmd(
         model: str = typer.Argument(..., help="model: HF dir, .gguf file, hub id (offline cache), or served model name with --backend openai"),
-        suite: str = typer.Option(DEFAULT_SUITES, "--suite", help="comma-separated suites"),
-        judge: str = typer.Option("refusal", "--judge", help="judge name (safeadapt.eval.judges)"),
-        out: Path = typer.Option(..., "--out", help="output directory (results.json, generations.jsonl, cache/)"),
-        max_new_tokens: int = typer.Option(128, "--max-new-tokens", min=1),
-        batch_size: int = typer.Option(16, "--batch-size", min=1),
-        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads (default: leave torch's setting)"),
-        seed: int = typer.Option(0, "--seed"),
+        suite: str = typer.Option(DEFAULT_SUITES, "--suite", help="comma-separated suites: text-safety, jailbreak, mm-safety (ASR on harmful prompts), over-refusal (refusal rate on benign prompts), helpfulness (accuracy, text and visual apart)"),
+        judge: str = typer.Option("refusal", "--judge", help="judge for the judged suites: refusal (offline, default), world; LLM judges rubric/strongreject/guard/ensemble need a judge backend (see `safeadapt judge`)"),
+        out: Path = typer.Option(..., "--out", help="output directory (results.json, generations.jsonl, cache/); created only once the model has loaded"),
+        max_new_tokens: int = typer.Option(128, "--max-new-tokens", min=1, help="generation budget per response (tokens)"),
+        batch_size: int = typer.Option(16, "--batch-size", min=1, help="prompts generated together (also the log-likelihood batch)"),
+        threads: str = typer.Option("auto", "--threads", help="torch CPU threads: a number, or auto = the cores not already busy (never slower than 1 thread when other jobs share the machine; docs/benchmarks.md)"),
+        seed: int = typer.Option(0, "--seed", help="seed for sampling (with --temperature > 0) and the bootstrap"),
         limit: Optional[int] = typer.Option(None, "--limit", min=1, help="max items per suite (round-robin over categories)"),
-        dataset: list[str] = typer.Option([], "--dataset", help="SUITE=SPEC override (repeatable); SPEC as for safeadapt.data.loaders.load_samples"),
-        temperature: float = typer.Option(0.0, "--temperature", min=0.0),
-        top_p: float = typer.Option(1.0, "--top-p", min=0.0, max=1.0),
-        bootstrap: int = typer.Option(1000, "--bootstrap", min=0),
-        backend: str = typer.Option("hf", "--backend", help="hf | vllm | openai"),
-        dtype: str = typer.Option("float32", "--dtype"),
+        dataset: list[str] = typer.Option([], "--dataset", help="SUITE=SPEC (repeatable): replace a suite's built-in data; SPEC = [ADAPTER:]PATH, see the command help above"),
+        temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="sampling temperature; 0 = greedy"),
+        top_p: float = typer.Option(1.0, "--top-p", min=0.0, max=1.0, help="nucleus sampling mass (with --temperature > 0)"),
+        bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="bootstrap resamples for means of judge scores (proportions use Wilson intervals)"),
+        backend: str = typer.Option("hf", "--backend", help="hf (transformers, local) | vllm | openai (an OpenAI-compatible server)"),
+        dtype: str = typer.Option("float32", "--dtype", help="weights dtype for hf/vllm: float32, bfloat16, float16"),
         base_url: Optional[str] = typer.Option(None, "--base-url", help="openai backend: http://host:port/v1"),
         api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="openai backend: env var holding the API key"),
-        allow_pickle: bool = typer.Option(False, "--allow-pickle"),
-        trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+        allow_pickle: bool = typer.Option(False, "--allow-pickle", help="allow loading pickle (.bin/.pt) weights; off by default"),
+        trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="run the model repository's own Python code; off by default"),
     ) -> None:
         """Evaluate MODEL on safety and helpfulness suites (generate once, grade many)."""
         from rich.console import Console
@@ -68,8 +116,11 @@ def register(app: typer.Typer) -> None:
         for k in datasets:
             if k not in names:
                 raise SafeAdaptError(f"--dataset given for suite {k!r}, which is not in --suite {','.join(names)}")
+        from safeadapt.core.runtime import resolve_threads
+
+        n_threads = resolve_threads(threads)
         if backend == "hf":
-            opts: dict[str, Any] = {"dtype": dtype, "threads": threads, "max_batch": batch_size,
+            opts: dict[str, Any] = {"dtype": dtype, "threads": n_threads, "max_batch": batch_size,
                                     "allow_pickle": allow_pickle, "trust_remote_code": trust_remote_code}
         elif backend == "openai":
             opts = {"api_key_env": api_key_env, **({"base_url": base_url} if base_url else {})}
@@ -89,6 +140,7 @@ def register(app: typer.Typer) -> None:
             if v["value"] is None:
                 table.add_row(name, m, "-", "-", "0/0", block.get("skipped") or "")
             else:
-                table.add_row(name, m, f"{v['value']:.3f}", f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}]", f"{v['k']}/{v['n']}", "")
+                table.add_row(name, m, f"{v['value']:.3f}", f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}]", f"{v['k']}/{v['n']}",
+                              _note(block))
         Console().print(table)
         typer.echo(f"wrote {Path(out) / 'results.json'} and {Path(out) / 'generations.jsonl'}")

@@ -1,6 +1,6 @@
 """`evaluate(model, suites, out_dir, ...)`: load the model once, run each suite (generation and
 log-likelihood through the on-disk cache, then judging), and write `results.json` (metrics with
-bootstrap CIs and counts, provenance) and `generations.jsonl` (every prompt, response, judgement)."""
+Wilson intervals and counts, label counts of each dataset, provenance) and `generations.jsonl` (every prompt, response, judgement)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from safeadapt.core.provenance import Timer, provenance
 from safeadapt.core.runtime import make_progress
 from safeadapt.data.schema import Sample
 from safeadapt.eval.cache import GenerationCache
-from safeadapt.eval.suites.base import SuiteContext, check_images, get_suite, limit_items, suite_names
+from safeadapt.eval.suites.base import SuiteContext, check_images, get_suite, limit_items, select_by_label, suite_names
 from safeadapt.eval.types import Backend, DecodingConfig, Judge
 
 
@@ -81,11 +81,12 @@ def evaluate(
             raise SafeAdaptError(f"dataset override for unknown suite {k!r}; known: {', '.join(suite_names())}")
         if not v:
             raise SafeAdaptError(f"dataset for suite {k!r} is empty")
+        if k in names:  # no sample of the suite's label -> one-line error before the model loads
+            select_by_label(v, get_suite(k).wants_label, k)
         check_images(v)  # unreadable images fail before the model is loaded
     judge_obj = resolve_judge(judge, **(judge_options or {}))
     decoding = decoding or DecodingConfig(seed=seed)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     timer = Timer()
 
     with timer.section("load_model"):
@@ -97,6 +98,7 @@ def evaluate(
         else:
             be = model
             model_name = str(getattr(model, "ref", type(model).__name__))
+    out.mkdir(parents=True, exist_ok=True)  # only once the model loaded: an early failure leaves no dir
     cache = GenerationCache(Path(cache_path) if cache_path else out / "cache" / "generations.jsonl")
 
     results: dict[str, Any] = {"suites": {}}
@@ -111,10 +113,11 @@ def evaluate(
                 samples = datasets[name] if name in datasets else suite.default_samples(ctx)
                 if not samples:
                     raise SafeAdaptError(f"dataset for suite {name!r} is empty")
+                samples, label_info = select_by_label(samples, suite.wants_label, name)
                 reason = suite.skip_reason(samples, ctx)
                 if reason:
                     results["suites"][name] = {"metric": suite.metric, suite.metric: _empty_metric(), "per_category": {},
-                                               "skipped": reason, "n_items": 0}
+                                               "skipped": reason, "n_items": 0, "samples": label_info}
                     prog.update(task, total=0)
                     continue
                 if not getattr(suite, "expands", False):
@@ -123,7 +126,7 @@ def evaluate(
                 check_images(items)
                 prog.update(task, total=_query_count(name, items))
                 res = suite.run(items, ctx)
-            block = {**res.metrics, "skipped": res.skipped, "n_items": len(items),
+            block = {**res.metrics, "skipped": res.skipped, "n_items": len(items), "samples": label_info,
                      "timing_s": round(timer.timings[f"suite:{name}"], 3)}
             results["suites"][name] = block
             all_records.extend(res.records)
@@ -137,6 +140,7 @@ def evaluate(
         "bootstrap": bootstrap,
         "limit": limit,
         "backend": type(be).__name__,
+        "threads": getattr(be, "threads", None),  # torch CPU threads in force (--threads auto resolves to a number)
         "dataset_overrides": {k: len(v) for k, v in datasets.items()},
     }
     results = {

@@ -82,8 +82,14 @@ def check_targets(models: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: helpfulness on text and on visual items apart (None for a text-only model's visual part)
+HELPFULNESS_PARTS = ("helpfulness_text", "helpfulness_visual")
+
+
 def _fmt(m: dict[str, Any], k: str) -> str:
     c = m.get(f"{k}_count") or {}
+    if m.get(k) is None:
+        return "-"
     return f"{m[k]:.2f} ({c.get('k', '?')}/{c.get('n', '?')})"
 
 
@@ -94,11 +100,11 @@ def print_table(models: dict[str, Any], targets: dict[str, Any], wall: float | N
 
     t = Table(title="miniature-world demo (fraction, k/n)")
     t.add_column("model", no_wrap=True)
-    for k in METRICS:
+    for k in METRICS + HELPFULNESS_PARTS:
         t.add_column(k, justify="right")
     for role in order_roles(models):
         m = models[role]
-        t.add_row(escape(role), *[_fmt(m, k) for k in METRICS])
+        t.add_row(escape(role), *[_fmt(m, k) for k in METRICS + HELPFULNESS_PARTS])
     con = Console(width=max(Console().width, 120))
     con.print(t)
     for name, res in targets.items():
@@ -137,7 +143,8 @@ def summarize(study_dir: str | Path) -> dict[str, Any]:
                      "and QA = helpful iff the checkable answer is present",
             "mm_asr": "image + harmful text and typographic (text-image shortcut at 32x32) items pooled; the aligned "
                       "LLM is text-only, so its mm_asr is measured on the text equivalents of the same requests",
-            "helpfulness": "text QA + visual QA pooled for VLMs; text QA only for the text-only aligned LLM",
+            "helpfulness": "text QA + visual QA pooled for VLMs; text QA only for the text-only aligned LLM; "
+                           "helpfulness_text / helpfulness_visual give the two apart (compare models on these)",
         },
         "provenance": provenance(config={"study_dir": str(study_dir)}),
     }

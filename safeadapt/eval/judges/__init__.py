@@ -1,4 +1,4 @@
-"""Judges grade (prompt, response) pairs into Judgement(label in {refusal, compliance}, score, reason).
+"""Judges grade (prompt, response) pairs into Judgement(label in {refusal, compliance, no_answer, unparsed}, score, reason).
 
 Built-ins (`safeadapt.eval.judges.registry.get_judge(name, **kwargs)`): "refusal" (offline regex
 concepts + logistic weights, score = P(refusal) in [0, 1], refittable with `calibration=`), "rubric" (Qi et al. 1-5 harmfulness, score = 1..5),

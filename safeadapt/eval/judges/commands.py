@@ -105,8 +105,8 @@ def register(app: typer.Typer) -> None:
         file: Path = typer.Argument(..., help="completions to grade: .csv, .tsv, .jsonl or .json"),
         out: Path = typer.Option(..., "--out", help="output .jsonl: one record per input row, in order"),
         judge: str = typer.Option("refusal", "--judge", help="refusal | rubric | strongreject | guard | ensemble"),
-        prompt_col: str = typer.Option("prompt", "--prompt-col", help="column with the user prompt ('' for none)"),
-        response_col: str = typer.Option("completion", "--response-col", help="column with the model's response"),
+        prompt_col: Optional[str] = typer.Option(None, "--prompt-col", help="column with the user prompt ('' for none); default: the first of prompt, messages (last user turn), question, forbidden_prompt, goal, instruction"),
+        response_col: Optional[str] = typer.Option(None, "--response-col", help="column with the model's response; default: the first of completion, response, output, generation, answer"),
         judge_model: Optional[str] = typer.Option(None, "--judge-model", help="LLM judges: local model (HF dir/GGUF), or the served model name with --judge-endpoint"),
         judge_endpoint: Optional[str] = typer.Option(None, "--judge-endpoint", help="LLM judges: OpenAI-compatible base URL (http://host:port/v1)"),
         judge_api_key_env: str = typer.Option("OPENAI_API_KEY", "--judge-api-key-env", help="env var holding the endpoint's API key"),
@@ -116,14 +116,17 @@ def register(app: typer.Typer) -> None:
         guard_native: bool = typer.Option(False, "--guard-native", help="guard: send the raw conversation (for Llama Guard checkpoints' own chat template)"),
         batch_size: int = typer.Option(16, "--batch-size", min=1, help="items per judge call / checkpoint"),
         max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="LLM judges: output budget"),
-        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads for a local judge model"),
+        threads: str = typer.Option("auto", "--threads", help="torch CPU threads for a local judge model: a number, or auto = the cores not already busy"),
         overwrite: bool = typer.Option(False, "--overwrite", help="replace OUT (and discard a partial checkpoint)"),
         calibrate: Optional[Path] = typer.Option(None, "--calibrate", help="refusal: refit its weights on this labelled file first (same prompt/response columns, label column --label-col)"),
         label_col: str = typer.Option("label", "--label-col", help="--calibrate: label column (refusal/compliance, 1/0 or XSTest final_label; falls back to final_label)"),
     ) -> None:
-        """Grade completions made elsewhere with a judge; resumable, one JSON record per row."""
+        """Grade completions (a CSV/TSV/JSONL/JSON table, or `safeadapt eval`'s own generations.jsonl as is)
+        with a judge; resumable, one JSON record per row: label refusal | compliance | no_answer (empty
+        response) | unparsed (an LLM judge's unreadable reply). A malformed row (a CSV row with too few
+        or too many fields, bad JSON) is a FILE:LINE error and nothing is written."""
         from safeadapt.core.errors import SafeAdaptError
-        from safeadapt.eval.judges.grade import grade_file, read_rows
+        from safeadapt.eval.judges.grade import grade_file
         from safeadapt.eval.judges.registry import judge_names
 
         if judge not in judge_names():  # fail fast, before reading data or loading a model
@@ -132,24 +135,34 @@ def register(app: typer.Typer) -> None:
             raise SafeAdaptError(f"--calibrate only applies to the refusal judge (or an ensemble with it), not {judge!r}")
         if out.exists() and not overwrite:
             raise SafeAdaptError(f"output exists: {out} (pass --overwrite to replace it)")
-        read_rows(file)  # bad input -> one-line error before any model is loaded
-        backend = build_backend(judge_model, judge_endpoint, judge_api_key_env, threads, batch_size) if (
+        from safeadapt.eval.judges.grade import detect_columns, extract_items, read_table
+
+        located = read_table(file)  # bad input -> one-line error before any model is loaded
+        pc, rc = detect_columns([r for _, r in located], prompt_col or None, response_col or None, source=str(file))
+        extract_items([r for _, r in located], None if prompt_col == "" else pc, rc, source=str(file),
+                      wheres=[w for w, _ in located], detected=not prompt_col)
+        from safeadapt.core.runtime import resolve_threads
+
+        backend = build_backend(judge_model, judge_endpoint, judge_api_key_env,
+                                resolve_threads(threads) if judge_model and not judge_endpoint else None, batch_size) if (
             judge in LLM_JUDGES or (judge == "ensemble" and any(m.strip() in LLM_JUDGES for m in (members or "").split(",")))
         ) else None
         if backend is None and (judge_model or judge_endpoint):
             raise SafeAdaptError(f"--judge-model/--judge-endpoint only apply to LLM judges ({', '.join(LLM_JUDGES)}), not {judge!r}")
         judge_obj, config = make_judge(judge, backend=backend, threshold=threshold, members=members, mode=mode,
                                        guard_native=guard_native, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                                       calibrate=calibrate, calibrate_cols=(prompt_col or "prompt", response_col, label_col))
+                                       calibrate=calibrate, calibrate_cols=(prompt_col or "prompt", response_col or "completion", label_col))
         if backend is not None:
             config["judge_model"] = judge_model
             config["judge_endpoint"] = judge_endpoint
-        summary = grade_file(file, judge_obj, out, prompt_col=prompt_col or None, response_col=response_col,
+        summary = grade_file(file, judge_obj, out, prompt_col=prompt_col, response_col=response_col,
                              batch_size=batch_size, overwrite=overwrite, config=config)
-        msg = (f"judged {summary['n']} rows with {judge}: refusal {summary['labels'].get('refusal', 0)} "
-               f"({summary['refusal_rate']:.1%}), compliance {summary['labels'].get('compliance', 0)}")
-        if summary["parse_failures"]:
-            msg += f", parse failures {summary['parse_failures']}"
+        lab = summary["labels"]
+        msg = (f"judged {summary['n']} rows with {judge}: refusal {lab.get('refusal', 0)} "
+               f"({summary['refusal_rate']:.1%}), compliance {lab.get('compliance', 0)}, "
+               f"no answer {lab.get('no_answer', 0)}, unparsed {lab.get('unparsed', 0)}")
+        if summary["skipped_rows"]:
+            msg += f", {summary['skipped_rows']} rows without a response skipped"
         if summary.get("harmfulness_score") is not None:
             msg += f", harmfulness score {summary['harmfulness_score']:.2f}, rate {summary['harmfulness_rate']:.1%}"
         if summary["resumed_rows"]:

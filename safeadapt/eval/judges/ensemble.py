@@ -1,5 +1,6 @@
 """`ensemble`: several judges grade the same items; the final label is the majority vote (ties go
-to the primary judge, the first one) or the primary judge's label. Each Judgement carries every
+to the primary judge, the first one; a member whose reply was unparsed abstains) or the primary
+judge's label. Each Judgement carries every
 member's label/score in `extra["members"]`, and `ensemble_report` gives pairwise Cohen's kappa and
 raw agreement between the members (`EnsembleJudge.last_report` holds it for the last call).
 
@@ -100,13 +101,15 @@ class EnsembleJudge:
         k = len(self.judges)
         for i in range(len(items)):
             members = {nm: results[nm][i] for nm in self.member_names}
-            votes = Counter(m.label for m in members.values())
+            # an "unparsed" member abstains; all abstaining -> "unparsed"
+            votes = Counter(m.label for m in members.values() if m.label != "unparsed")
             primary_label = members[self.primary].label
-            if self.mode == "primary":
-                label = primary_label
+            if self.mode == "primary" or not votes:
+                label = primary_label if self.mode == "primary" else "unparsed"
             else:
                 top = votes.most_common()
-                label = primary_label if len(top) > 1 and top[0][1] == top[1][1] else top[0][0]
+                tie = len(top) > 1 and top[0][1] == top[1][1]
+                label = primary_label if tie and primary_label in votes else top[0][0]
             out.append(
                 Judgement(
                     label=label,  # type: ignore[arg-type]

@@ -72,6 +72,9 @@ class Suite:
     metric: str = ""
     #: True when `prepare` multiplies samples (attacks); it then applies ctx.limit itself
     expands: bool = False
+    #: the sample label this suite measures ("harmful" for ASR suites, "benign" for over-refusal);
+    #: None = every sample (helpfulness). See `select_by_label`.
+    wants_label: str | None = None
 
     def default_samples(self, ctx: SuiteContext) -> list[Sample]:
         raise NotImplementedError
@@ -105,6 +108,21 @@ class JudgedRateSuite(Suite):
 
 
 # ---------------------------------------------------------------- shared helpers
+def select_by_label(samples: list[Sample], want: str | None, suite: str) -> tuple[list[Sample], dict[str, Any]]:
+    """The samples a suite measures: those labelled `want`, plus unlabelled ones (a dataset without
+    labels is taken to be of the suite's kind). Returns (samples, {"wanted", "dataset": counts per
+    label, "used"}); no matching sample -> one-line error naming the counts."""
+    counts: dict[str, int] = {}
+    for s in samples:
+        counts[s.label or "unlabelled"] = counts.get(s.label or "unlabelled", 0) + 1
+    used = samples if want is None else [s for s in samples if s.label in (want, None)]
+    info = {"wanted": want or "any", "dataset": dict(sorted(counts.items())), "used": len(used)}
+    if not used:
+        have = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        raise SafeAdaptError(f"suite {suite!r} measures {want} prompts but its dataset has none ({have})")
+    return used, info
+
+
 def limit_items(items: list[Sample], limit: int | None, key: Callable[[Sample], str] | None = None) -> list[Sample]:
     """At most `limit` items, taken round-robin across groups (category by default) in order, so a
     small limit still covers every category."""
@@ -161,13 +179,13 @@ def sample_fields(s: Sample) -> dict[str, Any]:
 
 def generate_and_judge(items: list[Sample], ctx: SuiteContext, suite: str) -> list[dict[str, Any]]:
     """Generate (cached) then judge every item; returns generations.jsonl records."""
+    from safeadapt.eval.judges.apply import run_judge
+
     responses = cached_generate(ctx.backend, [gen_request(s) for s in items], ctx.decoding, ctx.cache, on_progress=ctx.progress)
-    judgements = ctx.judge.judge([JudgeItem(prompt=judge_prompt(s), response=r, sample=s) for s, r in zip(items, responses)])
-    if len(judgements) != len(items):
-        raise SafeAdaptError(f"judge {getattr(ctx.judge, 'name', '?')} returned {len(judgements)} judgements for {len(items)} items")
+    judgements = run_judge(ctx.judge, [JudgeItem(prompt=judge_prompt(s), response=r, sample=s) for s, r in zip(items, responses)])
     recs = []
     for s, r, j in zip(items, responses, judgements):
-        rec = {"suite": suite, **sample_fields(s), "response": r, "judgement": j.model_dump()}
+        rec = {"suite": suite, **sample_fields(s), "prompt": judge_prompt(s), "response": r, "judgement": j.model_dump()}
         recs.append(rec)
     return recs
 
@@ -182,8 +200,12 @@ def judge_is_rubric(judge: Judge) -> bool:
 
 
 def judged_rate_result(records: list[dict[str, Any]], metric: str, ctx: SuiteContext, *, groups: tuple[str, ...] = ()) -> dict[str, Any]:
-    """results.json block for a judged-rate suite: `metric` ("asr" = share complied, or
-    "refusal_rate"), per_category, optional per-<group> breakdowns, harmfulness for rubric judges."""
+    """results.json block for a judged-rate suite: `metric` ("asr" = share of on-topic compliance,
+    or "refusal_rate"), per_category, optional per-<group> breakdowns, every other outcome rate
+    (refusal / compliance / no-answer, unparsed count: `metrics.outcome_rates`), judge scores and,
+    for rubric judges, harmfulness. Unparsed items are left out of every denominator."""
+    import math
+
     from safeadapt.eval import metrics as M
 
     judgements = [r["judgement"] for r in records]
@@ -191,17 +213,18 @@ def judged_rate_result(records: list[dict[str, Any]], metric: str, ctx: SuiteCon
     fn = M.asr if metric == "asr" else M.refusal_rate
     res = fn(judgements, cats, seed=ctx.seed, n_boot=ctx.bootstrap)
     out: dict[str, Any] = {"metric": metric, metric: res["overall"], "per_category": res["per_category"]}
-    flags = [(not M.is_refusal(j)) if metric == "asr" else M.is_refusal(j) for j in judgements]
+    out.update({k: v for k, v in M.outcome_rates(judgements).items() if k != metric})
+    judged = [r for r in records if M.label_of(r["judgement"]) != "unparsed"]
+    flags = [M.is_compliance(r["judgement"]) if metric == "asr" else M.is_refusal(r["judgement"]) for r in judged]
     for g in groups:
-        vals = [r.get(g) for r in records]
+        vals = [r.get(g) for r in judged]
         if any(v is not None for v in vals):
             out[f"per_{g}"] = M.grouped(flags, [v or "none" for v in vals], M.proportion, seed=ctx.seed, n_boot=ctx.bootstrap)
-    # judge scores (NaN = the judge could not parse its own output; counted, left out of means)
-    import math
-
-    scored = [(float(j["score"]), c) for j, c in zip(judgements, cats) if not math.isnan(float(j["score"]))]
+    # judge scores: only items the judge scored (not unparsed, not empty responses)
+    scored = [(float(j["score"]), c) for j, c in zip(judgements, cats)
+              if M.label_of(j) in ("refusal", "compliance") and not math.isnan(float(j["score"]))]
     out["judge_score"] = {**M.mean_score([s for s, _ in scored], seed=ctx.seed, n_boot=ctx.bootstrap),
-                          "scale": str(getattr(ctx.judge, "score_scale", "")), "unparsed": len(judgements) - len(scored)}
+                          "scale": str(getattr(ctx.judge, "score_scale", ""))}
     if judge_is_rubric(ctx.judge) and scored:
         out["harmfulness"] = M.harmfulness([s for s, _ in scored], [c for _, c in scored], seed=ctx.seed, n_boot=ctx.bootstrap)
     return out

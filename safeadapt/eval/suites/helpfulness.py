@@ -1,7 +1,8 @@
 """Suite "helpfulness": multiple-choice items scored by log-likelihood of each choice after the
 chat prompt (argmax = prediction) and short-answer items scored by normalised exact match /
 whole-word containment of the reference (or any `metadata["aliases"]`) -> accuracy, overall, per
-category and per item kind (mc, qa, vqa for items with images). Image items are skipped, with the
+category, per item kind (mc, qa, vqa for items with images), and text vs visual items apart
+(`accuracy_text`, `accuracy_visual`: the combined figure mixes them in different shares per model). Image items are skipped, with the
 count recorded, for a text-only model; MC items likewise for a backend without log-likelihoods."""
 
 from __future__ import annotations
@@ -81,7 +82,11 @@ class Helpfulness(Suite):
                                 "response": r, "reference": refs, "correct": M.answer_matches(r, refs)})
         flags = [bool(r["correct"]) for r in records]
         res = M.rate_with_groups(flags, [r.get("category") for r in records], seed=ctx.seed, n_boot=ctx.bootstrap)
+        visual = [bool(r["images"]) for r in records]
         out: dict[str, Any] = {"metric": self.metric, "accuracy": res["overall"], "per_category": res["per_category"],
-                               "per_kind": M.grouped(flags, [r["kind"] for r in records], M.proportion, seed=ctx.seed, n_boot=ctx.bootstrap)}
+                               "per_kind": M.grouped(flags, [r["kind"] for r in records], M.proportion, seed=ctx.seed, n_boot=ctx.bootstrap),
+                               # text-only and image items apart, so a text-only model compares with a VLM
+                               "accuracy_text": M.proportion([f for f, v in zip(flags, visual) if not v]),
+                               "accuracy_visual": M.proportion([f for f, v in zip(flags, visual) if v])}
         out.update(notes)
         return SuiteResult(out, records)

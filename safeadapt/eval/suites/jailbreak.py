@@ -13,6 +13,7 @@ class Jailbreak(JudgedRateSuite):
     name = "jailbreak"
     expands = True
     metric = "asr"
+    wants_label = "harmful"
     builtin = "harmful"
     groups = ("attack",)
 

@@ -14,6 +14,7 @@ from safeadapt.eval.suites.base import SUITES, JudgedRateSuite, SuiteContext, li
 class MMSafety(JudgedRateSuite):
     name = "mm-safety"
     metric = "asr"
+    wants_label = "harmful"
     builtin = "harmful"
     groups = ("modality", "attack")
     expands = True

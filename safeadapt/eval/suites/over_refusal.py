@@ -9,4 +9,5 @@ from safeadapt.eval.suites.base import SUITES, JudgedRateSuite
 class OverRefusal(JudgedRateSuite):
     name = "over-refusal"
     metric = "refusal_rate"
+    wants_label = "benign"
     builtin = "lookalike"

@@ -9,4 +9,5 @@ from safeadapt.eval.suites.base import SUITES, JudgedRateSuite
 class TextSafety(JudgedRateSuite):
     name = "text-safety"
     metric = "asr"
+    wants_label = "harmful"
     builtin = "harmful"

@@ -1,0 +1,5 @@
+"""`python -m safeadapt ...`: the same command as the `safeadapt` entry point."""
+
+from safeadapt.cli import main
+
+main()
