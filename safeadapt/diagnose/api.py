@@ -41,7 +41,7 @@ def run_activations(refs: Sequence[str | os.PathLike], out: Path, *, harmful: st
 
 
 def _read_json(path: Path, name: str) -> dict[str, Any]:
-    f = path / name if path.is_dir() else path
+    f = path if path.suffix == ".json" else path / name
     if not f.is_file():
         raise SafeAdaptError(f"{f}: not found (run `safeadapt diagnose {name.split('.')[0]}` first)")
     try:
