@@ -75,6 +75,11 @@ def test_opposite_task_vectors_cosine_minus_one(base, tmp_path):
     assert cross and all(r["pair"] == "al->sft" for r in cross)
     assert all(r["cos_tv"] == pytest.approx(-1.0, abs=1e-4) for r in cross)
     assert all(r["sign_agree_tv"] < 0.01 for r in cross)
+    # row-block streaming (blocks of 7 elements' worth of rows) gives the same numbers
+    small = diagnose_weights([base, b, c], ["al", "vl", "sft"], block_elems=7)
+    for r, q in zip(res["per_layer"], small["per_layer"]):
+        assert (r["pair"], r["layer"], r["module"]) == (q["pair"], q["layer"], q["module"])
+        assert q["rel_change"] == pytest.approx(r["rel_change"], rel=1e-6) and q["sign_agree"] == r["sign_agree"]
     # the same task vector again: +1
     c2 = variant(b, tmp_path / "c2", lambda sd: [sd.__setitem__(k, sd[k] + deltas[k]) for k in list(sd)])
     res2 = diagnose_weights([base, b, c2])

@@ -16,11 +16,14 @@ from safeadapt.diagnose import geometry as geo
 
 
 def load_prompts(spec: str, *, what: str, limit: int | None = None) -> list[Any]:
-    """Samples from `builtin:NAME[:SPLIT]` (built-in suites, test split by default) or any spec
+    """Samples from `builtin:NAME[:SPLIT]` (built-in suites, test split by default), `samples:FILE`
+    (JSONL of safeadapt `Sample` records, metadata kept for the judge) or any spec
     `safeadapt.data.loaders.load_samples` reads; images are checked readable up front."""
     from safeadapt.eval.backends.common import load_image
 
-    if spec.startswith("builtin:"):
+    if spec.startswith("samples:"):
+        samples = _sample_records(Path(spec[len("samples:"):]))
+    elif spec.startswith("builtin:"):
         from safeadapt.data.builtin import load_builtin
 
         name, _, split = spec[len("builtin:"):].partition(":")
@@ -39,6 +42,28 @@ def load_prompts(spec: str, *, what: str, limit: int | None = None) -> list[Any]
     return samples
 
 
+def _sample_records(path: Path) -> list[Any]:
+    import json
+
+    from pydantic import ValidationError
+
+    from safeadapt.data.schema import Sample
+
+    if not path.is_file():
+        raise SafeAdaptError(f"{path}: no such file")
+    out = []
+    for i, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            row["images"] = [str(p if Path(p).is_absolute() else path.parent / p) for p in row.get("images", [])]
+            out.append(Sample.model_validate(row))
+        except (json.JSONDecodeError, ValidationError, AttributeError, TypeError) as e:
+            raise SafeAdaptError(f"{path}:{i}: not a sample record ({type(e).__name__})") from None
+    return out
+
+
 def hidden_states(backend: Any, samples: Sequence[Any], batch_size: int) -> Any:
     """Last-prompt-token hidden states [n, L + 1, H] (float32) from one batched forward pass with
     `output_hidden_states` (left padding, so position -1 is every prompt's last token)."""
@@ -53,6 +78,17 @@ def hidden_states(backend: Any, samples: Sequence[Any], batch_size: int) -> Any:
             out.append(torch.stack([h[:, -1, :].float() for h in res.hidden_states], dim=1))
             del res
     return torch.cat(out)
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of k/n (never zero width for n > 0)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    den = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / den
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / den
+    return (max(0.0, mid - half), min(1.0, mid + half))
 
 
 def causal_check(backend: Any, harmful: Sequence[Any], direction: Any, *, judge: str, max_new_tokens: int,
@@ -74,7 +110,8 @@ def causal_check(backend: Any, harmful: Sequence[Any], direction: Any, *, judge:
     for name, outs in (("before", before), ("after", after)):
         js = j.judge([JudgeItem(prompt=s.user_text(), response=o, sample=s) for s, o in zip(harmful, outs)])
         m = asr(js, cats, seed=seed)["overall"]
-        res[name] = {k: m[k] for k in ("value", "ci_low", "ci_high", "k", "n")}
+        lo, hi = wilson(m["k"], m["n"])
+        res[name] = {"value": m["value"], "ci_low": lo, "ci_high": hi, "ci": "wilson 95%", "k": m["k"], "n": m["n"]}
     return {"judge": judge, "n": len(harmful), "asr_before": res["before"], "asr_after": res["after"],
             "raised": res["after"]["value"] > res["before"]["value"],
             "examples": [{"prompt": s.user_text(), "before": b, "after": a} for s, b, a in list(zip(harmful, before, after))[:3]]}

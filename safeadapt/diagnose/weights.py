@@ -102,12 +102,14 @@ def _embedding_like(key: str) -> bool:
 
 
 def diagnose_weights(refs: Sequence[str | os.PathLike], labels: Sequence[str] | None = None, *, spectra: bool = False,
-                     spectra_k: int = 8, spectra_budget_s: float = 120.0, allow_pickle: bool = False) -> dict[str, Any]:
-    """Stream 2 or 3 checkpoints and return the diagnosis dict written as weights.json (see module doc)."""
+                     spectra_k: int = 8, spectra_budget_s: float = 120.0, allow_pickle: bool = False,
+                     block_elems: int = 1 << 22) -> dict[str, Any]:
+    """Stream 2 or 3 checkpoints and return the diagnosis dict written as weights.json (see module
+    doc); large tensors are read in row blocks of about `block_elems` elements per model."""
     import torch
 
     from safeadapt.core.runtime import track
-    from safeadapt.io.align import iter_aligned
+    from safeadapt.io.align import iter_aligned_blocks
 
     refs = [str(r) for r in refs]
     if len(refs) not in (2, 3):
@@ -122,42 +124,59 @@ def diagnose_weights(refs: Sequence[str | os.PathLike], labels: Sequence[str] | 
     groups: dict[tuple[str, int | None, str], _Sums] = defaultdict(_Sums)
     per_tensor: list[dict[str, Any]] = []
     spec_recs: list[dict[str, Any]] = []
-    spec_time, spec_skipped, skipped_nonfloat, shared_rows = 0.0, 0, [], []
+    spec_time, spec_skipped, skipped_nonfloat = 0.0, 0, []
     t0 = time.perf_counter()
-    stream = iter_aligned(refs, parts=parts, strict=True, allow_pickle=allow_pickle, shared_rows=_embedding_like)
-    for key, ts in track(stream, "diagnosing weights"):
+    stream = iter_aligned_blocks(refs, parts=parts, strict=True, allow_pickle=allow_pickle, shared_rows=_embedding_like,
+                                 block_elems=block_elems)
+    sums: dict[Any, _Sums] = {}
+    bufs: dict[Any, list[Any]] = {}
+    for key, r0, r1, n, ts in track(stream, "diagnosing weights"):
+        if r0 == 0:
+            sums = {p: _Sums() for p in pairs}
+            bufs = {p: [] for p in pairs[:2]}
+            want_spec = spectra and ts[0].dim() == 2 and min(n, ts[0].shape[1]) > 1
         if not all(t.dtype.is_floating_point for t in ts):
-            skipped_nonfloat.append(key)
+            if r1 == n:
+                skipped_nonfloat.append(key)
             continue
-        layer, module = module_of(key)
         f = [t.float() for t in ts]
         del ts
-        rec: dict[str, Any] = {"tensor": key, "layer": layer, "module": module, "shape": list(f[0].shape)}
         for p in pairs:
             st = pair_stats(f[p[0]], f[p[1]])
-            g = groups[(pname[p], layer, module)]
-            g.sq_a += st["sq_a"]; g.sq_d += st["sq_d"]; g.same_sign += st["same_sign"]; g.n += st["n"]  # noqa: E702
-            rec[pname[p]] = _ratios(st["sq_a"], st["sq_d"], st["same_sign"], st["n"])
+            for k, v in st.items():
+                setattr(sums[p], k, getattr(sums[p], k) + v)
         if len(f) == 3:
             t1, t2 = f[1] - f[0], f[2] - f[1]
-            cs = cross_stats(t1, t2)
-            g = groups[(pname[(0, 2)], layer, module)]
-            for k, v in cs.items():
-                setattr(g, k, getattr(g, k) + v)
-            rec["cos_tv"] = _cos(cs["dot_tv"], cs["sq_t1"], cs["sq_t2"])
+            for k, v in cross_stats(t1, t2).items():
+                setattr(sums[(0, 2)], k, getattr(sums[(0, 2)], k) + v)
             del t1, t2
-        if spectra and f[0].dim() == 2 and min(f[0].shape) > 1:
+        if want_spec:
+            for p in pairs[:2]:
+                bufs[p].append(f[p[1]] - f[p[0]])
+        del f
+        if r1 < n:
+            continue
+        layer, module = module_of(key)
+        rec: dict[str, Any] = {"tensor": key, "layer": layer, "module": module, "rows": n}
+        for p, sm in sums.items():
+            g = groups[(pname[p], layer, module)]
+            for k in ("sq_a", "sq_d", "same_sign", "n", "dot_tv", "sq_t1", "sq_t2", "agree_tv", "both_tv"):
+                setattr(g, k, getattr(g, k) + getattr(sm, k))
+            rec[pname[p]] = _ratios(sm.sq_a, sm.sq_d, sm.same_sign, sm.n)
+        if len(refs) == 3:
+            rec["cos_tv"] = _cos(sums[(0, 2)].dot_tv, sums[(0, 2)].sq_t1, sums[(0, 2)].sq_t2)
+        if want_spec:
             for p in pairs[:2]:
                 if spec_time > spectra_budget_s:
                     spec_skipped += 1
                     continue
                 s0 = time.perf_counter()
-                sp = spectrum(f[p[1]] - f[p[0]], spectra_k)
+                sp = spectrum(torch.cat(bufs[p]), spectra_k)
                 dt = time.perf_counter() - s0
                 spec_time += dt
                 spec_recs.append({"pair": pname[p], "tensor": key, "layer": layer, "module": module, **sp, "seconds": dt})
+        bufs = {}
         per_tensor.append(rec)
-        del f
     if not per_tensor:
         raise SafeAdaptError(f"no tensors in common between {', '.join(refs)}")
     per_layer = []
