@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from safeadapt.core.errors import SafeAdaptError
-from safeadapt.study.context import StageContext, find_model
+from safeadapt.study.context import StageContext
 from safeadapt.study.stages import STAGE_KINDS
 from safeadapt.study.stages._common import resolve_ref
 
