@@ -72,7 +72,7 @@ def bench_weights(args: argparse.Namespace, work: Path) -> dict:
     diffs = [abs(t["A->B"]["rel_change"] - naive[t["tensor"]]["rel_change"]) for t in ours["per_tensor"] if t["tensor"] in naive]
     spectra = json.loads((work / "diag-ws" / "weights.json").read_text())["spectra"]
     return {
-        "dtype": args.dtype, "params": sum(1 for _ in ours["per_tensor"]),
+        "dtype": args.dtype, "tensors": len(ours["per_tensor"]),
         "safeadapt": {"wall_s": best["safeadapt"].wall_s, "peak_rss_mb": rss["safeadapt"]},
         "naive": {"wall_s": best["naive"].wall_s, "peak_rss_mb": rss["naive"]},
         "wall_ratio": best["safeadapt"].wall_s / best["naive"].wall_s,
