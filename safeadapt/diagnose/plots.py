@@ -81,7 +81,10 @@ def lines(series: dict[str, Sequence[tuple[int, float | None]]], path: Path, *, 
         ax.plot(xs, ys, marker="o", markersize=3, label=name)
     if span is not None:
         ax.axvspan(span[0] - 0.4, span[1] + 0.4, alpha=0.15, color="tab:red", label="safety layers")
-    ax.set_xlabel("layer")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("layer (hidden-state index)")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
