@@ -195,3 +195,24 @@ def test_bad_inputs(base, tmp_path):
     _clean_fail(*run("weights", base, "--out", out)[:2], out, "2 or 3 models")
     _clean_fail(*run("weights", base, tmp_path / "nope", "--out", out)[:2], out, "does not exist")
     _clean_fail(*run("recommend", tmp_path / "nope", "--out", out)[:2], out, "weights.json")
+
+
+def test_bf16_streamed_without_torch(tmp_path):
+    """bf16 checkpoints are read as raw bits and widened exactly; the pass never imports torch."""
+    import subprocess
+    import sys
+
+    a = build_tiny_llm(tmp_path / "a", seed=0, layers=2, dtype="bfloat16")
+    k = "model.layers.0.self_attn.v_proj.weight"
+    b = variant(a, tmp_path / "b", lambda sd: sd.__setitem__(k, (sd[k].float() * 1.5).to(torch.bfloat16)))
+    ta, tb = load_file(a / "model.safetensors")[k].float(), load_file(b / "model.safetensors")[k].float()
+    code = ("import sys, json; from safeadapt.diagnose.weights import diagnose_weights; "
+            f"r = diagnose_weights([{str(a)!r}, {str(b)!r}]); "
+            "print(json.dumps([r['per_tensor'], 'torch' in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "SAFEADAPT_NO_PROGRESS": "1"})
+    per_tensor, torch_loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert torch_loaded is False
+    rec = next(t for t in per_tensor if t["tensor"] == k)["A->B"]
+    assert rec["delta_norm"] == pytest.approx(float((tb - ta).norm()), rel=1e-6)
+    assert rec["rel_change"] == pytest.approx(float((tb - ta).norm() / ta.norm()), rel=1e-6)

@@ -34,33 +34,35 @@ class _Sums:
 
 
 def _sign_products(x: Any, y: Any) -> tuple[float, float]:
-    """(#elements where both are non-zero, #those with the same sign), from sign(x) * sign(y) in
-    float (bool comparisons are several times slower on CPU)."""
-    import torch
+    """(#elements where both are non-zero, #those with the same sign), from sign(x) * sign(y)."""
+    import numpy as np
 
-    s = torch.sign(x).mul_(torch.sign(y))
-    both, total = float(torch.count_nonzero(s)), float(s.sum())
-    return both, (both + total) / 2
+    s = np.sign(x)
+    s *= np.sign(y)
+    both = float(np.count_nonzero(s))
+    return both, (both + float(s.sum(dtype=np.float64))) / 2
+
+
+def _sq(x: Any) -> float:
+    import numpy as np
+
+    return float(np.linalg.norm(x.reshape(-1))) ** 2
 
 
 def pair_stats(a: Any, b: Any) -> dict[str, float]:
-    """Sums for A -> B of one tensor (float32 inputs): ||A||^2, ||B - A||^2, #elements whose sign
-    does not flip (a zero on either side counts as kept)."""
-    import torch
-
+    """Sums for A -> B of one tensor (float32 numpy inputs): ||A||^2, ||B - A||^2, #elements whose
+    sign does not flip (a zero on either side counts as kept)."""
     both, same = _sign_products(a, b)
-    d = b - a
-    return {"sq_a": float(torch.linalg.vector_norm(a) ** 2), "sq_d": float(torch.linalg.vector_norm(d) ** 2),
-            "same_sign": a.numel() - (both - same), "n": a.numel()}
+    return {"sq_a": _sq(a), "sq_d": _sq(b - a), "same_sign": a.size - (both - same), "n": a.size}
 
 
 def cross_stats(t1: Any, t2: Any) -> dict[str, float]:
     """Sums for the cosine and sign agreement of two task vectors of one tensor."""
-    import torch
+    import numpy as np
 
     both, agree = _sign_products(t1, t2)
-    return {"dot_tv": float(torch.dot(t1.reshape(-1), t2.reshape(-1))), "sq_t1": float(torch.linalg.vector_norm(t1) ** 2),
-            "sq_t2": float(torch.linalg.vector_norm(t2) ** 2), "agree_tv": agree, "both_tv": both}
+    return {"dot_tv": float(np.dot(t1.reshape(-1), t2.reshape(-1))),
+            "sq_t1": _sq(t1), "sq_t2": _sq(t2), "agree_tv": agree, "both_tv": both}
 
 
 def spectrum(delta: Any, k: int, seed: int = 0) -> dict[str, Any]:
@@ -69,7 +71,7 @@ def spectrum(delta: Any, k: int, seed: int = 0) -> dict[str, Any]:
     stable rank ||D||_F^2 / s_1^2 (an effective rank that needs only s_1)."""
     import torch
 
-    d = delta.float()
+    d = torch.as_tensor(delta).float()
     fro2 = float(torch.linalg.vector_norm(d) ** 2)
     q = min(k + 4, *d.shape)
     torch.manual_seed(seed)
@@ -117,7 +119,7 @@ def diagnose_weights(refs: Sequence[str | os.PathLike], labels: Sequence[str] | 
                      block_elems: int = 1 << 22) -> dict[str, Any]:
     """Stream 2 or 3 checkpoints and return the diagnosis dict written as weights.json (see module
     doc); large tensors are read in row blocks of about `block_elems` elements per model."""
-    import torch
+    import numpy as np
 
     from safeadapt.core.runtime import track
     from safeadapt.io.align import iter_aligned_blocks
@@ -138,19 +140,19 @@ def diagnose_weights(refs: Sequence[str | os.PathLike], labels: Sequence[str] | 
     spec_time, spec_skipped, skipped_nonfloat = 0.0, 0, []
     t0 = time.perf_counter()
     stream = iter_aligned_blocks(refs, parts=parts, strict=True, allow_pickle=allow_pickle, shared_rows=_embedding_like,
-                                 block_elems=block_elems)
+                                 block_elems=block_elems, as_numpy=True)
     sums: dict[Any, _Sums] = {}
     bufs: dict[Any, list[Any]] = {}
     for key, r0, r1, n, ts in track(stream, "diagnosing weights"):
         if r0 == 0:
             sums = {p: _Sums() for p in pairs}
             bufs = {p: [] for p in pairs[:2]}
-            want_spec = spectra and ts[0].dim() == 2 and min(n, ts[0].shape[1]) > 1
-        if not all(t.dtype.is_floating_point for t in ts):
+            want_spec = spectra and ts[0].ndim == 2 and min(n, ts[0].shape[1]) > 1
+        if not all(np.issubdtype(t.dtype, np.floating) for t in ts):
             if r1 == n:
                 skipped_nonfloat.append(key)
             continue
-        f = [t.float() for t in ts]
+        f = [t.astype(np.float32, copy=False) for t in ts]
         del ts
         for p in pairs:
             st = pair_stats(f[p[0]], f[p[1]])
@@ -182,7 +184,7 @@ def diagnose_weights(refs: Sequence[str | os.PathLike], labels: Sequence[str] | 
                     spec_skipped += 1
                     continue
                 s0 = time.perf_counter()
-                sp = spectrum(torch.cat(bufs[p]), spectra_k)
+                sp = spectrum(np.concatenate(bufs[p]), spectra_k)
                 dt = time.perf_counter() - s0
                 spec_time += dt
                 spec_recs.append({"pair": pname[p], "tensor": key, "layer": layer, "module": module, **sp, "seconds": dt})

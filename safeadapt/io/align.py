@@ -67,10 +67,11 @@ def iter_aligned(refs: Sequence[str | os.PathLike], *, parts: Sequence[Part] = (
 
 def iter_aligned_blocks(refs: Sequence[str | os.PathLike], *, parts: Sequence[Part] = ("language",), strict: bool = True,
                         allow_pickle: bool = False, shared_rows: Callable[[str], bool] | None = None,
-                        block_elems: int = 1 << 22) -> Iterator[tuple[str, int, int, int, list[Any]]]:
+                        block_elems: int = 1 << 22, as_numpy: bool = False) -> Iterator[tuple[str, int, int, int, list[Any]]]:
     """As `iter_aligned`, but large tensors come in row blocks of about `block_elems` elements per
     model, read with positioned reads where the source allows: yields `(name, r0, r1, rows, [block
-    per model])`, a tensor's blocks consecutively, so memory stays near one block per model."""
+    per model])`, a tensor's blocks consecutively, so memory stays near one block per model.
+    `as_numpy`: numpy arrays (safetensors are then read without importing torch; bf16 -> float32)."""
     sources: list[TensorSource] = []
     try:
         maps = _open(refs, allow_pickle, sources)
@@ -78,15 +79,23 @@ def iter_aligned_blocks(refs: Sequence[str | os.PathLike], *, parts: Sequence[Pa
             shape = sources[0].info(maps[0][k]).shape
             n = shape[0] if rows is None and shape else (rows or 1)
             per_row = max(1, math.prod(shape[1:])) if shape else 1
-            step = max(1, block_elems // per_row)
-            if not shape or n <= step:
-                ts = [src.get(m[k]) for src, m in zip(sources, maps)]
-                yield k, 0, n, n, ts if rows is None else [t[:rows] for t in ts]
-                continue
+            step = max(1, block_elems // per_row) if shape else 1
             for r0 in range(0, n, step):
                 r1 = min(n, r0 + step)
-                yield k, r0, r1, n, [src.get_rows(m[k], r0, r1) if src.can_read_rows else src.get(m[k])[r0:r1]
-                                     for src, m in zip(sources, maps)]
+                yield k, r0, r1, n, [_block(src, m[k], r0, r1, bool(shape), as_numpy) for src, m in zip(sources, maps)]
     finally:
         for s in sources:
             s.close()
+
+
+def _block(src: TensorSource, name: str, r0: int, r1: int, has_rows: bool, as_numpy: bool) -> Any:
+    """Rows r0:r1 of one tensor (the whole tensor when it is a scalar)."""
+    if as_numpy and hasattr(src, "get_rows_numpy"):
+        return src.get_rows_numpy(name, r0, r1)
+    t = (src.get_rows(name, r0, r1) if src.can_read_rows else src.get(name)[r0:r1]) if has_rows else src.get(name)
+    if as_numpy:
+        import torch
+
+        narrow = t.dtype == torch.bfloat16 or (t.dtype.is_floating_point and t.dtype.itemsize == 1)
+        return (t.float() if narrow else t).numpy()
+    return t
