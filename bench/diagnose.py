@@ -81,6 +81,8 @@ def bench_weights(args: argparse.Namespace, work: Path) -> dict:
                     "svd_seconds": spectra["seconds"], "tensors": len(spectra["records"])},
         "max_abs_rel_change_diff": max(diffs), "tensors_compared": len(diffs),
         "all_walls": {k: [r.wall_s for r in v] for k, v in runs.items()},
+        # each repeat runs both back to back: the median of the per-repeat ratios resists load swings
+        "wall_ratio_median_per_repeat": statistics.median(o.wall_s / n.wall_s for o, n in zip(runs["safeadapt"], runs["naive"])),
     }
 
 
@@ -162,7 +164,8 @@ def main() -> int:
     if "weights" in parts:
         print("weights: safeadapt diagnose weights vs from_pretrained x2 + state-dict loop")
         res["weights"] = w = bench_weights(args, args.work_dir)
-        print(f"weights: wall {w['safeadapt']['wall_s']:.2f} s vs {w['naive']['wall_s']:.2f} s = {w['wall_ratio']:.2f}x; "
+        print(f"weights: wall {w['safeadapt']['wall_s']:.2f} s vs {w['naive']['wall_s']:.2f} s = {w['wall_ratio']:.2f}x "
+              f"(median of per-repeat ratios {w['wall_ratio_median_per_repeat']:.2f}x); "
               f"peak RSS {w['safeadapt']['peak_rss_mb']:.0f} MB vs {w['naive']['peak_rss_mb']:.0f} MB = {w['rss_ratio']:.2f}x; "
               f"max |rel_change diff| {w['max_abs_rel_change_diff']:.2e}; --spectra {w['spectra']['wall_s']:.2f} s "
               f"({w['spectra']['svd_seconds']:.2f} s in svd_lowrank over {w['spectra']['tensors']} deltas)")
