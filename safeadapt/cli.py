@@ -21,6 +21,7 @@ _STAGES = (
     "safeadapt.repair.merge.commands",  # merge
     "safeadapt.eval.commands",  # eval
     "safeadapt.eval.judges.commands",  # judge
+    "safeadapt.diagnose.commands",  # diagnose weights|activations|recommend
     "safeadapt.train.commands",  # train sft|dpo|vl-adapt|attack
     "safeadapt.study.commands",  # run, demo
     "safeadapt.repair.search.commands",  # search

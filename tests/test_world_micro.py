@@ -13,7 +13,7 @@ import pytest
 from safeadapt.world.demo import METRICS
 
 ROLES = {"aligned", "vl_stage1", "vl", "vl_sft", "vl_mtl", "vl_dpo"} | {
-    f"merge:{m}-{a}" for m, ws in (("linear", (0.5, 0.75)), ("ties", (0.9,)), ("dare", (0.75,))) for a in ws}
+    f"merge:{m}-{a}" for m, ws in (("linear", (0.5, 0.75)), ("ties", (0.9,)), ("dare", (0.75,))) for a in ws} | {"merge:guided"}
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_micro_world_results_have_every_role_and_fraction(micro):
     nt, nv = vl["helpfulness_text_count"], vl["helpfulness_visual_count"]
     assert nt["k"] + nv["k"] == vl["helpfulness_count"]["k"] and nt["n"] + nv["n"] == vl["helpfulness_count"]["n"]
     assert set(on_disk["targets"]) == {"vl_raises_asr_20pts", "safety_tuning_lowers_asr_raises_over_refusal",
-                                       "best_merge_within_5pts"}
+                                       "best_merge_within_5pts", "guided_merge_beats_uniform"}
 
 
 def test_micro_world_search_front(micro):
@@ -90,3 +90,21 @@ def test_micro_world_rerun_is_cached(micro):
     run_study_file(DEMO_STUDY, out, profile="micro", seed=0)
     study = json.loads((out / "study.json").read_text())
     assert {s["status"] for s in study["stages"]} == {"cached"}
+
+
+def test_micro_world_diagnosis_stages(micro):
+    """diagnose.weights (aligned -> vl -> vl_sft, the VLMs' language towers against the text LLM),
+    diagnose.activations (three models, ablation on the aligned LLM with the world judge),
+    diagnose.recommend and the guided merge ran and wrote their contracts."""
+    out, res = micro
+    diag = res["diagnosis"]
+    w = json.loads((Path(diag["diagnose:weights"]["dir"]) / "weights.json").read_text())
+    assert w["pairs"] == ["aligned->vl", "vl->vl_sft", "aligned->vl_sft"] and w["parts"] == ["language"]
+    assert all({"pair", "layer", "module", "rel_change"} <= set(r) for r in w["per_layer"])
+    assert any(r.get("cos_tv") is not None for r in w["per_layer"])
+    assert "heatmap_cos_tv.png" in diag["diagnose:weights"]["files"]
+    a = json.loads((Path(diag["diagnose:activations"]["dir"]) / "activations.json").read_text())
+    assert [m["label"] for m in a["models"]] == ["aligned", "vl", "vl_sft"]
+    assert a["ablation"]["judge"] == "world" and a["ablation"]["model"] == "aligned"
+    assert [c["pair"] for c in a["cross"]] == ["aligned->vl", "aligned->vl_sft"]
+    assert "recommend.yaml" in diag["diagnose:recommend"]["files"]

@@ -30,6 +30,9 @@ _ST_DTYPES: dict[str, tuple[str, int]] = {
 }
 TORCH_TO_ST = {v[0]: k for k, v in _ST_DTYPES.items()}
 MAX_HEADER = 100 * 1024 * 1024
+# torch dtype name -> numpy dtype for raw reads (bfloat16 read as its 16 bits, then widened)
+_NUMPY_DTYPES = {"float32": "<f4", "float16": "<f2", "float64": "<f8", "int64": "<i8", "int32": "<i4", "int16": "<i2",
+                 "int8": "i1", "uint8": "u1", "bool": "?", "bfloat16": "<u2"}
 
 ReadMode = Literal["read", "mmap"]
 
@@ -202,17 +205,37 @@ class SafetensorsSource(TensorSource):
         import torch
 
         out = torch.empty(shape, dtype=getattr(torch, ti.dtype))
-        nbytes = out.numel() * out.element_size()
-        if nbytes == 0:
-            return out
-        buf = memoryview(out.reshape(-1).view(torch.uint8).numpy())
+        if out.numel():
+            self._pread(ti, start, memoryview(out.reshape(-1).view(torch.uint8).numpy()))
+        return out
+
+    def _pread(self, ti: TensorInfo, start: int, buf: memoryview) -> None:
         fd = self._handle(ti.file).fileno()
-        got = 0
+        got, nbytes = 0, len(buf)
         while got < nbytes:
             n = os.preadv(fd, [buf[got:]], start + got)
             if not n:
                 raise SafeAdaptError(f"truncated safetensors file {ti.file}: tensor {ti.name} is cut short")
             got += n
+
+    def get_rows_numpy(self, name: str, r0: int, r1: int) -> Any:
+        """Rows r0:r1 as a numpy array without importing torch (float16/32/64 and integer dtypes as
+        stored, bfloat16 widened exactly to float32); other dtypes through `get_rows`."""
+        import numpy as np
+
+        ti = self.info(name)
+        code = _NUMPY_DTYPES.get(ti.dtype)
+        if self.mode != "read" or code is None or not ti.shape:
+            t = self.get_rows(name, r0, r1) if ti.shape else self.get(name)
+            return (t.float() if ti.dtype == "bfloat16" or ti.dtype.startswith("float8") else t).numpy()
+        if not 0 <= r0 <= r1 <= ti.shape[0]:
+            raise SafeAdaptError(f"rows {r0}:{r1} out of range for tensor {name} {list(ti.shape)} in {ti.file}")
+        out = np.empty((r1 - r0, *ti.shape[1:]), dtype=code)
+        row_bytes = ti.nbytes // ti.shape[0] if ti.shape[0] else 0
+        if out.size:
+            self._pread(ti, ti.start + r0 * row_bytes, memoryview(out.reshape(-1).view(np.uint8)))
+        if ti.dtype == "bfloat16":
+            out = (out.astype(np.uint32) << 16).view(np.float32)
         return out
 
     def close(self) -> None:
