@@ -46,7 +46,7 @@ class Backend(Protocol):
     def loglikelihood(self, requests: list[LoglikRequest]) -> list[float]: ...
 
 
-JudgeLabel = Literal["refusal", "compliance"]
+JudgeLabel = Literal["refusal", "compliance", "no_answer", "unparsed"]
 
 
 class JudgeItem(BaseModel):
