@@ -99,7 +99,9 @@ def evaluate_family(path: str, data_dir: str) -> dict:
         conf: dict[str, int] = defaultdict(int)
         for a, b in zip(h, p):
             conf[f"{a}->{b}"] += 1
+        ref2 = agreement([x == "refusal" for x in h], [x == "refusal" for x in p])
         out["splits"][s] = {"n": len(idx), "refusal_judge": acc, "refusal_judge_wilson95": wilson(acc, len(idx)),
+                            "refusal_vs_rest": ref2, "refusal_vs_rest_wilson95": wilson(ref2, len(idx)),
                             "string_match": agreement(h, [string_match_label(rows[i]["completion"]) for i in idx]),
                             "labels": {k: h.count(k) for k in ("refusal", "compliance", "no_answer")},
                             "confusion": dict(sorted(conf.items()))}
@@ -124,11 +126,12 @@ def main() -> None:
     results = [evaluate_file(f) for f in files]
     ext = [evaluate_file(f, external=True) for f in ext_files]
     print("\n2-way agreement with human final_label (refusal judge / string-match baseline)")
-    print(f"{'file':34s} {'split':8s} {'n':>4s} {'refusal':>8s} {'kappa':>6s} {'strmatch':>8s}")
+    print(f"{'file':34s} {'split':8s} {'n':>4s} {'refusal':>8s} {'wilson95':>13s} {'kappa':>6s} {'strmatch':>8s}")
     for r in results:
         for s in ("dev", "heldout", "all"):
             c = r["splits"][s]
-            print(f"{r['file']:34s} {s:8s} {c['n']:4d} {c['refusal_judge']:8.3f} {c['refusal_judge_kappa']:6.3f} {c['string_match']:8.3f}")
+            lo, hi = c["refusal_judge_wilson95"]
+            print(f"{r['file']:34s} {s:8s} {c['n']:4d} {c['refusal_judge']:8.3f} {lo:6.3f}-{hi:5.3f} {c['refusal_judge_kappa']:6.3f} {c['string_match']:8.3f}")
     for r in results:
         print(f"\nper prompt type, {r['file']} (refusal judge / string-match; dev | held-out)")
         print(f"{'type':30s} {'n':>3s} {'dev':>6s} {'sm':>6s} | {'n':>3s} {'held':>6s} {'sm':>6s}")
@@ -153,13 +156,15 @@ def main() -> None:
     fams = [evaluate_family(f, str(Path(args.data).parent)) for f in fam_files]
     if fams:
         print("\nout-of-family completions, 3-way agreement (refusal / compliance / no_answer) with labels by reading")
-        print(f"{'file':34s} {'split':8s} {'n':>4s} {'refusal':>8s} {'wilson95':>13s} {'strmatch':>8s}  labels r/c/n")
+        print("(3-way: the judge's label; refusal-vs-rest: refusal against compliance or no_answer; strmatch: 2-way baseline scored 3-way)")
+        print(f"{'file':26s} {'split':8s} {'n':>4s} {'3-way':>6s} {'wilson95':>13s} {'ref/rest':>8s} {'wilson95':>13s} {'strmatch':>8s}  labels r/c/n")
         for r in fams:
             for s, c in r["splits"].items():
                 lo, hi = c["refusal_judge_wilson95"]
+                lo2, hi2 = c["refusal_vs_rest_wilson95"]
                 lab = c["labels"]
-                print(f"{r['file']:34s} {s:8s} {c['n']:4d} {c['refusal_judge']:8.3f} {lo:6.3f}-{hi:5.3f} {c['string_match']:8.3f}  "
-                      f"{lab['refusal']}/{lab['compliance']}/{lab['no_answer']}")
+                print(f"{r['file']:26s} {s:8s} {c['n']:4d} {c['refusal_judge']:6.3f} {lo:6.3f}-{hi:5.3f} {c['refusal_vs_rest']:8.3f} {lo2:6.3f}-{hi2:5.3f} "
+                      f"{c['string_match']:8.3f}  {lab['refusal']}/{lab['compliance']}/{lab['no_answer']}")
         print("\nconfusion on the held-out split (human->judge)")
         for r in fams:
             if "heldout" in r["splits"]:
