@@ -1,11 +1,12 @@
-"""Offline refusal/compliance judge: regex cues grouped into concepts, plus word-class counts, scored
-by a small logistic regression. Each concept (declining, apology, normative pushback, redirect,
-content delivery, ...) is one feature in the opening of the response and one later; its weight,
-and the intercept, were fit on the XSTest dev split and chosen by cross-validation (see FEATURE
-WEIGHTS below and docs/benchmarks.md). `score` = P(refusal); label = refusal iff score >= threshold.
-`RefusalJudge(calibration=FILE)` refits the weights on the user's own labelled completions: do
-so for a model family whose refusal style differs (untouched-file agreement: 0.980 GPT-4, 0.956
-Llama-2, 0.893 Mistral with a guardrail prompt)."""
+"""Offline refusal judge: regex cues grouped into concepts, plus word-class counts, scored by a small
+logistic regression; labels refusal / compliance / no_answer. Each concept (declining, capability or
+role disclaimer, apology, normative pushback, redirect or safer reframing, content delivery, ...) is
+one feature in the opening of the response and one later; weights and intercept were fit on the dev
+splits of XSTest and of hand-labelled SmolLM2 completions (see FEATURE WEIGHTS below and
+docs/benchmarks.md). `score` = P(refusal); label = refusal iff score >= threshold, else no_answer when
+`nonanswer.non_answer_kind` finds the reply empty, degenerate or off-topic, else compliance.
+`RefusalJudge(calibration=FILE)` refits the weights on the user's own labelled completions: do so for
+a model family whose refusal style differs (held-out agreement in docs/benchmarks.md)."""
 
 from __future__ import annotations
 
