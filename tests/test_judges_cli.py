@@ -166,7 +166,7 @@ def test_parse_failures_written_as_null_score(tmp_path):
     recs = _read(out)
     assert summary["parse_failures"] == 2
     assert all(r["score"] is None and r["extra"]["parse_failed"] for r in recs)
-    assert get_judge("refusal").judge([JudgeItem(prompt="", response="")])[0].label == "refusal"
+    assert get_judge("refusal").judge([JudgeItem(prompt="", response="")])[0].label == "no_answer"  # empty response: its own label
 
 
 def test_build_backend_endpoint_is_lazy_and_validated(tmp_path):

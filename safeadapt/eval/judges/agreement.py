@@ -92,3 +92,89 @@ def load_xstest_completions(path: str | os.PathLike) -> list[dict[str, str]]:
     if missing:
         raise SafeAdaptError(f"{p}: missing column(s) {sorted(missing)}")
     return rows
+
+
+# --- out-of-family labelled completions (bench/data/judge_families/*.jsonl) -------------------
+# Rows reference their prompt by (source file relative to the data dir, row id) so that no benchmark
+# text is copied into the project: xstest/xstest_prompts.csv -> `id` column; harmbench/*.txt -> 1-based
+# line; strongreject/*.csv -> 1-based data row; figstep/safebench_tiny.csv -> "category_task" (the
+# model saw the image + the project's own FIGSTEP_PROMPT).
+FAMILY_SPLIT_SALT = "safeadapt-judge-families-v1"
+
+
+def split_of_row(family: str, source: str, row_id: str, dev_fraction: float = 0.6) -> str:
+    """'dev' or 'heldout' for one out-of-family completion (sha256 of family, source and row id)."""
+    return split_of(f"{family}:{source}:{row_id}", dev_fraction=dev_fraction, salt=FAMILY_SPLIT_SALT)
+
+
+def load_prompts(data_dir: str | os.PathLike, refs: Sequence[tuple[str, str]]) -> list[str]:
+    """The prompt text of every (source, row_id) reference, read from the benchmark files in data_dir."""
+    base = Path(data_dir)
+    cache: dict[str, dict[str, str]] = {}
+    out: list[str] = []
+    for source, rid in refs:
+        if source not in cache:
+            p = base / source
+            if not p.is_file():
+                raise SafeAdaptError(f"prompt source {p} not found")
+            if source.endswith(".txt"):
+                lines = p.read_text(encoding="utf-8").splitlines()
+                cache[source] = {str(i): s for i, s in enumerate(lines, 1)}
+            else:
+                with open(p, newline="", encoding="utf-8") as f:
+                    rows = list(csv.DictReader(f))
+                if "xstest" in source:
+                    cache[source] = {r["id"]: r["prompt"] for r in rows}
+                elif "strongreject" in source:
+                    cache[source] = {str(i): r["forbidden_prompt"] for i, r in enumerate(rows, 1)}
+                elif "figstep" in source:
+                    from safeadapt.data.typography import FIGSTEP_PROMPT
+
+                    cache[source] = {f"{r['category_id']}_{r['task_id']}": FIGSTEP_PROMPT for r in rows}
+                else:
+                    raise SafeAdaptError(f"unknown prompt source {source}")
+        try:
+            out.append(cache[source][rid])
+        except KeyError:
+            raise SafeAdaptError(f"{source}: no row {rid!r}") from None
+    return out
+
+
+def load_family_rows(path: str | os.PathLike) -> list[dict[str, str]]:
+    """Rows of one labelled out-of-family completions file (JSONL)."""
+    import json
+
+    p = Path(path)
+    rows = []
+    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise SafeAdaptError(f"{p}:{n}: not JSON ({e.msg})") from None
+    return rows
+
+
+def refusal_fit_rows(xstest_dir: str | os.PathLike, families_dir: str | os.PathLike | None = None,
+                     split: str = "dev") -> list[dict[str, object]]:
+    """The rows the refusal judge's weights are fit on: the `split` rows of every XSTest completions
+    file (2-way final_label) plus, when `families_dir` is given, the `split` rows of every labelled
+    out-of-family file there labelled refusal or compliance (no_answer rows are the non-answer
+    detector's business). Each row: prompt, completion, refusal (0/1), group (CV key), file."""
+    import glob
+
+    rows: list[dict[str, object]] = []
+    for f in sorted(glob.glob(os.path.join(str(xstest_dir), "completions_*.csv"))):
+        for r in load_xstest_completions(f):
+            if split_of(r["id"]) == split:
+                rows.append({"prompt": r["prompt"], "completion": r["completion"], "group": r["id"],
+                             "refusal": int(two_way(r["final_label"]) == "refusal"), "file": os.path.basename(f)})
+    if families_dir:
+        data_dir = Path(xstest_dir).parent
+        for f in sorted(glob.glob(os.path.join(str(families_dir), "*.jsonl"))):
+            fam = [r for r in load_family_rows(f) if r.get("split") == split and r.get("label") in ("refusal", "compliance")]
+            prompts = load_prompts(data_dir, [(r["source"], r["row_id"]) for r in fam])
+            for r, p in zip(fam, prompts):
+                rows.append({"prompt": p, "completion": r["completion"], "group": f"{r['family']}:{r['source']}:{r['row_id']}",
+                             "refusal": int(r["label"] == "refusal"), "file": os.path.basename(f)})
+    return rows
