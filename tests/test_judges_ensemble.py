@@ -85,3 +85,12 @@ def test_ensemble_by_name_through_registry():
         get_judge("ensemble", judges=["refusal"], primary="guard")
     with pytest.raises(SafeAdaptError, match="needs a backend"):
         get_judge("ensemble", judges=["refusal", "guard"])
+
+
+def test_unparsed_member_abstains():
+    U = "unparsed"
+    ens = EnsembleJudge([Fixed("a", [U, U, R, U]), Fixed("b", [C, U, R, R]), Fixed("c", [R, U, C, R])])
+    out = [j.label for j in ens.judge([JudgeItem(prompt="p", response="r")] * 4)]
+    # item 0: b=C vs c=R tie, primary a abstained -> the first top vote; item 1: all abstain; item 3: R 2-0
+    assert out[1] == U and out[2] == R and out[3] == R and out[0] in (C, R)
+    assert EnsembleJudge([Fixed("a", [U]), Fixed("b", [C])], mode="primary").judge([JudgeItem(prompt="p", response="r")])[0].label == U
