@@ -37,7 +37,7 @@ def row_top_mask(score: Any, ratio: float) -> Any:
 
 
 @repair_method("antidote", params={"ratio": 0.1, "mode": "wanda"}, reference="https://arxiv.org/abs/2408.09600",
-               check=_check, scores=_scores)
+               check=_check, scores=_scores, optional=("aligned",))
 def antidote(job: TensorJob) -> Any:
     import torch
 

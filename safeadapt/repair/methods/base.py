@@ -31,6 +31,7 @@ class RepairMethod:
     fn: Callable[[TensorJob], Any]
     params: dict[str, Any] = field(default_factory=dict)
     needs: tuple[str, ...] = ()  # input roles besides `adapted`
+    optional: tuple[str, ...] = ()  # roles used when the recipe gives them
     reference: str = ""
     scores: Callable[[dict[str, Any]], list[ScoreNeed]] = lambda _p: []
     chunked: Callable[[dict[str, Any]], bool] | None = None  # elementwise for these params: may stream row blocks

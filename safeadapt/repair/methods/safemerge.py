@@ -41,7 +41,8 @@ def projection_cosine(dw: Any, v: Any) -> float | None:
 
 
 @repair_method("safemerge", params={"threshold": 0.35, "weight": 0.8, "mix": "linear", "density": 0.5, "rescale": True},
-               needs=("aligned", "unaligned"), reference="https://arxiv.org/abs/2503.17239", check=_check)
+               needs=("aligned", "unaligned"), optional=("safety",), reference="https://arxiv.org/abs/2503.17239",
+               check=_check)
 def safemerge(job: TensorJob) -> Any:
     adapted, aligned = role(job, "adapted"), role(job, "aligned")
     safety = role(job, "safety") if job.extras["roles"].get("safety") is not None else aligned
