@@ -60,6 +60,7 @@ def repair(recipe: dict[str, Any] | str | os.PathLike | RepairRecipe, out_dir: s
                       parameters=dict(rec.parameters) or None, dtype=rec.dtype, out_dtype=rec.out_dtype, tokenizer_source="base",
                       name=rec.name)
     filters = rec.filters
+    texts = _calibration_texts(rec, seed)  # read and checked before any model is loaded or output created
     report: dict[str, dict[str, Any]] = {}
 
     def touched(key: str, shape: tuple[int, ...]) -> bool:
@@ -81,7 +82,7 @@ def repair(recipe: dict[str, Any] | str | os.PathLike | RepairRecipe, out_dir: s
         if plan.config_source != idx["adapted"]:
             raise SafeAdaptError(f"{plan.models[plan.config_source].where()} is a VLM but the adapted model "
                                  f"{plan.models[idx['adapted']].where()} is not; give the references' language models")
-        stores = _calibrate(rec, plan, idx, seed, Path(tmpdir.name))
+        stores = _calibrate(rec, plan, idx, seed, texts, Path(tmpdir.name))
         return lambda key: {"roles": idx, "report": report, **{n: s.get(key) for n, s in stores.items()}}
 
     def notes() -> list[str]:
@@ -99,18 +100,31 @@ def repair(recipe: dict[str, Any] | str | os.PathLike | RepairRecipe, out_dir: s
         tmpdir.cleanup()
 
 
-def _calibrate(rec: RepairRecipe, plan: MergePlan, idx: dict[str, int], seed: int, tmp: Path) -> dict[str, Any]:
+def _calibration_texts(rec: RepairRecipe, seed: int) -> dict[str, list[list[dict[str, str]]]]:
+    from safeadapt.repair.calibrate import calibration_rows
+
+    out = {}
+    for need in rec.method().scores(_scalar_params(rec)):
+        if need.dataset not in out:
+            assert rec.calibration is not None
+            out[need.dataset] = calibration_rows(getattr(rec.calibration, need.dataset), rec.calibration.n, seed,
+                                                 f"calibration.{need.dataset}")
+    return out
+
+
+def _calibrate(rec: RepairRecipe, plan: MergePlan, idx: dict[str, int], seed: int,
+               texts: dict[str, list[list[dict[str, str]]]], tmp: Path) -> dict[str, Any]:
     """Run each score set the method needs (one model load per role) -> name -> store with .get(key)."""
     method = rec.method()
     params = _scalar_params(rec)
     needs = method.scores(params)
     stores: dict[str, Any] = {}
     if method.train is not None:
-        stores.update(method.train(rec=rec, plan=plan, roles=idx, seed=seed, params=params, tmp=tmp))
+        stores.update(method.train(rec=rec, plan=plan, roles=idx, seed=seed, params=params, tmp=tmp, texts=texts))
     if not needs:
         return stores
     from safeadapt.io.models import load_pretrained
-    from safeadapt.repair.calibrate import calibration_rows, snip_scores, tokenize, wanda_norms
+    from safeadapt.repair.calibrate import snip_scores, tokenize, wanda_norms
     from safeadapt.train.common import tokenizer_of
 
     cal = rec.calibration
@@ -120,9 +134,7 @@ def _calibrate(rec: RepairRecipe, plan: MergePlan, idx: dict[str, int], seed: in
         tok = tokenizer_of(proc)
         try:
             for need in (n for n in needs if n.role == r):
-                spec = getattr(cal, need.dataset)
-                rows = tokenize(tok, calibration_rows(spec, cal.n, seed, f"calibration.{need.dataset}"), cal.max_length,
-                                f"calibration.{need.dataset}")
+                rows = tokenize(tok, texts[need.dataset], cal.max_length, f"calibration.{need.dataset}")
                 if need.kind == "wanda":
                     stores[need.name] = wanda_norms(model, rows, batch_size=cal.batch_size, pad_id=tok.pad_token_id or 0,
                                                     label=f"wanda, {need.dataset}")
