@@ -35,9 +35,13 @@ class _LazyScores:
 
 
 def _role_labels(rec: RepairRecipe) -> dict[str, str]:
+    """role -> model label; somf's further task vectors as `others:0`, `others:1`..."""
     method = rec.method()
     used = ("adapted", *method.needs, *method.optional)
-    return {r: getattr(rec, r) for r in ROLES if r in used and getattr(rec, r) is not None}
+    out = {r: getattr(rec, r) for r in ROLES if r in used and getattr(rec, r) is not None}
+    if "others" in used:
+        out.update({f"others:{i}": m for i, m in enumerate(rec.others or [])})
+    return out
 
 
 def _scalar_params(rec: RepairRecipe) -> dict[str, Any]:
@@ -64,7 +68,7 @@ def repair(recipe: dict[str, Any] | str | os.PathLike | RepairRecipe, out_dir: s
     report: dict[str, dict[str, Any]] = {}
 
     def touched(key: str, shape: tuple[int, ...]) -> bool:
-        return in_scope(key, shape, method.scope) and (not filters or any(f in key for f in filters))
+        return in_scope(key, shape, method.scope) and (method.own_filters or not filters or any(f in key for f in filters))
 
     def fn(job: TensorJob) -> Any:
         if not touched(job.name, tuple(job.tensors[0].shape)):
@@ -78,7 +82,9 @@ def repair(recipe: dict[str, Any] | str | os.PathLike | RepairRecipe, out_dir: s
                                          if Path(out_dir).absolute().parent.is_dir() else None)
 
     def prepare(plan: MergePlan) -> Any:
-        idx = {r: next(i for i, m in enumerate(plan.models) if m.label == lab) for r, lab in roles.items()}
+        found = {r: next(i for i, m in enumerate(plan.models) if m.label == lab) for r, lab in roles.items()}
+        idx: dict[str, Any] = {r: i for r, i in found.items() if not r.startswith("others:")}
+        idx["others"] = [i for r, i in found.items() if r.startswith("others:")]
         if plan.config_source != idx["adapted"]:
             raise SafeAdaptError(f"{plan.models[plan.config_source].where()} is a VLM but the adapted model "
                                  f"{plan.models[idx['adapted']].where()} is not; give the references' language models")
@@ -90,7 +96,7 @@ def repair(recipe: dict[str, Any] | str | os.PathLike | RepairRecipe, out_dir: s
 
     recipe_yaml = yaml.safe_dump(rec.model_dump(exclude_none=True, mode="json"), sort_keys=False)
     spec = OutputSpec(kind="repair", recipe_yaml=recipe_yaml, recipe_file="repair_config.yml",
-                      roles={lab: r for r, lab in reversed(list(roles.items()))}, prepare=prepare, notes=notes,
+                      roles={lab: r.split(":")[0] for r, lab in reversed(list(roles.items()))}, prepare=prepare, notes=notes,
                       provenance=lambda: {"repair_report": report}, config_json=rec.model_dump(exclude_none=True, mode="json"),
                       method_name=method.name, reference=method.reference)
     try:

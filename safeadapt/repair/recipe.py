@@ -22,6 +22,7 @@ class Calibration(BaseModel):
     model_config = ConfigDict(extra="forbid")
     safety: Optional[Union[str, dict[str, Any]]] = None  # antidote: the harmful realignment set
     utility: Optional[Union[str, dict[str, Any]]] = None
+    pairs: Optional[str] = None  # somf: DPO preference rows (JSONL/JSON/CSV with prompt, chosen, rejected)
     n: int = 128
     max_length: int = 256
     batch_size: int = 8
@@ -95,6 +96,11 @@ def load_recipe(recipe: dict[str, Any] | str | os.PathLike | RepairRecipe) -> tu
         spec = getattr(rec.calibration, need.dataset, None) if rec.calibration else None
         if spec is None:
             raise SafeAdaptError(f"{label}: repair method {method.name} needs calibration.{need.dataset} (a dataset SPEC)")
+    for field in method.data:
+        if getattr(rec.calibration, field, None) is None:
+            raise SafeAdaptError(f"{label}: repair method {method.name} needs calibration.{field}")
+    if rec.others and "others" not in method.optional:
+        raise SafeAdaptError(f"{label}: `others` is only used by somf, not {method.name}")
     if rec.calibration is not None and rec.calibration.n < 1:
         raise SafeAdaptError(f"{label}: calibration.n must be at least 1")
     return rec, where, label

@@ -38,6 +38,8 @@ class RepairMethod:
     scope: str = "layer_matrices"  # default tensors touched: layer_matrices | language
     check: Callable[[dict[str, Any]], None] | None = None  # validates global parameter values (one-line errors)
     train: Callable[..., dict[str, Any]] | None = None  # a trained pass (SOMF masks) run before streaming
+    data: tuple[str, ...] = ()  # calibration fields required besides the score datasets (somf: pairs)
+    own_filters: bool = False  # the method applies `filters` itself (somf: where masks train)
 
 
 REPAIRS: Registry[RepairMethod] = Registry("repair method")
