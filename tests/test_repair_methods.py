@@ -232,3 +232,30 @@ def test_vlm_repaired_with_text_llm_references(llms, tmp_path):
                  tmp_path / "a")
     rep = json.loads((ant / "safeadapt_provenance.json").read_text())["repair_report"]
     assert "model.layers.0.self_attn.q_proj.weight" in rep and not any("vision" in k for k in rep)
+
+
+def test_scores_match_naive_definitions(llms, tmp_path):
+    """SNIP = |W| * sum_s |dL_s/dW| (per-sample, response tokens); Wanda = sqrt(sum of x_j^2 over response positions)."""
+    from safeadapt.io.models import load_pretrained
+    from safeadapt.repair.calibrate import calibration_rows, snip_scores, tokenize, wanda_norms
+    from safeadapt.train.common import tokenizer_of
+
+    model, proc = load_pretrained(str(llms["aligned"]))
+    rows = tokenize(tokenizer_of(proc), calibration_rows(calib(tmp_path / "c.jsonl", n=3), 128, 0, "c"), 256, "c")
+    k = "model.layers.1.mlp.down_proj.weight"
+    w = model.model.layers[1].mlp.down_proj.weight
+    naive = torch.zeros_like(w)
+    xs = []
+    hook = model.model.layers[1].mlp.down_proj.register_forward_pre_hook(lambda _m, a: xs.append(a[0].detach()))
+    for ids, lab in rows:
+        x = torch.tensor([ids])
+        loss = model(input_ids=x, labels=torch.tensor([lab])).loss
+        (g,) = torch.autograd.grad(loss, w)
+        naive += g.abs()
+    hook.remove()
+    got = snip_scores(model, rows)[k]
+    assert torch.allclose(got, naive * w.detach().abs(), rtol=1e-5, atol=1e-9)
+    assert all(p.grad is None for p in model.parameters())
+    sq = sum((x[0][torch.tensor(lab) != -100] ** 2).sum(0).double() for x, (_, lab) in zip(xs, rows))
+    norms = wanda_norms(model, rows, batch_size=2)[k]
+    assert torch.allclose(norms.double(), sq.sqrt(), rtol=1e-5)

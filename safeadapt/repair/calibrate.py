@@ -102,7 +102,7 @@ def wanda_norms(model: Any, rows: list[tuple[list[int], list[int]]], *, batch_si
                 sums[key] += last_sq
                 return
             sel = x[state["mask"]] if x.dim() == 3 and x.shape[:2] == state["mask"].shape else x.reshape(-1, x.shape[-1])
-            sq = sel.double().pow(2).sum(0)
+            sq = sel.float().pow(2).sum(0).double()  # fp32 within a batch, fp64 across batches
             state["last"] = (x, sq)
             sums[key] += sq
         return fn
@@ -122,29 +122,32 @@ def wanda_norms(model: Any, rows: list[tuple[list[int], list[int]]], *, batch_si
 
 def snip_scores(model: Any, rows: list[tuple[list[int], list[int]]], *, label: str = "snip") -> dict[str, Any]:
     """|W| * sum over samples of |dL_s/dW| for every language Linear weight (L_s: the mean response-token
-    loss of sample s; one forward+backward per sample)."""
+    loss of sample s; one forward+backward per sample). A gradient hook turns each sample's gradient
+    into its absolute value in place before autograd accumulates it into `.grad`, so the sum of |g_s|
+    costs one elementwise pass per sample and no extra buffer."""
     import torch
 
     linears = language_linears(model)
     targets = {id(m.weight) for m in linears.values()}
-    prev = {n: p.requires_grad for n, p in model.named_parameters()}
+    prev = {n: (p.requires_grad, p.grad) for n, p in model.named_parameters()}
     for p in model.parameters():
         p.requires_grad_(id(p) in targets)
-    acc = {k: torch.zeros_like(m.weight, dtype=torch.float32) for k, m in linears.items()}
+        p.grad = None
+    handles = [m.weight.register_hook(lambda g: g.abs_()) for m in linears.values()]
     try:
         for ids, lab in track(rows, f"calibration ({label})"):
             x = torch.tensor([ids])
-            y = torch.tensor([lab])
-            loss = model(input_ids=x, attention_mask=torch.ones_like(x), labels=y).loss
+            loss = model(input_ids=x, attention_mask=torch.ones_like(x), labels=torch.tensor([lab])).loss
             loss.backward()
-            for k, m in linears.items():
-                g = m.weight.grad
-                if g is not None:
-                    acc[k].add_(g.abs())
-                    m.weight.grad = None
+        out = {}
+        for k, m in linears.items():
+            g = m.weight.grad
+            out[k] = torch.zeros_like(m.weight, dtype=torch.float32) if g is None else g.float().mul_(m.weight.detach().abs())
+            m.weight.grad = None
     finally:
+        for h in handles:
+            h.remove()
         for n, p in model.named_parameters():
-            p.requires_grad_(prev.get(n, False))
-    for k, m in linears.items():
-        acc[k].mul_(m.weight.detach().abs().float())
-    return acc
+            p.requires_grad_(prev[n][0])
+            p.grad = prev[n][1]
+    return out
