@@ -259,3 +259,26 @@ def test_scores_match_naive_definitions(llms, tmp_path):
     sq = sum((x[0][torch.tensor(lab) != -100] ** 2).sum(0).double() for x, (_, lab) in zip(xs, rows))
     norms = wanda_norms(model, rows, batch_size=2)[k]
     assert torch.allclose(norms.double(), sq.sqrt(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["llm", "llava"])
+def test_wanda_by_layer_equals_whole_model(llms, tmp_path, kind):
+    """The layer-by-layer pass (one decoder layer in memory) gives the whole-model pass's norms."""
+    from safeadapt.io.models import load_pretrained
+    from safeadapt.repair.calibrate import calibration_rows, tokenize, wanda_norms
+    from safeadapt.repair.calibrate_layers import wanda_norms_by_layer
+    from safeadapt.repair.merge.config import MergeConfig, ModelEntry
+    from safeadapt.repair.merge.engine import open_inputs
+    from safeadapt.train.common import tokenizer_of
+
+    path = llms["aligned"] if kind == "llm" else build_tiny_llava(tmp_path / "v", seed=4)
+    model, proc = load_pretrained(str(path))
+    tok = tokenizer_of(proc)
+    rows = tokenize(tok, calibration_rows(calib(tmp_path / "c.jsonl", n=5), 128, 0, "c"), 256, "c")
+    whole = wanda_norms(model, rows, batch_size=2, pad_id=tok.pad_token_id)
+    (inp,) = open_inputs(MergeConfig(merge_method="x", models=[ModelEntry(model=str(path))]), None, False)
+    by_layer = wanda_norms_by_layer(inp, rows, batch_size=2, pad_id=tok.pad_token_id)
+    inp.source.close()
+    assert set(by_layer) == set(whole) and len(whole) >= 7 * 3 + 1
+    for k in whole:
+        assert torch.allclose(by_layer[k], whole[k], rtol=1e-4, atol=1e-6), k

@@ -131,15 +131,27 @@ def _calibrate(rec: RepairRecipe, plan: MergePlan, idx: dict[str, int], seed: in
         return stores
     from safeadapt.io.models import load_pretrained
     from safeadapt.repair.calibrate import snip_scores, tokenize, wanda_norms
+    from safeadapt.repair.calibrate_layers import streamable, wanda_norms_by_layer
     from safeadapt.train.common import tokenizer_of
 
     cal = rec.calibration
     assert cal is not None
     for r in dict.fromkeys(n.role for n in needs):
-        model, proc = load_pretrained(plan.models[idx[r]].ref, dtype="float32")
+        inp = plan.models[idx[r]]
+        mine = [n for n in needs if n.role == r]
+        if all(n.kind == "wanda" for n in mine) and streamable(inp):
+            from transformers import AutoTokenizer
+
+            tok = AutoTokenizer.from_pretrained(str(inp.ref.config_dir))
+            for need in mine:  # one decoder layer in memory at a time
+                rows = tokenize(tok, texts[need.dataset], cal.max_length, f"calibration.{need.dataset}")
+                stores[need.name] = wanda_norms_by_layer(inp, rows, batch_size=cal.batch_size, pad_id=tok.pad_token_id or 0,
+                                                         label=f"wanda, {need.dataset}")
+            continue
+        model, proc = load_pretrained(inp.ref, dtype="float32")
         tok = tokenizer_of(proc)
         try:
-            for need in (n for n in needs if n.role == r):
+            for need in mine:
                 rows = tokenize(tok, texts[need.dataset], cal.max_length, f"calibration.{need.dataset}")
                 if need.kind == "wanda":
                     stores[need.name] = wanda_norms(model, rows, batch_size=cal.batch_size, pad_id=tok.pad_token_id or 0,

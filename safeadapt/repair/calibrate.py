@@ -85,14 +85,8 @@ def language_linears(model: Any) -> dict[str, Any]:
     return out
 
 
-def wanda_norms(model: Any, rows: list[tuple[list[int], list[int]]], *, batch_size: int = 8, pad_id: int = 0,
-                label: str = "wanda") -> dict[str, Any]:
-    """||X_j||_2 of every Linear input feature over the response tokens, one hooked forward pass."""
-    import torch
-
-    linears = language_linears(model)
-    sums = {k: torch.zeros(m.in_features, dtype=torch.float64) for k, m in linears.items()}
-    state: dict[str, Any] = {"mask": None, "last": (None, None)}
+def norm_hooks(linears: dict[str, Any], sums: dict[str, Any], state: dict[str, Any]) -> list[Any]:
+    """Forward pre-hooks adding sum over response positions (state["mask"]) of x_j^2 to sums[key]."""
 
     def hook(key: str):
         def fn(_mod: Any, args: tuple[Any, ...]) -> None:
@@ -107,7 +101,18 @@ def wanda_norms(model: Any, rows: list[tuple[list[int], list[int]]], *, batch_si
             sums[key] += sq
         return fn
 
-    handles = [m.register_forward_pre_hook(hook(k)) for k, m in linears.items()]
+    return [m.register_forward_pre_hook(hook(k)) for k, m in linears.items()]
+
+
+def wanda_norms(model: Any, rows: list[tuple[list[int], list[int]]], *, batch_size: int = 8, pad_id: int = 0,
+                label: str = "wanda") -> dict[str, Any]:
+    """||X_j||_2 of every Linear input feature over the response tokens, one hooked forward pass."""
+    import torch
+
+    linears = language_linears(model)
+    sums = {k: torch.zeros(m.in_features, dtype=torch.float64) for k, m in linears.items()}
+    state: dict[str, Any] = {"mask": None, "last": (None, None)}
+    handles = norm_hooks(linears, sums, state)
     try:
         with torch.inference_mode():
             for b in track(list(batches(rows, batch_size, pad_id)), f"calibration ({label})"):
