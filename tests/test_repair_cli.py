@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from safeadapt.cli import app
 from safeadapt.io.tiny import build_tiny_llm
+from test_merge_cli import assert_clean_failure
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +40,7 @@ def resta(models, **kw):
 
 def clean_failure(tmp_path: Path, cfg: dict, *needles: str) -> None:
     out = tmp_path / "out"
-    code, err = run(write(tmp_path, cfg), "--out", out)
-    assert code != 0
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-    assert not out.exists()
+    assert_clean_failure(*run(write(tmp_path, cfg), "--out", out), out, *needles)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temp dir left behind"
 
 

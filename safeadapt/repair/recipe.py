@@ -8,11 +8,10 @@ import os
 from pathlib import Path
 from typing import Any, Optional, Union
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from safeadapt.core.errors import SafeAdaptError
-from safeadapt.repair.merge.config import Setting
+from safeadapt.repair.merge.config import Setting, read_yaml_mapping, validated
 from safeadapt.repair.methods import REPAIRS, RepairMethod
 
 ROLES = ("adapted", "aligned", "unaligned", "safety")
@@ -51,30 +50,8 @@ def load_recipe(recipe: dict[str, Any] | str | os.PathLike | RepairRecipe) -> tu
     """Parse and validate a recipe (dict, YAML path or YAML text). Returns (recipe, its dir, label)."""
     if isinstance(recipe, RepairRecipe):
         return recipe, None, "repair recipe"
-    where, label = None, "repair recipe"
-    if isinstance(recipe, dict):
-        data: Any = recipe
-    else:
-        p = Path(recipe)
-        if "\n" not in str(recipe) and p.is_file():
-            text, where, label = p.read_text(), p.parent, str(p)
-        elif isinstance(recipe, str) and "\n" in recipe:
-            text = recipe
-        else:
-            raise SafeAdaptError(f"repair recipe not found: {recipe}")
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            raise SafeAdaptError(f"{label}: invalid YAML{f' at line {mark.line + 1}' if mark else ''}") from None
-    if not isinstance(data, dict):
-        raise SafeAdaptError(f"{label}: expected a mapping with repair_method and adapted")
-    try:
-        rec = RepairRecipe.model_validate(data)
-    except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        raise SafeAdaptError(f"{label}: {loc + ': ' if loc else ''}{err['msg'].removeprefix('Value error, ')}") from None
+    data, where, label = read_yaml_mapping(recipe, "repair recipe", "repair_method and adapted")
+    rec = validated(RepairRecipe, data, label)
     try:
         method = rec.method()
     except SafeAdaptError as e:
