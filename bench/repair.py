@@ -6,8 +6,9 @@ side by side in one run:
    accumulation) vs the same per-sample forward+backward loop without scoring;
 2. peak RSS and wall time (subprocesses under /usr/bin/time -v) of `safeadapt merge` (task
    arithmetic over the same three checkpoints) vs `safeadapt repair` resta, antidote (magnitude:
-   streaming prune, no calibration), antidote (wanda: prune + calibration pass) and set_difference
-   graft (wanda: calibration pass + streaming graft).
+   streaming prune, no calibration), antidote (wanda: layer-by-layer calibration + prune),
+   set_difference graft (wanda, layer by layer) and set_difference graft (snip: the scored model is
+   loaded whole, since SNIP needs a backward pass).
 
     .venv/bin/python bench/repair.py [--dtype bf16] [--n 16] [--seq 128] [--repeats 2] [--json-out F]
 """
@@ -44,6 +45,9 @@ def bench_scoring(model_dir: Path, n: int, seq: int, repeats: int, batch: int) -
     from transformers import AutoModelForCausalLM
 
     from safeadapt.repair.calibrate import batches, snip_scores, wanda_norms
+    from safeadapt.repair.calibrate_layers import wanda_norms_by_layer
+    from safeadapt.repair.merge.config import MergeConfig, ModelEntry
+    from safeadapt.repair.merge.engine import open_inputs
 
     torch.set_num_threads(1)
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
@@ -66,15 +70,19 @@ def bench_scoring(model_dir: Path, n: int, seq: int, repeats: int, batch: int) -
         fn()
         return time.perf_counter() - t0
 
-    res = {"forward": [], "wanda": [], "fwd_bwd": [], "snip": []}
+    (inp,) = open_inputs(MergeConfig(merge_method="x", models=[ModelEntry(model=str(model_dir))]), None, False)
+    res = {"forward": [], "wanda": [], "wanda_by_layer": [], "fwd_bwd": [], "snip": []}
     for _ in range(repeats):  # alternate so machine noise hits both sides alike
         res["forward"].append(timed(plain_forward))
         res["wanda"].append(timed(lambda: wanda_norms(model, rows, batch_size=batch)))
+        res["wanda_by_layer"].append(timed(lambda: wanda_norms_by_layer(inp, rows, batch_size=batch)))
         res["fwd_bwd"].append(timed(per_sample_fwd_bwd))
         res["snip"].append(timed(lambda: snip_scores(model, rows)))
     best = {k: min(v) for k, v in res.items()}
     return {"n": n, "seq": seq, "batch": batch, "seconds": res, "best": best,
-            "wanda_over_forward": best["wanda"] / best["forward"], "snip_over_fwd_bwd": best["snip"] / best["fwd_bwd"]}
+            "wanda_over_forward": best["wanda"] / best["forward"],
+            "wanda_by_layer_over_forward": best["wanda_by_layer"] / best["forward"],
+            "snip_over_fwd_bwd": best["snip"] / best["fwd_bwd"]}
 
 
 def calib_file(path: Path, n: int) -> str:
@@ -106,6 +114,9 @@ def bench_rss(fam: dict[str, Path], work: Path, n: int) -> dict:
         "repair set_difference graft wanda (calibration + graft)": {
             "repair_method": "set_difference", "parameters": {"score": "wanda"},
             "calibration": {"safety": cal, "utility": cal, "n": n}},
+        "repair set_difference graft snip (whole-model calibration)": {
+            "repair_method": "set_difference", "parameters": {"score": "snip"},
+            "calibration": {"safety": cal, "utility": cal, "n": max(2, n // 4)}},
     }
     for name, r in recipes.items():
         rec = {"adapted": str(adapted), "aligned": str(aligned), "unaligned": str(unaligned), "dtype": "float32",
@@ -147,6 +158,7 @@ def main() -> None:
         result["scoring"] = bench_scoring(fam["ft1"], a.n, a.seq, a.repeats, a.batch)
         s = result["scoring"]
         print(f"Wanda / forward = {s['wanda_over_forward']:.3f} (best {s['best']['wanda']:.2f} s vs {s['best']['forward']:.2f} s)")
+        print(f"Wanda by layer (checkpoint reads included) / forward = {s['wanda_by_layer_over_forward']:.3f}")
         print(f"SNIP / per-sample fwd+bwd = {s['snip_over_fwd_bwd']:.3f} (best {s['best']['snip']:.2f} s vs {s['best']['fwd_bwd']:.2f} s)")
     if a.skip != "rss":
         with tempfile.TemporaryDirectory(prefix="bench-repair-") as work:

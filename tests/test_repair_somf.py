@@ -76,6 +76,7 @@ def test_somf_writes_binary_masked_task_vectors(llms, tmp_path):
         assert torch.allclose(o[k], al[k] + b * tau / mean, atol=1e-5), k
         partial += 0 < float(mean) < 1
     assert partial > 0, "lr 0.5 for 2 steps should move some logits across 0"
+    assert "SOMF masks on 8 tensors keep" in (out / "README.md").read_text()
     # seeded: the same run gives the same model
     o2 = load_file(repair(rec, tmp_path / "o2", seed=0) / "model.safetensors")
     assert all(torch.equal(o[k], o2[k]) for k in o)

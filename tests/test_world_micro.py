@@ -14,7 +14,9 @@ from safeadapt.world.demo import METRICS
 
 ROLES = {"aligned", "vl_stage1", "vl", "vl_sft", "vl_mtl", "vl_dpo"} | {
     f"merge:{m}-{a}" for m, ws in (("linear", (0.25, 0.5, 0.75, 0.9)), ("ties", (0.5, 0.75, 0.9)), ("dare", (0.5, 0.75, 0.9)))
-    for a in ws} | {"repair:resta-0.5", "repair:antidote-0.1", "repair:graft-0.1", "repair:safemerge-0.35", "repair:somf-30"}
+    for a in ws} | {
+    "repair:resta-0.1", "repair:resta-0.25", "repair:resta-0.5", "repair:antidote-0.02", "repair:antidote-0.1",
+    "repair:graft-0.1", "repair:safemerge-0.35", "repair:somf-30"}
 
 
 @pytest.fixture(scope="module")

@@ -178,6 +178,10 @@ def _summary(name: str, report: dict[str, dict[str, Any]], filters: list[str] | 
         if field in vals[0]:
             tot, num = sum(v[field] for v in vals), sum(v["numel"] for v in vals)
             notes.append(f"{tot} of {num} entries ({100 * tot / max(num, 1):.2f}%) {verb} in {len(vals)} tensors.")
+    if "kept" in vals[0]:
+        kept = [f for v in vals for f in v["kept"]]
+        notes.append(f"SOMF masks on {len(vals)} tensors keep {100 * sum(kept) / len(kept):.1f}% of task-vector entries on "
+                     f"average (min {100 * min(kept):.1f}%, max {100 * max(kept):.1f}%).")
     if "mixed" in vals[0]:
         mixed = [k for k, v in report.items() if v["mixed"]]
         notes.append(f"{len(mixed)} of {len(vals)} weight matrices mixed with the safety model (projection cosine below "
