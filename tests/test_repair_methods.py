@@ -282,3 +282,27 @@ def test_wanda_by_layer_equals_whole_model(llms, tmp_path, kind):
     assert set(by_layer) == set(whole) and len(whole) >= 7 * 3 + 1
     for k in whole:
         assert torch.allclose(by_layer[k], whole[k], rtol=1e-4, atol=1e-6), k
+
+
+def test_antidote_reference_prunes_the_changed_entries_and_random_is_seeded(llms, tmp_path):
+    import shutil
+
+    adapted = tmp_path / "adapted"
+    shutil.copytree(llms["aligned"], adapted)
+    k = "model.layers.0.self_attn.v_proj.weight"
+    cols = torch.arange(16) % 16  # row i: one changed entry, in column i
+
+    def plant(s):
+        s[k][torch.arange(16), cols] += 0.5
+    edit(adapted, plant)
+    rec = {"repair_method": "antidote", "adapted": str(adapted), "aligned": str(llms["aligned"]),
+           "parameters": {"ratio": 1 / 16, "mode": "reference"}, "calibration": {"safety": calib(tmp_path / "h.jsonl")},
+           "filters": ["v_proj"]}
+    o, a = sd(repair(rec, tmp_path / "r")), sd(adapted)
+    zeroed = (o[k] == 0) & (a[k] != 0)
+    assert torch.equal(zeroed, torch.zeros_like(zeroed).index_put_((torch.arange(16), cols), torch.tensor(True)))
+    assert all(torch.equal(o[x], a[x]) for x in a if "v_proj" not in x)
+    rnd = {**rec, "parameters": {"ratio": 0.25, "mode": "random"}}
+    r1, r2, r3 = (sd(repair(rnd, tmp_path / n, seed=s)) for n, s in (("a", 0), ("b", 0), ("c", 1)))
+    assert torch.equal(r1[k], r2[k]) and not torch.equal(r1[k], r3[k])
+    assert ((r1[k] == 0) & (a[k] != 0)).sum(1).eq(4).all()
