@@ -91,3 +91,19 @@ def test_mismatched_architectures(models, tmp_path):
 
 def test_missing_model(models, tmp_path):
     clean_failure(tmp_path, resta(models, aligned=str(tmp_path / "nope")), "nope")
+
+
+def test_paths_relative_to_the_recipe(models, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    d = tmp_path / "proj"
+    shutil.copytree(models["adapted"], d / "adapted")
+    (d / "harm.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": "w1 w2 w3"},
+                                                           {"role": "assistant", "content": "w4 w5 w6 w7"}]}) + "\n")
+    (d / "r.yaml").write_text(yaml.safe_dump({"repair_method": "antidote", "adapted": "adapted",
+                                              "calibration": {"safety": "harm.jsonl"}}))
+    monkeypatch.chdir(tmp_path)
+    code, err = run(d / "r.yaml", "--out", tmp_path / "out")
+    assert code == 0, err
+    assert "w1" not in err and (tmp_path / "out" / "model.safetensors").is_file()

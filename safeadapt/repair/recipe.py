@@ -80,6 +80,11 @@ def load_recipe(recipe: dict[str, Any] | str | os.PathLike | RepairRecipe) -> tu
         raise SafeAdaptError(f"{label}: `others` is only used by somf, not {method.name}")
     if rec.calibration is not None and rec.calibration.n < 1:
         raise SafeAdaptError(f"{label}: calibration.n must be at least 1")
+    if where is not None and rec.calibration is not None:  # data files relative to the recipe's directory
+        for field in ("safety", "utility", "pairs"):
+            spec = getattr(rec.calibration, field)
+            if isinstance(spec, str) and not Path(spec).expanduser().exists() and (where / spec).exists():
+                setattr(rec.calibration, field, str(where / spec))
     return rec, where, label
 
 
