@@ -306,3 +306,23 @@ def test_antidote_reference_prunes_the_changed_entries_and_random_is_seeded(llms
     r1, r2, r3 = (sd(repair(rnd, tmp_path / n, seed=s)) for n, s in (("a", 0), ("b", 0), ("c", 1)))
     assert torch.equal(r1[k], r2[k]) and not torch.equal(r1[k], r3[k])
     assert ((r1[k] == 0) & (a[k] != 0)).sum(1).eq(4).all()
+
+
+def test_row_block_streaming_matches_whole_tensors(llms, tmp_path, monkeypatch):
+    """Row-wise repairs (antidote) and untouched tensors stream in row blocks with identical results;
+    per-matrix methods (set_difference) still see whole tensors."""
+    from safeadapt.repair.merge import engine
+
+    cal = calib(tmp_path / "c.jsonl")
+    recs = {"antidote": {"repair_method": "antidote", "adapted": str(llms["adapted"]), "calibration": {"safety": cal}},
+            "graft": {"repair_method": "set_difference", "adapted": str(llms["adapted"]), "aligned": str(llms["aligned"]),
+                      "parameters": {"score": "wanda", "p": 0.2, "q": 0.3}, "calibration": {"safety": cal, "utility": cal}}}
+    whole = {n: repair(r, tmp_path / f"w-{n}") for n, r in recs.items()}
+    monkeypatch.setattr(engine, "MIN_CHUNKED_ELEMS", 1)
+    monkeypatch.setattr(engine, "CHUNK_ELEMS", 40)
+    for n, r in recs.items():
+        blocks = repair(r, tmp_path / f"b-{n}")
+        a, b = sd(whole[n]), sd(blocks)
+        assert all(torch.equal(a[k], b[k]) for k in a), n
+        ra, rb = (json.loads((d / "safeadapt_provenance.json").read_text())["repair_report"] for d in (whole[n], blocks))
+        assert ra == rb, n

@@ -16,7 +16,7 @@ from safeadapt.core.errors import SafeAdaptError
 from safeadapt.repair.merge.api import OutputSpec, write_model
 from safeadapt.repair.merge.config import MergeConfig, ModelEntry
 from safeadapt.repair.merge.engine import MergePlan
-from safeadapt.repair.merge.methods import MergeMethod, TensorJob
+from safeadapt.repair.merge.methods import MergeMethod, PrepareJob, TensorJob
 from safeadapt.repair.methods.base import in_scope
 from safeadapt.repair.recipe import ROLES, RepairRecipe, load_recipe
 
@@ -75,9 +75,15 @@ def repair(recipe: dict[str, Any] | str | os.PathLike | RepairRecipe, out_dir: s
             return job.tensors[job.extras["roles"]["adapted"]]
         return method.fn(job)
 
-    chunk = method.chunked
+    def row_blocks(pj: PrepareJob) -> dict[str, Any] | None:
+        """Large tensors stream in row blocks when untouched (copied) or when the method is row-wise
+        for these parameters; else None sends them through the whole-tensor path."""
+        if not touched(pj.name, pj.shape) or (method.chunked is not None and method.chunked(pj.params)):
+            return {}
+        return None
+
     mm = MergeMethod(f"repair:{method.name}", fn, params=dict(method.params), reference=method.reference,
-                     chunked=(lambda gp, _tps: chunk(gp)) if chunk is not None else None)
+                     chunked=lambda _gp, _tps: True, prepare=row_blocks)
     tmpdir = tempfile.TemporaryDirectory(prefix=".safeadapt-scores-", dir=Path(out_dir).absolute().parent
                                          if Path(out_dir).absolute().parent.is_dir() else None)
 

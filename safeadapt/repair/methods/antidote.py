@@ -1,7 +1,7 @@
 """Antidote (Huang et al. 2024): one-shot pruning after harmful fine-tuning. Wanda score
 S_ij = |W_ij| * ||X_j||_2 with input-feature norms of the adapted model over a harmful calibration set
 (response tokens, from the shared calibration pass); per output row the top `ratio` of entries by
-score are zeroed. `mode`: wanda (default), reference (|W - W_aligned| * ||X_j||), and the paper's
+score are zeroed (row-wise, so large tensors stream in row blocks). `mode`: wanda (default), reference (|W - W_aligned| * ||X_j||), and the paper's
 ablations magnitude (|W|) and random (seeded per tensor)."""
 
 from __future__ import annotations
@@ -37,14 +37,14 @@ def row_top_mask(score: Any, ratio: float) -> Any:
 
 
 @repair_method("antidote", params={"ratio": 0.1, "mode": "wanda"}, reference="https://arxiv.org/abs/2408.09600",
-               check=_check, scores=_scores, optional=("aligned",))
+               check=_check, scores=_scores, optional=("aligned",), chunked=lambda _p: True)
 def antidote(job: TensorJob) -> Any:
     import torch
 
     w = role(job, "adapted")
     mode = job.params["mode"]
-    if mode == "random":
-        g = torch.Generator().manual_seed(job.seed)
+    if mode == "random":  # seeded per tensor and row block (large tensors stream in row blocks)
+        g = torch.Generator().manual_seed(job.seed + (job.rows.start if job.rows is not None else 0))
         score = torch.rand(w.shape, generator=g)
     else:
         base = (w - role(job, "aligned")).abs() if mode == "reference" else w.abs()

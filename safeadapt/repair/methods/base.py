@@ -76,8 +76,13 @@ def in_scope(key: str, shape: tuple[int, ...], scope: str) -> bool:
 def report(job: TensorJob, **values: Any) -> None:
     """Record per-tensor facts (fraction changed, cosine...) for the model card and provenance."""
     rep = job.extras.get("report")
-    if rep is not None:
-        rep[job.name] = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in values.items()}
+    if rep is None:
+        return
+    vals = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in values.items()}
+    prev = rep.get(job.name)
+    if job.rows is not None and job.rows.start > 0 and prev is not None:  # later row blocks add their counts
+        vals = {k: prev[k] + v if isinstance(v, int) and not isinstance(v, bool) else v for k, v in vals.items()}
+    rep[job.name] = vals
 
 
 def fraction(name: str, v: Any, lo: float = 0.0, hi: float = 1.0) -> float:
