@@ -1,9 +1,9 @@
 """Layer-by-layer Wanda pass (the Wanda / SparseGPT big-model scheme): the model is built with empty
-(meta) parameters, embeddings / final norm / lm_head are read from the checkpoint, the inputs of the
-first decoder layer are captured once per batch, then each decoder layer in turn is read tensor by
-tensor from the checkpoint, run on the cached hidden states with the norm hooks, and dropped. Peak
-memory: one decoder layer + the non-layer tensors + the calibration activations, never the model.
-Same numbers as the whole-model pass (tested)."""
+(meta) parameters, the inputs of the first decoder layer are captured once per batch, then each
+decoder layer in turn is read tensor by tensor from the checkpoint, run on the cached hidden states with the norm hooks, and dropped. The
+embeddings of the calibration tokens are read row by row (`inputs_embeds`), so peak memory is one
+decoder layer + the calibration activations, never the model. Scores cover the decoder-layer
+Linears (the repairs' scope); the same numbers as the whole-model pass (tested)."""
 
 from __future__ import annotations
 
@@ -80,11 +80,8 @@ def wanda_norms_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], *, b
 
     model = _empty_model(inp)
     lname, layers = _decoder_layers(model)
-    params = [n for n, _ in model.named_parameters()]
-    lang = [n for n in params if canonical_part(_canon(n)) == "language"]
-    outer = [n for n in lang if layer_index(_canon(n)) is None and _canon(n) in inp.canon]
-    _load(model, inp, outer)
-    linears = language_linears(model)
+    linears = {k: m for k, m in language_linears(model).items() if layer_index(k) is not None}
+    emb_param = next(n for n, p in model.named_parameters() if p is model.get_input_embeddings().weight)
     sums = {k: torch.zeros(m.in_features, dtype=torch.float64) for k, m in linears.items()}
     state: dict[str, Any] = {"mask": None, "last": (None, None)}
     cached: list[tuple[Any, dict[str, Any], Any]] = []
@@ -100,7 +97,8 @@ def wanda_norms_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], *, b
         with torch.inference_mode():
             for b in batches(rows, batch_size, pad_id):
                 try:
-                    model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], use_cache=False)
+                    embeds = _embed_rows(inp, _canon(emb_param), b["input_ids"])
+                    model(inputs_embeds=embeds, attention_mask=b["attention_mask"], use_cache=False)
                 except _Stop:
                     pass
                 cached.append((captured["h"], captured["kw"], b["scored"]))
@@ -121,15 +119,23 @@ def wanda_norms_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], *, b
                     hd.remove()
                 state["last"] = (None, None)
                 _unload(model, names)
-        rest = {k: m for k, m in linears.items() if layer_index(k) is None}
-        norm = _final_norm(model, lname)
-        for k in rest:  # lm_head (and any other non-layer Linear reading the final hidden state)
-            for h, _kw, mask in cached:
-                x = norm(h) if norm is not None else h
-                sums[k] += x[mask].float().pow(2).sum(0).double()
     return {k: v.sqrt().float() for k, v in sums.items()}
 
 
-def _final_norm(model: Any, lname: str) -> Any:
-    parent = model.get_submodule(lname.rsplit(".", 1)[0]) if "." in lname else model
-    return getattr(parent, "norm", None)
+def _embed_rows(inp: Any, key: str, ids: Any) -> Any:
+    """Input embeddings of `ids` from the checkpoint's embedding matrix, reading only the rows used."""
+    import torch
+
+    name = inp.canon[key]
+    uniq, inverse = torch.unique(ids, return_inverse=True)
+    if not inp.source.can_read_rows:
+        return inp.source.get(name).to(torch.float32)[ids]
+    u = uniq.tolist()
+    parts, i = [], 0
+    while i < len(u):  # contiguous runs of token ids: one positioned read each
+        j = i
+        while j + 1 < len(u) and u[j + 1] == u[j] + 1:
+            j += 1
+        parts.append(inp.source.get_rows(name, u[i], u[j] + 1).to(torch.float32))
+        i = j + 1
+    return torch.cat(parts)[inverse]
