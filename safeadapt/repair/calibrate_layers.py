@@ -72,19 +72,24 @@ def _decoder_layers(model: Any) -> tuple[str, Any]:
 
 
 def release_freed_memory() -> None:
-    """Make glibc serve large allocations with mmap (threshold 128 KiB, fixed) so each dropped layer
-    goes back to the OS: with glibc's dynamic threshold, freed layer-sized blocks stay in the heap
-    (measured on the 134M bench model: peak 627 MB vs 433 MB with it). No-op off glibc."""
-    import ctypes
-    import ctypes.util
+    """Hand freed heap memory back to the OS (glibc `malloc_trim`) after a layer is dropped: glibc's
+    dynamic mmap threshold otherwise keeps freed layer-sized blocks in the heap (measured on the 134M
+    bench model: peak 627 MB without, see docs/benchmarks.md). No-op off glibc."""
+    global _TRIM
+    if _TRIM is None:
+        import ctypes
+        import ctypes.util
 
-    name = ctypes.util.find_library("c")
-    if not name:
-        return
-    try:
-        ctypes.CDLL(name).mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass
+        name = ctypes.util.find_library("c")
+        try:
+            _TRIM = ctypes.CDLL(name).malloc_trim if name else False
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM: Any = None
 
 
 def wanda_norms_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], *, batch_size: int = 8, pad_id: int = 0,
@@ -94,7 +99,6 @@ def wanda_norms_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], *, b
 
     from safeadapt.core.runtime import track
 
-    release_freed_memory()
     model = _empty_model(inp)
     lname, layers = _decoder_layers(model)
     linears = {k: m for k, m in language_linears(model).items() if layer_index(k) is not None}
@@ -125,6 +129,7 @@ def wanda_norms_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], *, b
         for i, layer in enumerate(track(list(layers), f"calibration ({label}, by layer)")):
             names = [f"{lname}.{i}.{n}" for n, _ in layer.named_parameters()]
             _load(model, inp, names)
+            release_freed_memory()  # the checkpoint-dtype copies just freed
             handles = norm_hooks({k: m for k, m in linears.items() if layer_index(k) == i}, sums, state)
             try:
                 for j, (h, kw, mask) in enumerate(cached):
@@ -136,6 +141,7 @@ def wanda_norms_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], *, b
                     hd.remove()
                 state["last"] = (None, None)
                 _unload(model, names)
+                release_freed_memory()
     return {k: v.sqrt().float() for k, v in sums.items()}
 
 
