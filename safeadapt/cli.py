@@ -19,6 +19,7 @@ app = typer.Typer(
 # Order = order in --help.
 _STAGES = (
     "safeadapt.repair.merge.commands",  # merge
+    "safeadapt.repair.commands",  # repair
     "safeadapt.eval.commands",  # eval
     "safeadapt.eval.judges.commands",  # judge
     "safeadapt.diagnose.commands",  # diagnose weights|activations|recommend

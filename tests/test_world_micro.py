@@ -13,7 +13,9 @@ import pytest
 from safeadapt.world.demo import METRICS
 
 ROLES = {"aligned", "vl_stage1", "vl", "vl_sft", "vl_mtl", "vl_dpo"} | {
-    f"merge:{m}-{a}" for m, ws in (("linear", (0.5, 0.75)), ("ties", (0.9,)), ("dare", (0.75,))) for a in ws} | {"merge:guided"}
+    f"merge:{m}-{a}" for m, ws in (("linear", (0.5, 0.75)), ("ties", (0.9,)), ("dare", (0.75,))) for a in ws} | {
+    "merge:guided", "repair:resta-0.1", "repair:resta-0.25", "repair:resta-0.5", "repair:antidote-0.02",
+    "repair:antidote-0.1", "repair:graft-0.1", "repair:safemerge-0.35", "repair:somf-30"}
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +69,7 @@ def test_micro_world_search_front(micro):
     s = res["search"]
     assert s["summary"]["complete"] == 3 and s["front"]
     for p in s["front"]:
-        assert p["method"] in {"linear", "ties", "dare_linear"}
+        assert p["method"] in {"linear", "ties", "dare_linear", "resta", "antidote", "set_difference"}
         assert set(p["objectives"]) == {"asr", "over_refusal", "helpfulness"}
         for k in METRICS:
             assert 0.0 <= p["metrics"][k] <= 1.0

@@ -1,2 +1,3 @@
-"""Repairs that restore safety after adaptation: weight merging (repair.merge), and later pruning,
-safety vectors, subspace masks and a Pareto search over repair settings."""
+"""Repairs that restore safety after adaptation: weight merging (repair.merge) and the repairs of
+`safeadapt repair` (repair.api: antidote, set_difference, resta, safemerge, somf in repair.methods),
+which stream through the merge engine's writer."""

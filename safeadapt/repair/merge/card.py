@@ -12,13 +12,15 @@ from safeadapt.core.provenance import versions
 
 
 def render_card(*, recipe_yaml: str, method: str, reference: str, inputs: dict[str, str], base_model: str | None,
-                models: list[str], output_kind: str, dtype: str, notes: list[str]) -> str:
+                models: list[str], output_kind: str, dtype: str, notes: list[str], kind: str = "merge",
+                roles: dict[str, str] | None = None) -> str:
+    """`kind` "merge" or "repair" (the command and tags); `roles` labels inputs (repair: adapted, aligned...)."""
     v = versions()
     front: dict[str, Any] = {
         "base_model": [base_model] if base_model else list(models),
         "library_name": "transformers",
-        "tags": ["merge", "safeadapt", method, output_kind],
-        "merge_method": method,
+        "tags": [kind, "safeadapt", method, output_kind],
+        f"{kind}_method": method,
         "safeadapt": {"version": v.get("safeadapt", "unknown"), "inputs_sha256_fast": inputs, "dtype": dtype},
     }
     lines = [
@@ -26,16 +28,16 @@ def render_card(*, recipe_yaml: str, method: str, reference: str, inputs: dict[s
         yaml.safe_dump(front, sort_keys=False).rstrip(),
         "---",
         "",
-        "# Merged model",
+        "# Merged model" if kind == "merge" else "# Repaired model",
         "",
-        f"Produced by `safeadapt merge` (safeadapt {v.get('safeadapt', '?')}, transformers {v.get('transformers', '?')}, "
+        f"Produced by `safeadapt {kind}` (safeadapt {v.get('safeadapt', '?')}, transformers {v.get('transformers', '?')}, "
         f"torch {v.get('torch', '?')}) with the **{method}** method ({reference}).",
         "",
         "## Inputs",
         "",
     ]
     for m in models:
-        tag = " (base)" if m == base_model else ""
+        tag = f" ({roles[m]})" if roles and m in roles else (" (base)" if m == base_model else "")
         lines.append(f"- `{m}`{tag} — fingerprint `{inputs.get(m, '?')[:16]}`")
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]

@@ -96,8 +96,17 @@ def load_config(config: dict[str, Any] | str | os.PathLike | MergeConfig) -> tup
     """Parse a dict, a YAML path or a YAML string. Returns (config, directory of the YAML file)."""
     if isinstance(config, MergeConfig):
         return config, None
+    data, where, label = read_yaml_mapping(config, "merge config", "merge_method and models")
+    cfg = validated(MergeConfig, data, label)
+    method = cfg.method()
+    _check_parameters(cfg, method, label)
+    return cfg, where
+
+
+def read_yaml_mapping(config: dict[str, Any] | str | os.PathLike, what: str, expect: str) -> tuple[dict[str, Any], Path | None, str]:
+    """A recipe as a dict from a dict, a YAML file or YAML text -> (data, its directory, label for errors)."""
     where: Path | None = None
-    label = "merge config"
+    label = what
     if isinstance(config, dict):
         data: Any = config
     else:
@@ -105,12 +114,12 @@ def load_config(config: dict[str, Any] | str | os.PathLike | MergeConfig) -> tup
         text: str
         if "\n" not in str(config) and p.exists():
             if p.is_dir():
-                raise SafeAdaptError(f"merge config {p} is a directory, expected a YAML file")
+                raise SafeAdaptError(f"{what} {p} is a directory, expected a YAML file")
             text, where, label = p.read_text(), p.parent, str(p)
         elif isinstance(config, str) and ("\n" in config or ":" in config) and not str(config).endswith((".yaml", ".yml")):
             text = config
         else:
-            raise SafeAdaptError(f"merge config not found: {config}")
+            raise SafeAdaptError(f"{what} not found: {config}")
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:
@@ -118,17 +127,19 @@ def load_config(config: dict[str, Any] | str | os.PathLike | MergeConfig) -> tup
             at = f" at line {mark.line + 1}" if mark is not None else ""
             raise SafeAdaptError(f"{label}: invalid YAML{at}") from None
     if not isinstance(data, dict):
-        raise SafeAdaptError(f"{label}: expected a mapping with merge_method and models")
+        raise SafeAdaptError(f"{label}: expected a mapping with {expect}")
+    return data, where, label
+
+
+def validated(model: Any, data: dict[str, Any], label: str) -> Any:
+    """`model.model_validate(data)` with the first error as one SafeAdaptError line."""
     try:
-        cfg = MergeConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         raise SafeAdaptError(f"{label}: {loc + ': ' if loc else ''}{msg}") from None
-    method = cfg.method()
-    _check_parameters(cfg, method, label)
-    return cfg, where
 
 
 def _check_parameters(cfg: MergeConfig, method: MergeMethod, label: str) -> None:

@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.runtime import track
@@ -338,7 +338,8 @@ def _chunk_rows(tp: TensorPlan) -> int | None:
 
 
 def run_plan(plan: MergePlan, cfg: MergeConfig, method: MergeMethod, out_dir: Path, *, seed: int,
-             max_shard_size: int | str, metadata: dict[str, str] | None = None, threads: int | None = 1) -> None:
+             max_shard_size: int | str, metadata: dict[str, str] | None = None, threads: int | None = 1,
+             extras_for: Callable[[str], dict[str, Any]] | None = None) -> None:
     """Stream the planned tensors into `out_dir` (an atomic temp dir).
 
     Tensors of an elementwise method (`method.chunked`) above MIN_CHUNKED_ELEMS are streamed in row
@@ -349,7 +350,10 @@ def run_plan(plan: MergePlan, cfg: MergeConfig, method: MergeMethod, out_dir: Pa
     `threads`: torch intra-op threads for the arithmetic (restored afterwards; None leaves torch's
     setting). Default 1: the ops are memory-bound elementwise passes over ~1M-element blocks, where
     a second OpenMP thread mostly spin-waits (measured: bf16 linear 10.7 s CPU with 2 threads vs
-    4.3 s with 1 on the shared 2-core machine); the reader thread already uses a second core."""
+    4.3 s with 1 on the shared 2-core machine); the reader thread already uses a second core.
+
+    `extras_for(canonical key)`: per-tensor inputs computed outside the method (repair scores, the
+    role of each input), handed to the method in `TensorJob.extras`."""
     import torch
     from concurrent.futures import ThreadPoolExecutor
 
@@ -389,7 +393,7 @@ def run_plan(plan: MergePlan, cfg: MergeConfig, method: MergeMethod, out_dir: Pa
             rows = _chunk_rows(tp)
             if (rows is not None and method.chunked is not None and method.chunked(gparams, tparams)
                     and all(plan.models[i].source.can_read_rows for i in tp.participants)):
-                extras: dict[str, Any] | None = {"rows": tp.shape[0]}
+                extras: dict[str, Any] | None = {**(extras_for(tp.key) if extras_for else {}), "rows": tp.shape[0]}
                 if method.prepare is not None:
                     pj = PrepareJob(tp.key, tp.shape, job_base, gparams, tparams, tp.shape[0], rows,
                                     lambda j, r0, r1, tp=tp: load_rows(tp, j, r0, r1), tseed, prep_state)
@@ -428,7 +432,8 @@ def run_plan(plan: MergePlan, cfg: MergeConfig, method: MergeMethod, out_dir: Pa
             if tp.shared_rows is not None:
                 full_donor = tensors[tp.participants.index(tp.row_donor)]  # type: ignore[arg-type]
                 tensors = [x[: tp.shared_rows] for x in tensors]
-            job = TensorJob(tp.key, tensors, job_base, gparams, tparams, tseed)
+            job = TensorJob(tp.key, tensors, job_base, gparams, tparams, tseed,
+                            extras=extras_for(tp.key) if extras_for else {})
             merged = method(job)
             if full_donor is not None and tp.shape[0] > tp.shared_rows:  # type: ignore[operator]
                 merged = torch.cat([merged, full_donor[tp.shared_rows :].to(merged.dtype)], dim=0)

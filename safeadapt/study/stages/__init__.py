@@ -12,5 +12,6 @@ STAGE_KINDS = StageKindRegistry("stage kind")
 from safeadapt.study.stages import attack, dpo, eval, merge, python, sft, vl_adapt  # noqa: E402,F401
 from safeadapt.study.stages import search  # noqa: E402,F401
 from safeadapt.study.stages import diagnose  # noqa: E402,F401
+from safeadapt.study.stages import repair  # noqa: E402,F401
 
 __all__ = ["STAGE_KINDS"]
