@@ -23,6 +23,7 @@ _STAGES = (
     "safeadapt.eval.judges.commands",  # judge
     "safeadapt.train.commands",  # train sft|dpo|vl-adapt|attack
     "safeadapt.study.commands",  # run, demo
+    "safeadapt.report.commands",  # report
 )
 
 @app.callback()

@@ -1,0 +1,98 @@
+"""Diagnosis section from diagnose stage outputs: weights.json `per_layer` records (pair, layer,
+module, rel_change, cos_tv) as one layer x module heatmap per pair plus cosine curves;
+activations.json per-layer lists (one per model) as curves per quantity; the stage's own PNGs."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+from safeadapt.report import plots
+
+MAX_PAIRS = 8
+MAX_PNG_BYTES = 2 * 1024 * 1024
+
+
+def _per_layer_lists(obj: Any, name: str | None = None) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Every `per_layer` list of records in `obj`, named by the nearest enclosing key or its
+    `model` field (activations.json: a per_layer list per model, in whatever nesting)."""
+    out: list[tuple[str, list[dict[str, Any]]]] = []
+    if isinstance(obj, dict):
+        nm = str(obj.get("model") or obj.get("name") or name or "model")
+        pl = obj.get("per_layer")
+        if isinstance(pl, list) and pl and all(isinstance(r, dict) for r in pl):
+            out.append((nm, pl))
+        elif isinstance(pl, dict):  # {"per_layer": {model: [...]}}
+            for k, v in pl.items():
+                if isinstance(v, list) and v and all(isinstance(r, dict) for r in v):
+                    out.append((str(k), v))
+        for k, v in obj.items():
+            if k != "per_layer" and isinstance(v, (dict, list)):
+                out.extend(_per_layer_lists(v, str(k)))
+    elif isinstance(obj, list):
+        for v in obj:
+            if isinstance(v, dict):
+                out.extend(_per_layer_lists(v, name))
+    return out
+
+
+def _weights_figures(w: Any) -> list[dict[str, str]]:
+    recs = w.get("per_layer") if isinstance(w, dict) else w if isinstance(w, list) else None
+    if not isinstance(recs, list):
+        return []
+    recs = [r for r in recs if isinstance(r, dict)]
+    figs = []
+    pairs = list(dict.fromkeys(str(r.get("pair", "weights")) for r in recs))
+    for pair in pairs[:MAX_PAIRS]:
+        rs = [r for r in recs if str(r.get("pair", "weights")) == pair]
+        uri = plots.weight_heatmap(pair, rs)
+        if uri:
+            figs.append({"title": f"relative weight change per layer and module: {pair}", "uri": uri})
+        cos = [r for r in rs if isinstance(r.get("cos_tv"), (int, float))]
+        if cos:
+            series: dict[str, list[tuple[Any, float]]] = {}
+            for r in cos:
+                series.setdefault(str(r.get("module", "?")), []).append((r["layer"], float(r["cos_tv"])))
+            uri = plots.layer_curves(f"{pair}: cosine between task vectors", series, "cosine")
+            if uri:
+                figs.append({"title": f"task-vector cosine per layer: {pair}", "uri": uri})
+    return figs
+
+
+def _activation_figures(a: Any) -> list[dict[str, str]]:
+    lists = _per_layer_lists(a)
+    if not lists:
+        return []
+    fields = plots.numeric_fields(r for _, rs in lists for r in rs)
+    figs = []
+    for f in fields:
+        series: dict[str, list[tuple[Any, float]]] = {}
+        for model, rs in lists:
+            pts = [(r["layer"], float(r[f])) for r in rs if isinstance(r.get(f), (int, float)) and r.get("layer") is not None]
+            if pts:
+                series.setdefault(model, []).extend(pts)
+        uri = plots.layer_curves(f.replace("_", " "), series, f.replace("_", " "))
+        if uri:
+            figs.append({"title": f"{f.replace('_', ' ')} per layer", "uri": uri})
+    return figs
+
+
+def _png(path: Path) -> dict[str, str] | None:
+    try:
+        if path.stat().st_size > MAX_PNG_BYTES:
+            return None
+        return {"title": path.name, "uri": "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()}
+    except OSError:
+        return None
+
+
+def diagnosis(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """[{stage, figures: [{title, uri}], images: [{title, uri}]}] for every diagnose output found."""
+    out = []
+    for e in entries:
+        figs = _weights_figures(e.get("weights")) + _activation_figures(e.get("activations"))
+        imgs = [x for x in (_png(p) for p in e.get("images") or []) if x]
+        if figs or imgs:
+            out.append({"stage": e["stage"], "figures": figs, "images": imgs})
+    return out
