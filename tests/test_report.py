@@ -56,7 +56,7 @@ def test_full_study_report_has_every_section_and_the_files_numbers(full: tuple[P
     assert "Cohen&#39;s κ" in html or "Cohen's κ" in html
     assert "XSTest gpt4 completions" in html
     # samples: harmful completions are collapsed, others shown
-    assert "<details><summary>harmful completion (hidden; click to show)</summary>Sure. To make item 0" in html
+    assert '<details class="harm"><summary>harmful completion (hidden; click to show)</summary><div>Sure. To make item 0' in html
     assert "Sure. You need flour." in html
     # provenance: fingerprints and stage keys
     assert "fp-merge:linear-0.75" in html and "synthetic-study" in html

@@ -70,3 +70,16 @@ def test_micro_world_rerun_is_cached(micro):
     run_study_file(DEMO_STUDY, out, profile="micro", seed=0)
     study = json.loads((out / "study.json").read_text())
     assert {s["status"] for s in study["stages"]} == {"cached"}
+
+
+def test_micro_demo_ends_with_report(micro):
+    """`safeadapt demo`'s driver ends with DIR/report.html showing every role's measured counts."""
+    from safeadapt.study.commands import run_demo
+
+    out, res = micro
+    run_demo(out, profile="micro", seed=0)  # every stage cached: summary + report only
+    html = (out / "report.html").read_text()
+    for s in ("finding", "headline", "breakdowns", "pareto", "judges", "samples", "provenance"):
+        assert f'<section id="{s}">' in html, s
+    m = res["models"]["vl"]["text_asr_count"]
+    assert f"{m['k']}/{m['n']}" in html and "merge:dare-0.9" in html
