@@ -31,6 +31,13 @@ def _heat(x: Any, higher_is_worse: bool = True) -> str:
     return f"background:#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x};color:{fg}"
 
 
+def _key_models(data: ReportData, head: dict[str, Any] | None) -> list[str]:
+    """Reference, adapted, best trade-off and the first safety-tuned model, in that order."""
+    keys = [analysis.reference_role(data.models), analysis.adapted_role(data.models), head["best"] if head else None]
+    keys += analysis.safety_roles(data.models)[:1]
+    return [k for k in dict.fromkeys(keys) if k]
+
+
 def build_context(data: ReportData, *, samples_per_suite: int = 5) -> dict[str, Any]:
     head = analysis.headline(data) if data.models else None
     tp = analysis.tradeoff_points(data)
@@ -43,6 +50,7 @@ def build_context(data: ReportData, *, samples_per_suite: int = 5) -> dict[str, 
         "tradeoff_uri": plots.tradeoff_plot(tp),
         "tradeoff": tp,
         "breakdowns": sections.breakdowns(data),
+        "holistic": sections.holistic(data, _key_models(data, head)),
         "diagnosis": diagnosis.diagnosis(data.diagnose),
         "search": [{"stage": s["stage"], "n_trials": len(s.get("trials") or [])} for s in data.search],
         "judges": sections.judges(data),
@@ -50,7 +58,7 @@ def build_context(data: ReportData, *, samples_per_suite: int = 5) -> dict[str, 
         "provenance": sections.provenance(data),
     }
     ctx["present"] = {
-        "finding": bool(ctx["findings"]), "headline": bool(ctx["headline"]), "breakdowns": bool(ctx["breakdowns"]),
+        "finding": bool(ctx["findings"]), "headline": bool(ctx["headline"]), "breakdowns": bool(ctx["breakdowns"] or ctx["holistic"]),
         "pareto": bool(ctx["tradeoff_uri"]) and len(tp["points"]) >= 2, "diagnosis": bool(ctx["diagnosis"]), "judges": bool(ctx["judges"]),
         "samples": bool(ctx["samples"]), "provenance": True,
     }

@@ -56,6 +56,27 @@ def breakdowns(data: ReportData) -> list[dict[str, Any]]:
     return [t for t in out if t["groups"]]
 
 
+def holistic(data: ReportData, models: list[str]) -> dict[str, Any] | None:
+    """Risk area x attack surface (text, jailbreak, multimodal) ASR for a few key `models`:
+    {surfaces, models, areas, cells[area][model][surface] = {value, k, n}}."""
+    surfaces = [s for s in HARMFUL_SUITES if any(s in (ev.results.get("suites") or {}) for ev in data.evals)]
+    by_model = {ev.model: ev.results.get("suites") or {} for ev in data.evals}
+    models = [m for m in models if m in by_model]
+    if not surfaces or not models:
+        return None
+    cells: dict[str, dict[str, dict[str, Any]]] = {}
+    for m in models:
+        for s in surfaces:
+            per = (by_model[m].get(s) or {}).get("per_category") or {}
+            for area, v in per.items():
+                if isinstance(v, dict) and isinstance(v.get("value"), (int, float)):
+                    cells.setdefault(area, {}).setdefault(m, {})[s] = v
+    if len(cells) < 2:
+        return None
+    return {"surfaces": surfaces, "labels": {s: SUITE_TITLE[s].replace(" ASR", "") for s in surfaces}, "models": models,
+            "areas": sorted(cells), "cells": cells}
+
+
 def _prompt(rec: dict[str, Any]) -> str:
     msgs = rec.get("messages") or []
     users = [m.get("content", "") for m in msgs if isinstance(m, dict) and m.get("role") == "user"]
