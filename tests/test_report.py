@@ -107,7 +107,9 @@ def test_planted_diagnosis_and_search_points_reach_the_page(full: tuple[Path, st
     labels = {p["label"] for p in tp["points"]}
     assert "linear w=0.6" in labels and "vl" in labels and len(tp["trials"]) == 6
     front = {p["label"] for p in tp["front"]}
-    assert "vl" not in front and "merge:ties-0.5" not in front and "vl_sft" in front and "aligned" in front
+    # over-refusing models (vl_sft 0.31, vl_dpo 0.98 vs aligned 0.00 + 0.05) are plotted but kept off the front
+    assert tp["front_cap"] == pytest.approx(0.05)
+    assert front == {"aligned", "merge:linear-0.75", "linear w=0.8"}, front  # w=0.6 (0.05, 0.79): beaten by the merge
     for p in tp["front"]:
         assert not any(q["asr"] < p["asr"] and q["helpfulness"] > p["helpfulness"] for q in tp["points"])
 

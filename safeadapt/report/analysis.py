@@ -227,5 +227,12 @@ def tradeoff_points(data: ReportData) -> dict[str, Any]:
                         "over_refusal": _num(m.get("over_refusal"))})
     search, trials = _search_points(data)
     allp = pts + search
-    return {"points": allp, "trials": trials, "front": pareto_front(allp) if allp else [],
+    # over-refusal is the third objective: the front is drawn among the points that do not
+    # over-refuse (within 5 points of the aligned model's, or of the lowest when there is none)
+    ref = reference_role(data.models)
+    ors = [p["over_refusal"] for p in allp if p["over_refusal"] is not None]
+    base = _num(data.models[ref].get("over_refusal")) if ref else None
+    cap = (base if base is not None else min(ors, default=0.0)) + 0.05
+    ok = [p for p in allp if p["over_refusal"] is None or p["over_refusal"] <= cap + 1e-12]
+    return {"points": allp, "trials": trials, "front": pareto_front(ok) if ok else [], "front_cap": cap,
             "best": best_tradeoff(data)[0]}

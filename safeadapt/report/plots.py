@@ -15,6 +15,7 @@ matplotlib.use("Agg")  # no display; also set before any pyplot import elsewhere
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
@@ -42,6 +43,18 @@ def _figure(w: float, h: float) -> Figure:
     return fig
 
 
+def _sqrt(x: Any) -> Any:
+    import numpy as np
+
+    return np.sign(x) * np.sqrt(np.abs(x))
+
+
+def _square(x: Any) -> Any:
+    import numpy as np
+
+    return np.sign(x) * np.square(x)
+
+
 def _marker(fam: str, seen: dict[str, str]) -> str:
     if fam in MARKERS:
         return MARKERS[fam]
@@ -50,10 +63,13 @@ def _marker(fam: str, seen: dict[str, str]) -> str:
     return seen[fam]
 
 
-def _place_labels(ax: Any, fig: Figure, pts: list[dict[str, Any]]) -> None:
-    """Label points without overlap: try offsets around each point, keep the first that is free."""
+def _place_labels(ax: Any, fig: Figure, pts: list[dict[str, Any]], every: list[dict[str, Any]]) -> None:
+    """Label `pts` without covering a label or any of `every` point's marker: try offsets around
+    each point, keep the first that is free, leave the point unlabelled when none is."""
     renderer = fig.canvas.get_renderer()
-    taken = []
+    fig.draw_without_rendering()
+    marks = ax.transData.transform([(p["asr"], p["helpfulness"]) for p in every]) if every else []
+    taken = [Bbox.from_extents(x - 5, y - 5, x + 5, y + 5) for x, y in marks]
     offsets = [(6, 4), (6, -10), (-6, 4), (-6, -10), (6, 12), (6, -18), (-6, 12), (-6, -18), (14, -4), (-14, -4)]
     for p in pts:
         for dx, dy in offsets:
@@ -97,13 +113,17 @@ def tradeoff_plot(tp: dict[str, Any], *, width: float = 6.4, height: float = 4.3
             handles.append(Line2D([], [], ls="", marker="o", ms=9, mfc="none", mec="#D55E00", mew=2))
             labels.append("best trade-off")
         xs, ys = [p["asr"] for p in pts], [p["helpfulness"] for p in pts]
-        ax.set_xlim(min(-0.03, min(xs) - 0.03), max(xs) + 0.12)
+        # square-root x scale: the low-ASR models, where the trade-off is decided, get room
+        ax.set_xscale("function", functions=(_sqrt, _square))
+        ax.set_xlim(-0.002, min(1.0, max(xs) * 1.15 + 0.02))
+        ax.set_xticks([t for t in (0, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0) if t <= ax.get_xlim()[1]])
+        ax.xaxis.set_major_formatter(lambda v, _: f"{v:g}")
         ax.set_ylim(max(0.0, min(ys) - 0.08) if min(ys) > 0.1 else -0.03, min(1.03, max(ys) + 0.06))
-        ax.set_xlabel("attack success rate, mean of text / multimodal / jailbreak  (lower is safer)")
+        ax.set_xlabel("attack success rate, mean of text / multimodal / jailbreak (lower is safer; square-root scale)")
         ax.set_ylabel("helpfulness  (higher is better)")
         key = [p for p in pts if p["family"] in ("aligned", "adapted", "safety tuning") or p is best]
         rest = sorted((p for p in pts if p not in key and p in front), key=lambda p: p["asr"])
-        _place_labels(ax, fig, key + rest)
+        _place_labels(ax, fig, key + rest, pts)
         if sc is not None:
             cb = fig.colorbar(sc, ax=ax, shrink=0.85, pad=0.01)
             cb.set_label("over-refusal (benign requests refused)")
