@@ -121,21 +121,28 @@ def make_study(root: Path, *, demo_results: bool = True, diagnose: bool = True, 
                       "rel_change": 0.9 if (layer == 2 and mod == "mlp.down_proj") else 0.01 * (layer + 1), "cos_tv": 0.1 * layer}
                      for layer in range(4) for mod in ("self_attn.q_proj", "mlp.down_proj")]
         (d / "weights.json").write_text(json.dumps({"per_layer": per_layer}))
-        (d / "activations.json").write_text(json.dumps({"models": {
-            m: {"per_layer": [{"layer": layer, "probe_acc": 0.5 + 0.1 * layer, "refusal_dir_cos": 1.0 - 0.2 * layer * (m == "vl")}
-                              for layer in range(4)]} for m in ("aligned", "vl")}}))
+        # the diagnose stages' layout: models[] with a label and per_layer, cross[] per pair
+        (d / "activations.json").write_text(json.dumps({
+            "models": [{"label": m, "per_layer": [{"layer": layer, "probe_acc": 0.5 + 0.1 * layer, "cos_gap": 0.01 * layer,
+                                                    "separation": None if layer == 0 else 1.0 + layer}
+                                                   for layer in range(4)]} for m in ("aligned", "vl")],
+            "cross": [{"pair": "aligned->vl", "per_layer": [{"layer": layer, "cos_dir": 1.0 - 0.2 * layer, "proj_ratio": 1.0}
+                                                            for layer in range(4)]}]}))
+        (d / "recommend.json").write_text(json.dumps({"layers": [2, 3], "pair": "aligned->vl", "inside": 0.8, "outside": 0.3}))
         (d / "weights_heatmap.png").write_bytes(png_bytes(16, 8, (230, 159, 0)))
         stages.append({"name": "diagnose", "kind": "diagnose.weights", "dir": str(d.relative_to(root)), "status": "done",
                        "seconds": 2.0, "key": "d" * 64})
     if search:
         d = root / "stages" / "search-000000000002"
         d.mkdir(parents=True)
-        pts = [{"method": "linear", "params": {"w": w}, "objectives": {"asr": a, "over_refusal": o, "helpfulness": h}, "metrics": {}}
+        # the search's layout: proxy objectives, and objectives_full from the full suites (shown)
+        pts = [{"method": "linear", "params": {"w": w}, "objectives": {"asr": 0.5, "over_refusal": 0.5, "helpfulness": 0.1},
+                "objectives_full": {"asr": a, "over_refusal": o, "helpfulness": h}, "metrics": {}}
                for w, a, o, h in ((0.6, 0.05, 0.0, 0.79), (0.8, 0.01, 0.02, 0.77))]
         (d / "pareto.json").write_text(json.dumps(pts))
-        (d / "trials.jsonl").write_text("".join(json.dumps({"number": i, "objectives": {"asr": 0.1 * i, "over_refusal": 0.0,
-                                                                                         "helpfulness": 0.6 + 0.02 * i}}) + "\n"
-                                                for i in range(6)))
+        trials = [{"number": i, "state": "COMPLETE", "objectives": {"asr": 0.1 * i, "over_refusal": 0.0, "helpfulness": 0.6 + 0.02 * i}}
+                  for i in range(6)] + [{"number": 6, "state": "FAIL", "objectives": None}]
+        (d / "trials.jsonl").write_text("".join(json.dumps(t) + "\n" for t in trials))
         stages.append({"name": "search", "kind": "search.merge", "dir": str(d.relative_to(root)), "status": "done",
                        "seconds": 9.0, "key": "e" * 64})
     (root / "study.json").write_text(json.dumps({"study": "synthetic-study", "seed": 0, "profile": None, "status": "complete",

@@ -96,7 +96,9 @@ def test_planted_diagnosis_and_search_points_reach_the_page(full: tuple[Path, st
     d = ctx["diagnosis"][0]
     titles = [f["title"] for f in d["figures"]]
     assert "relative weight change per layer and module: aligned->vl" in titles
-    assert any("refusal dir cos" in t for t in titles) and any("probe acc" in t for t in titles)
+    for q in ("probe acc", "cos gap", "separation", "cos dir", "proj ratio"):
+        assert any(t.startswith(q) for t in titles), q
+    assert d["note"] == "recommended layers 2-3 (aligned->vl); safety weight 0.8 inside, 0.3 outside"
     assert d["images"][0]["title"] == "weights_heatmap.png"
     # the planted change: the heatmap's brightest cell is layer 2, mlp.down_proj
     w = data.diagnose[0]["weights"]["per_layer"]

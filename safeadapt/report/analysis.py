@@ -201,7 +201,7 @@ def _search_points(data: ReportData) -> tuple[list[dict[str, Any]], list[dict[st
         for i, p in enumerate(rows or []):
             if not isinstance(p, dict):
                 continue
-            o = p.get("objectives") or p
+            o = p.get("objectives_full") or p.get("objectives") or p  # full-suite numbers when the search has them
             asr, hp, orr = _num(o.get("asr")), _num(o.get("helpfulness")), _num(o.get("over_refusal"))
             if asr is None or hp is None:
                 continue
@@ -212,7 +212,7 @@ def _search_points(data: ReportData) -> tuple[list[dict[str, Any]], list[dict[st
                         "over_refusal": orr, "params": p.get("params")})
         for t in s.get("trials") or []:
             o = t.get("objectives") or t.get("values") or t
-            if isinstance(o, dict) and _num(o.get("asr")) is not None and _num(o.get("helpfulness")) is not None:
+            if t.get("state", "COMPLETE") == "COMPLETE" and isinstance(o, dict) and _num(o.get("asr")) is not None and _num(o.get("helpfulness")) is not None:
                 trials.append({"asr": _num(o["asr"]), "helpfulness": _num(o["helpfulness"])})
     return pts, trials
 

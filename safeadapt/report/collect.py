@@ -110,12 +110,13 @@ def _model_name(stage: dict[str, Any], d: Path, skipped: list[str]) -> str:
 def _scan_extras(d: Path, stage: str | None, data: ReportData) -> None:
     """Diagnose, search and judge-agreement outputs in directory `d` (any stage kind)."""
     sk = data.skipped
-    w, a = d / "weights.json", d / "activations.json"
+    w, a, r = d / "weights.json", d / "activations.json", d / "recommend.json"
     images = sorted(p for p in d.glob("*.png") if p.is_file())
-    if w.is_file() or a.is_file():
+    if w.is_file() or a.is_file() or r.is_file():
         data.diagnose.append({"stage": stage or d.name, "dir": d,
                               "weights": _read_json(w, sk) if w.is_file() else None,
                               "activations": _read_json(a, sk) if a.is_file() else None,
+                              "recommend": _read_json(r, sk) if r.is_file() else None,
                               "images": images})
     p, t = d / "pareto.json", d / "trials.jsonl"
     if p.is_file() or t.is_file():

@@ -12,6 +12,7 @@ from safeadapt.report import plots
 
 MAX_PAIRS = 8
 MAX_PNG_BYTES = 2 * 1024 * 1024
+SKIP_FIELDS = ("layer", "n", "n_params", "rows", "seconds", "hidden")
 
 
 def _per_layer_lists(obj: Any, name: str | None = None) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -19,7 +20,7 @@ def _per_layer_lists(obj: Any, name: str | None = None) -> list[tuple[str, list[
     `model` field (activations.json: a per_layer list per model, in whatever nesting)."""
     out: list[tuple[str, list[dict[str, Any]]]] = []
     if isinstance(obj, dict):
-        nm = str(obj.get("model") or obj.get("name") or name or "model")
+        nm = str(obj.get("label") or obj.get("pair") or obj.get("model") or obj.get("name") or name or "model")
         pl = obj.get("per_layer")
         if isinstance(pl, list) and pl and all(isinstance(r, dict) for r in pl):
             out.append((nm, pl))
@@ -64,7 +65,7 @@ def _activation_figures(a: Any) -> list[dict[str, str]]:
     lists = _per_layer_lists(a)
     if not lists:
         return []
-    fields = plots.numeric_fields(r for _, rs in lists for r in rs)
+    fields = plots.numeric_fields((r for _, rs in lists for r in rs), skip=SKIP_FIELDS)
     figs = []
     for f in fields:
         series: dict[str, list[tuple[Any, float]]] = {}
@@ -87,12 +88,23 @@ def _png(path: Path) -> dict[str, str] | None:
         return None
 
 
+def _recommendation(r: Any) -> str | None:
+    """One line from diagnose.recommend's recommend.json: the layer range and the merge weights."""
+    if not isinstance(r, dict) or not isinstance(r.get("layers"), (list, tuple)) or len(r["layers"]) != 2:
+        return None
+    lo, hi = r["layers"]
+    extra = f"; safety weight {r['inside']} inside, {r['outside']} outside" if "inside" in r and "outside" in r else ""
+    return f"recommended layers {lo}-{hi}" + (f" ({r['pair']})" if r.get("pair") else "") + extra
+
+
 def diagnosis(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """[{stage, figures: [{title, uri}], images: [{title, uri}]}] for every diagnose output found."""
+    """[{stage, figures: [{title, uri}], images: [{title, uri}], note}] for every diagnose output
+    found. The report draws its own figures from the JSON (one style); the stage's PNGs come along."""
     out = []
     for e in entries:
         figs = _weights_figures(e.get("weights")) + _activation_figures(e.get("activations"))
         imgs = [x for x in (_png(p) for p in e.get("images") or []) if x]
-        if figs or imgs:
-            out.append({"stage": e["stage"], "figures": figs, "images": imgs})
+        note = _recommendation(e.get("recommend"))
+        if figs or imgs or note:
+            out.append({"stage": e["stage"], "figures": figs, "images": imgs, "note": note})
     return out
