@@ -96,6 +96,7 @@ def test_planted_diagnosis_and_search_points_reach_the_page(full: tuple[Path, st
     d = ctx["diagnosis"][0]
     titles = [f["title"] for f in d["figures"]]
     assert "relative weight change per layer and module: aligned->vl" in titles
+    assert "cosine between the two task vectors per layer and module: aligned->vl" in titles
     for q in ("probe acc", "cos gap", "separation", "cos dir", "proj ratio"):
         assert any(t.startswith(q) for t in titles), q
     assert d["note"] == "recommended layers 2-3 (aligned->vl); safety weight 0.8 inside, 0.3 outside"

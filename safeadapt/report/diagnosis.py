@@ -50,14 +50,10 @@ def _weights_figures(w: Any) -> list[dict[str, str]]:
         uri = plots.weight_heatmap(pair, rs)
         if uri:
             figs.append({"title": f"relative weight change per layer and module: {pair}", "uri": uri})
-        cos = [r for r in rs if isinstance(r.get("cos_tv"), (int, float))]
-        if cos:
-            series: dict[str, list[tuple[Any, float]]] = {}
-            for r in cos:
-                series.setdefault(str(r.get("module", "?")), []).append((r["layer"], float(r["cos_tv"])))
-            uri = plots.layer_curves(f"{pair}: cosine between task vectors", series, "cosine")
+        if any(isinstance(r.get("cos_tv"), (int, float)) for r in rs):
+            uri = plots.weight_heatmap(pair, rs, "cos_tv", cmap="PuOr", vmin=-1.0, vmax=1.0)
             if uri:
-                figs.append({"title": f"task-vector cosine per layer: {pair}", "uri": uri})
+                figs.append({"title": f"cosine between the two task vectors per layer and module: {pair}", "uri": uri})
     return figs
 
 

@@ -131,7 +131,8 @@ def tradeoff_plot(tp: dict[str, Any], *, width: float = 6.4, height: float = 4.3
         return to_data_uri(fig)
 
 
-def weight_heatmap(pair: str, recs: list[dict[str, Any]], value: str = "rel_change") -> str | None:
+def weight_heatmap(pair: str, recs: list[dict[str, Any]], value: str = "rel_change", *, cmap: str = "viridis",
+                   vmin: float | None = None, vmax: float | None = None) -> str | None:
     """Layer x module heatmap of `value` for one model pair (diagnose.weights records)."""
     rows = [r for r in recs if isinstance(r.get(value), (int, float)) and r.get("layer") is not None]
     if not rows:
@@ -146,7 +147,7 @@ def weight_heatmap(pair: str, recs: list[dict[str, Any]], value: str = "rel_chan
     with matplotlib.rc_context({**STYLE, "axes.grid": False}):
         fig = _figure(min(9.5, 2.2 + 0.35 * len(layers)), 1.0 + 0.28 * len(modules))
         ax = fig.add_subplot()
-        im = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest")
+        im = ax.imshow(grid, aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
         ax.set_yticks(range(len(modules)), modules, fontsize=7.5)
         step = max(1, len(layers) // 16)
         ax.set_xticks(range(0, len(layers), step), [str(layers[i]) for i in range(0, len(layers), step)], fontsize=7.5)
@@ -170,6 +171,10 @@ def layer_curves(title: str, series: dict[str, list[tuple[Any, float]]], ylabel:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, lw=1.4, ls=styles[(i // 8) % 4], label=name)
         ax.set_xlabel("layer")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        xs = {p[0] for pts in series.values() for p in pts}
+        if len(xs) == 1:
+            x = next(iter(xs))
+            ax.set_xlim(x - 1, x + 1)
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         if len(series) > 1:
