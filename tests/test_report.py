@@ -165,6 +165,14 @@ def test_study_run_writes_report(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     html = (out / "report.html").read_text()
     assert "130/144" in html and 'id="provenance"' in html and "tiny" in html
+    # a failed study still leaves a report of what finished, and fails with one line
+    (tmp_path / "fns.py").write_text((tmp_path / "fns.py").read_text() + "def bad(ctx):\n    raise ValueError('boom')\n")
+    (tmp_path / "s.yaml").write_text((tmp_path / "s.yaml").read_text() + "  bad: {kind: python, params: {function: 'fns.py:bad'}}\n")
+    (out / "report.html").unlink()
+    r = CliRunner().invoke(app, ["run", str(tmp_path / "s.yaml"), "--out", str(out)])
+    assert r.exit_code != 0 and "bad" in r.output
+    html = (out / "report.html").read_text()
+    assert "130/144" in html and "failed" in html
 
 
 def test_samples_are_the_same_prompts_for_every_model(full: tuple[Path, str]) -> None:

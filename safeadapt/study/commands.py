@@ -60,10 +60,15 @@ def register(app: typer.Typer) -> None:
         keep_going: bool = typer.Option(False, "--keep-going", help="After a failure, still run stages that do not depend on it."),
     ) -> None:
         """Run a study DAG with content-addressed caching; a re-run resumes where it stopped."""
-        run_study_file(study, out, dry_run=dry_run, seed=seed, profile=profile, sets=set_, only=only, keep_going=keep_going)
-        if not dry_run:
-            from safeadapt.report.commands import write_study_report
+        from safeadapt.report.commands import write_study_report
+        from safeadapt.study.engine import StageFailed
 
+        try:
+            run_study_file(study, out, dry_run=dry_run, seed=seed, profile=profile, sets=set_, only=only, keep_going=keep_going)
+        except StageFailed:
+            write_study_report(out)  # what finished before the failure, in report.html too
+            raise
+        if not dry_run:
             report = write_study_report(out)
             typer.echo(f"study written to {out} (study.json{', report.html' if report else ''})")
 
