@@ -82,8 +82,14 @@ def test_sections_absent_without_their_data(tmp_path: Path) -> None:
     # without the demo's results.json, models come from the eval stage dirs and the best is computed
     data = collect(src)
     assert list(data.models) == [e.model for e in data.evals] and "merge:linear-0.75" in data.models
+    # without the study's own checks the report applies the demo's rules to the numbers
+    chk, source = analysis.checks(data)
+    assert source == "report" and chk["vl_raises_asr_20pts"]["holds"] and chk["best_merge_within_5pts"]["best"] == "merge:linear-0.75"
+    assert "the demo&#39;s checks" in html or "the demo's checks" in html
+    # no merges: the generic rule (smallest worst gap) picks among the repairs
+    data.models = {r: m for r, m in data.models.items() if not r.startswith("merge:")}
     best, rule = analysis.best_tradeoff(data)
-    assert best == "merge:linear-0.75" and "worst gap" in rule
+    assert best == "repair:restore-0.5" and "worst gap" in rule
     # one eval dir alone: results, breakdowns, samples, provenance; no finding, no trade-off plot
     one = src / json.loads((src / "study.json").read_text())["stages"][1]["dir"]
     html1 = write_report(one, tmp_path / "one.html").read_text()

@@ -79,7 +79,7 @@ def best_tradeoff(data: ReportData) -> tuple[str | None, str]:
     """(model, rule). The demo's own check names its best merge; otherwise: among every model but
     the reference, the smallest worst gap of (mean ASR above the reference's, over-refusal above the
     reference's, helpfulness below the most helpful candidate's)."""
-    t = data.targets.get("best_merge_within_5pts") if isinstance(data.targets, dict) else None
+    t = checks(data)[0].get("best_merge_within_5pts")
     if isinstance(t, dict) and t.get("best") in data.models:
         return t["best"], ("the demo's check: smallest of max(text, multimodal) ASR above the aligned model's and "
                            "helpfulness below the VL-adapted model's")
@@ -132,8 +132,22 @@ def _fmt(m: dict[str, Any], k: str) -> str:
     return f"{float(m[k]):.2f}{extra}"
 
 
-def _status(data: ReportData, key: str) -> str | None:
-    t = data.targets.get(key) if isinstance(data.targets, dict) else None
+def checks(data: ReportData) -> tuple[dict[str, Any], str | None]:
+    """(checks, source): the study's own targets, or the demo's rules (world.demo.check_targets)
+    applied by the report when the study has none and its roles allow; source "study" / "report"."""
+    if isinstance(data.targets, dict) and data.targets:
+        return data.targets, "study"
+    try:
+        from safeadapt.world.demo import check_targets
+
+        t = check_targets(data.models)
+    except (ImportError, KeyError, TypeError, ValueError):
+        return {}, None
+    return t, ("report" if t else None)
+
+
+def _status(chk: dict[str, Any], key: str) -> str | None:
+    t = chk.get(key)
     if isinstance(t, dict) and isinstance(t.get("holds"), bool):
         return "holds" if t["holds"] else "does not hold"
     return None
@@ -145,12 +159,13 @@ def findings(data: ReportData) -> list[dict[str, Any]]:
     models exist; its status is the demo's own check when present."""
     models = data.models
     ref, ada = reference_role(models), adapted_role(models)
+    chk, _ = checks(data)
     out: list[dict[str, Any]] = []
     if ref and ada:
         a, v = models[ref], models[ada]
         lines = [f"{LABELS[k]}: {_fmt(a, k)} → {_fmt(v, k)}" for k in ASR_METRICS if k in a and k in v]
         out.append({"title": f"Adaptation raises attack success ({ref} → {ada})", "lines": lines,
-                    "status": _status(data, "vl_raises_asr_20pts")})
+                    "status": _status(chk, "vl_raises_asr_20pts")})
     saf = safety_roles(models)
     if ref and saf:
         a = models[ref]
@@ -162,18 +177,18 @@ def findings(data: ReportData) -> list[dict[str, Any]]:
                 bits.append(f"over-refusal {_fmt(m, 'over_refusal')} vs {ref} {float(a['over_refusal']):.2f}")
             lines.append(f"{r}: " + ", ".join(b for b in bits if b))
         out.append({"title": "Safety tuning lowers ASR but over-refuses benign requests", "lines": lines,
-                    "status": _status(data, "safety_tuning_lowers_asr_raises_over_refusal")})
+                    "status": _status(chk, "safety_tuning_lowers_asr_raises_over_refusal")})
     best, rule = best_tradeoff(data)
     if best and ref:
         b, a = models[best], models[ref]
-        lines = [f"{LABELS[k]}: {_fmt(b, k)} (aligned {float(a[k]):.2f})" for k in ("text_asr", "mm_asr") if k in b and k in a]
+        lines = [f"{LABELS[k]}: {_fmt(b, k)} ({ref} {float(a[k]):.2f})" for k in ("text_asr", "mm_asr") if k in b and k in a]
         if ada and "helpfulness" in b and "helpfulness" in models[ada]:
             lines.append(f"helpfulness: {_fmt(b, 'helpfulness')} ({ada} {float(models[ada]['helpfulness']):.2f})")
         if "over_refusal" in b:
             worst = max(saf, key=lambda r: float(models[r].get("over_refusal") or 0.0)) if saf else None
             extra = f" ({worst} {float(models[worst]['over_refusal']):.2f})" if worst else ""
             lines.append(f"over-refusal: {_fmt(b, 'over_refusal')}{extra}")
-        out.append({"title": f"Best trade-off: {best}", "lines": lines, "status": _status(data, "best_merge_within_5pts"),
+        out.append({"title": f"Best trade-off: {best}", "lines": lines, "status": _status(chk, "best_merge_within_5pts"),
                     "rule": rule})
     return out
 
