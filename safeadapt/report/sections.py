@@ -99,6 +99,12 @@ def verdict(rec: dict[str, Any]) -> tuple[str, bool]:
     return "ungraded", False
 
 
+def _reference(ref: Any) -> str | None:
+    if ref is None or ref == "" or ref == []:
+        return None
+    return " or ".join(map(str, ref)) if isinstance(ref, (list, tuple)) else str(ref)
+
+
 def _image(path: str, base: Path) -> dict[str, str]:
     p = Path(path)
     p = p if p.is_absolute() else base / p
@@ -133,7 +139,7 @@ def samples(data: ReportData, per_suite: int = 5) -> list[dict[str, Any]]:
             word, harmful = verdict(r)
             out.append({"model": model, "suite": suite, "id": str(r.get("sample_id", "")), "category": r.get("category") or "",
                         "attack": r.get("attack") or "", "prompt": _prompt(r), "response": str(r.get("response", "")),
-                        "reference": r.get("reference"), "verdict": word, "harmful": harmful,
+                        "reference": _reference(r.get("reference")), "verdict": word, "harmful": harmful,
                         "images": [_image(str(i), base) for i in (r.get("images") or [])],
                         "reason": (r.get("judgement") or {}).get("reason") if isinstance(r.get("judgement"), dict) else None})
     order = list(SUITE_TITLE)
@@ -200,7 +206,13 @@ def provenance(data: ReportData) -> dict[str, Any]:
                "key": str(s.get("key", ""))[:12]} for s in st.get("stages", []) if isinstance(s, dict)]
     fps = [{"model": ev.model, "fingerprint": str(ev.results.get("model_fingerprint") or ""),
             "path": str(ev.results.get("model") or "")} for ev in data.evals]
-    summary = {k: st.get(k) for k in ("study", "file", "seed", "profile", "status", "wall_s") if st.get(k) is not None}
+    summary = {k: st.get(k) for k in ("study", "file", "seed", "profile", "status") if st.get(k) is not None}
+    if isinstance(st.get("wall_s"), (int, float)):
+        summary["wall time"] = f"{st['wall_s']:.0f} s"
+    if isinstance(prov.get("created_unix"), (int, float)):
+        import datetime as dt
+
+        summary["finished"] = dt.datetime.fromtimestamp(prov["created_unix"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     total = sum(s["seconds"] for s in stages if isinstance(s["seconds"], (int, float)))
     return {"summary": summary, "vars": st.get("vars"), "stages": stages, "stage_seconds_total": total if stages else None,
             "fingerprints": [f for f in fps if f["fingerprint"]], "versions": prov.get("versions") or {},
