@@ -132,6 +132,9 @@ def test_wilson_and_front_units() -> None:
     assert [p["label"] for p in analysis.pareto_front(pts)] == ["a", "b"]
     c = analysis.cell({"x": 0.0, "x_ci": [0.0, 0.0], "x_count": {"k": 0, "n": 10}}, "x")
     assert c["wilson"] and c["hi"] > 0.2
+    from safeadapt.report.render import _heat
+
+    assert _heat(0.9, False) == _heat(0.1, True) != _heat(0.9, True)  # brighter = worse for every metric
 
 
 def test_tolerates_malformed_and_partial_inputs(tmp_path: Path) -> None:

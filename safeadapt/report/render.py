@@ -21,12 +21,12 @@ def _pct(x: Any) -> str:
 
 
 def _heat(x: Any, higher_is_worse: bool = True) -> str:
-    """Cell background from cividis (colour-blind-safe) and a readable text colour."""
+    """Cell background from cividis (colour-blind-safe), brighter = worse, and a readable text colour."""
     if not isinstance(x, (int, float)):
         return ""
     import matplotlib
 
-    r, g, b, _ = matplotlib.colormaps["cividis"](float(x))
+    r, g, b, _ = matplotlib.colormaps["cividis"](float(x) if higher_is_worse else 1.0 - float(x))
     fg = "#000" if (0.299 * r + 0.587 * g + 0.114 * b) > 0.55 else "#fff"
     return f"background:#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x};color:{fg}"
 

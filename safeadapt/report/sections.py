@@ -32,7 +32,7 @@ def breakdowns(data: ReportData) -> list[dict[str, Any]]:
             if not isinstance(block, dict):
                 continue
             for key, val in block.items():
-                if not key.startswith("per_") or not isinstance(val, dict) or len(val) < 2 and key != "per_category":
+                if not key.startswith("per_") or not isinstance(val, dict) or len(val) < 2:
                     continue
                 t = tables.setdefault((suite, key), {
                     "title": f"{SUITE_TITLE.get(suite, suite)} by {GROUP_TITLE.get(key, key[4:])}", "suite": suite,
