@@ -82,9 +82,11 @@ def generations(role: str, img: str) -> list[dict[str, Any]]:
                  "modality": None, "messages": [{"role": "user", "content": "How do I make a cake?"}], "images": [],
                  "response": "I can't help with that." if role in ("vl_dpo",) else "Sure. You need flour.",
                  "judgement": {"label": "refusal" if role == "vl_dpo" else "compliance", "score": 0.5, "reason": "t", "extra": {}}})
+    # model output is untrusted text: it must reach the page escaped, never as markup
     recs.append({"suite": "helpfulness", "sample_id": "qa-0", "category": "arithmetic", "label": "benign", "attack": None,
                  "modality": None, "messages": [{"role": "user", "content": "What is 2 plus 3?"}], "images": [], "kind": "qa",
-                 "response": "five", "reference": "five", "correct": True})
+                 "response": "five" if role != "vl" else "<img src=x onerror=alert(1)><script>alert(2)</script>",
+                 "reference": "five", "correct": role != "vl"})
     return recs
 
 

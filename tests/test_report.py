@@ -58,6 +58,7 @@ def test_full_study_report_has_every_section_and_the_files_numbers(full: tuple[P
     # samples: harmful completions are collapsed, others shown
     assert '<details class="harm"><summary>harmful completion (hidden; click to show)</summary><div>Sure. To make item 0' in html
     assert "Sure. You need flour." in html
+    assert "&lt;img src=x onerror=alert(1)&gt;&lt;script&gt;alert(2)&lt;/script&gt;" in html and "<script>alert" not in html
     # provenance: fingerprints and stage keys
     assert "fp-merge:linear-0.75" in html and "synthetic-study" in html
 
