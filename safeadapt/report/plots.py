@@ -127,7 +127,8 @@ def tradeoff_plot(tp: dict[str, Any], *, width: float = 6.4, height: float = 4.3
         if sc is not None:
             cb = fig.colorbar(sc, ax=ax, shrink=0.85, pad=0.01)
             cb.set_label("over-refusal (benign requests refused)")
-        ax.legend(handles, labels, loc="lower right", ncol=2, fontsize=7, markerscale=0.8, handletextpad=0.3, columnspacing=0.8)
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(5, len(labels)), fontsize=7.5, markerscale=0.8,
+                   handletextpad=0.3, columnspacing=1.0)  # below the axes: never covers a point
         return to_data_uri(fig)
 
 
