@@ -151,6 +151,9 @@ def make_study(root: Path, *, demo_results: bool = True, diagnose: bool = True, 
                                                  "wall_s": 30.0, "vars": {"a": 1}, "stages": stages,
                                                  "provenance": {"versions": {"safeadapt": "0.1.0"}, "host": {"cpus": 2},
                                                                 "config": {"name": "synthetic-study"}}}))
+    (root / "judge_agreement.json").write_text(json.dumps({"results": [{"file": "completions_llama2orig.csv", "splits": {
+        "heldout": {"n": 143, "refusal_judge": 0.965, "refusal_judge_wilson95": [0.921, 0.985], "refusal_judge_kappa": 0.898}}}],
+        "external": []}))  # bench/judge_agreement.py --json
     if demo_results:
         (root / "results.json").write_text(json.dumps({
             "models": demo_models(),

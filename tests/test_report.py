@@ -54,7 +54,7 @@ def test_full_study_report_has_every_section_and_the_files_numbers(full: tuple[P
         assert t in html
     # judges: pairwise kappa between the two ensemble members, and the known human agreement
     assert "Cohen&#39;s κ" in html or "Cohen's κ" in html
-    assert "XSTest gpt4 completions" in html
+    assert "XSTest gpt4 completions" in html and "completions_llama2orig.csv, heldout (judge_agreement.json here)" in html
     # samples: harmful completions are collapsed, others shown
     assert '<details class="harm"><summary>harmful completion (hidden; click to show)</summary><div>Sure. To make item 0' in html
     assert "Sure. You need flour." in html

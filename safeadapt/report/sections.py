@@ -186,12 +186,15 @@ def judges(data: ReportData) -> dict[str, Any] | None:
                     "label_counts": rep["label_counts"]}
     known = _known_human_agreement()
     human = [dict(row, judge=j) for j in used + list(members) for row in known.get(j, [])]
-    if isinstance(data.judge_agreement, dict):
-        for r in data.judge_agreement.get("results") or []:
-            for split, c in (r.get("splits") or {}).items():
-                if isinstance(c, dict) and isinstance(c.get("judge_agreement", c.get("agreement")), (int, float)):
-                    human.append({"judge": "refusal", "data": f"{r.get('file')} ({split}, this study's judge_agreement.json)",
-                                  "n": c.get("n"), "agreement": c.get("judge_agreement", c.get("agreement")), "kappa": c.get("kappa")})
+    if isinstance(data.judge_agreement, dict):  # bench/judge_agreement.py --json OUT
+        ja = data.judge_agreement
+        for r in list(ja.get("results") or []) + list(ja.get("external") or []):
+            for split, c in ((r.get("splits") or {}).items() if isinstance(r, dict) else ()):
+                acc = c.get("refusal_judge", c.get("agreement")) if isinstance(c, dict) else None
+                if isinstance(acc, (int, float)):
+                    human.append({"judge": "refusal", "data": f"{r.get('file')}, {split} (judge_agreement.json here)",
+                                  "n": c.get("n"), "agreement": acc, "ci": c.get("refusal_judge_wilson95"),
+                                  "kappa": c.get("refusal_judge_kappa", c.get("kappa"))})
     note = data.notes.get("judge")
     if not (used or pairwise or human):
         return None
