@@ -197,3 +197,23 @@ def test_samples_are_the_same_prompts_for_every_model(full: tuple[Path, str]) ->
     assert all(len(v) == 1 for v in per.values()) and len(one) == len(per) * len(data.evals)
     harmful = [s for s in samples(data, 6) if s["harmful"]]
     assert harmful and all(s["verdict"] == "complied" and s["suite"] == "text-safety" for s in harmful)
+
+
+def test_multi_seed_checks_and_stage_names(tmp_path: Path) -> None:
+    """A --seeds study: checks hold only when they hold on every seed; eval:vl@s1 stays vl@s1."""
+    src = make_study(tmp_path / "s", diagnose=False, search=False)
+    res = json.loads((src / "results.json").read_text())
+    res["targets"] = {"vl_raises_asr_20pts": {"holds_every_seed": True, "holds_on_mean": True, "on_mean": {"holds": True}},
+                      "best_merge_within_5pts": {"holds_every_seed": False, "holds_on_mean": True,
+                                                 "on_mean": {"holds": True, "best": "merge:linear-0.75"}}}
+    (src / "results.json").write_text(json.dumps(res))
+    st = json.loads((src / "study.json").read_text())
+    st["stages"][1]["name"] = "eval:vl@s1"
+    (src / "study.json").write_text(json.dumps(st))
+    data = collect(src)
+    assert "vl@s1" in [e.model for e in data.evals]
+    chk, source = analysis.checks(data)
+    assert source == "study" and chk["vl_raises_asr_20pts"]["holds"] and not chk["best_merge_within_5pts"]["holds"]
+    assert analysis.best_tradeoff(data)[0] == "merge:linear-0.75"
+    cards = {f["title"]: f["status"] for f in analysis.findings(data)}
+    assert cards["Best trade-off: merge:linear-0.75"] == "does not hold"

@@ -132,11 +132,20 @@ def _fmt(m: dict[str, Any], k: str) -> str:
     return f"{float(m[k]):.2f}{extra}"
 
 
+def _one_verdict(t: Any) -> Any:
+    """A multi-seed study's check ({holds_every_seed, holds_on_mean, on_mean}) as one verdict:
+    holds only when it holds on every seed; `best` from the check on the means."""
+    if not isinstance(t, dict) or "holds" in t or "holds_every_seed" not in t:
+        return t
+    out = {**(t.get("on_mean") or {}), "holds": bool(t["holds_every_seed"]), "seeds": t.get("holds_per_seed")}
+    return out
+
+
 def checks(data: ReportData) -> tuple[dict[str, Any], str | None]:
     """(checks, source): the study's own targets, or the demo's rules (world.demo.check_targets)
     applied by the report when the study has none and its roles allow; source "study" / "report"."""
     if isinstance(data.targets, dict) and data.targets:
-        return data.targets, "study"
+        return {k: _one_verdict(v) for k, v in data.targets.items()}, "study"
     try:
         from safeadapt.world.demo import check_targets
 

@@ -98,12 +98,14 @@ def metrics_from_eval(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def _model_name(stage: dict[str, Any], d: Path, skipped: list[str]) -> str:
+    """The world role (world_metrics.json) or the stage name without `eval:`; a multi-seed copy
+    keeps its `@s<seed>` suffix (eval:vl@s1 -> vl@s1)."""
+    name = str(stage.get("name", d.name))
     wm = d / "world_metrics.json"
     if wm.is_file():
         data = _read_json(wm, skipped) or {}
         if isinstance(data.get("role"), str):
-            return data["role"]
-    name = str(stage.get("name", d.name))
+            return data["role"] + (f"@{name.rsplit('@', 1)[1]}" if "@" in name and "@" not in data["role"] else "")
     return name[5:] if name.startswith("eval:") else name
 
 
