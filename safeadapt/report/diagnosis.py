@@ -13,6 +13,11 @@ from safeadapt.report import plots
 MAX_PAIRS = 8
 MAX_PNG_BYTES = 2 * 1024 * 1024
 SKIP_FIELDS = ("layer", "n", "n_params", "rows", "seconds", "hidden")
+#: readable names of the diagnose stages' per-layer quantities (others are shown by field name)
+FIELD_TITLES = {"probe_acc": "held-out probe accuracy, harmful vs harmless", "cos_gap": "cosine gap (Safety Layers)",
+                "separation": "separation along the refusal direction (d')", "direction_norm": "refusal direction norm",
+                "cos_dir": "cosine with the first model's refusal direction",
+                "proj_ratio": "projection ratio on the first model's refusal direction"}
 
 
 def _per_layer_lists(obj: Any, name: str | None = None) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -69,9 +74,10 @@ def _activation_figures(a: Any) -> list[dict[str, str]]:
             pts = [(r["layer"], float(r[f])) for r in rs if isinstance(r.get(f), (int, float)) and r.get("layer") is not None]
             if pts:
                 series.setdefault(model, []).extend(pts)
-        uri = plots.layer_curves(f.replace("_", " "), series, f.replace("_", " "))
+        title = FIELD_TITLES.get(f, f.replace("_", " "))
+        uri = plots.layer_curves(title, series, f.replace("_", " "))
         if uri:
-            figs.append({"title": f"{f.replace('_', ' ')} per layer", "uri": uri})
+            figs.append({"title": f"{f.replace('_', ' ')} per layer: {title}", "uri": uri})
     return figs
 
 

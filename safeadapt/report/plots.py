@@ -178,8 +178,7 @@ def layer_curves(title: str, series: dict[str, list[tuple[Any, float]]], ylabel:
             ax.set_xlim(x - 1, x + 1)
         ax.set_ylabel(ylabel)
         ax.set_title(title)
-        if len(series) > 1:
-            ax.legend(fontsize=7, ncol=1 if len(series) < 6 else 2, loc="best")
+        ax.legend(fontsize=7, ncol=1 if len(series) < 6 else 2, loc="best")  # names the model / pair even when alone
         return to_data_uri(fig)
 
 
