@@ -26,6 +26,7 @@ _STAGES = (
     "safeadapt.train.commands",  # train sft|dpo|vl-adapt|attack
     "safeadapt.study.commands",  # run, demo
     "safeadapt.repair.search.commands",  # search
+    "safeadapt.report.commands",  # report
 )
 
 @app.callback()

@@ -72,3 +72,12 @@ def test_best_merge_trade_off(demo):
           and v["helpfulness"] - x["helpfulness"] <= 0.05]
     assert ok, {r: x for r, x in m.items() if r.startswith("merge:")}
     assert demo[0]["targets"]["best_merge_within_5pts"]["holds"]
+
+
+def test_demo_ends_with_report(demo):
+    """The demo's last line names DIR/report.html; its first section states the finding."""
+    _, stdout, _ = demo
+    line = [x for x in stdout.splitlines() if x.startswith("report: ")][-1]
+    html = Path(line[len("report: "):].strip()).read_text()
+    assert html.index('<section id="finding">') < html.index('<section id="headline">')
+    assert html.count('class="badge holds">holds') == 3

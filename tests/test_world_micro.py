@@ -110,3 +110,14 @@ def test_micro_world_diagnosis_stages(micro):
     assert a["ablation"]["judge"] == "world" and a["ablation"]["model"] == "aligned"
     assert [c["pair"] for c in a["cross"]] == ["aligned->vl", "aligned->vl_sft"]
     assert "recommend.yaml" in diag["diagnose:recommend"]["files"]
+def test_micro_demo_ends_with_report(micro):
+    """`safeadapt demo`'s driver ends with DIR/report.html showing every role's measured counts."""
+    from safeadapt.study.commands import run_demo
+
+    out, res = micro
+    run_demo(out, profile="micro", seed=0)  # every stage cached: summary + report only
+    html = (out / "report.html").read_text()
+    for s in ("finding", "headline", "breakdowns", "pareto", "diagnosis", "judges", "samples", "provenance"):
+        assert f'<section id="{s}">' in html, s
+    m = res["models"]["vl"]["text_asr_count"]
+    assert f"{m['k']}/{m['n']}" in html and "merge:dare-0.75" in html and "repair:resta-0.25" in html

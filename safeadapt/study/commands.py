@@ -60,9 +60,17 @@ def register(app: typer.Typer) -> None:
         keep_going: bool = typer.Option(False, "--keep-going", help="After a failure, still run stages that do not depend on it."),
     ) -> None:
         """Run a study DAG with content-addressed caching; a re-run resumes where it stopped."""
-        run_study_file(study, out, dry_run=dry_run, seed=seed, profile=profile, sets=set_, only=only, keep_going=keep_going)
+        from safeadapt.report.commands import write_study_report
+        from safeadapt.study.engine import StageFailed
+
+        try:
+            run_study_file(study, out, dry_run=dry_run, seed=seed, profile=profile, sets=set_, only=only, keep_going=keep_going)
+        except StageFailed:
+            write_study_report(out)  # what finished before the failure, in report.html too
+            raise
         if not dry_run:
-            typer.echo(f"study written to {out} (study.json)")
+            report = write_study_report(out)
+            typer.echo(f"study written to {out} (study.json{', report.html' if report else ''})")
 
     @app.command("demo")
     @user_errors
@@ -76,12 +84,13 @@ def register(app: typer.Typer) -> None:
         run_demo(out, seed=seed, quick=quick, dry_run=dry_run)
 
 
-def run_demo(out: Path, *, seed: int = 0, quick: bool = False, dry_run: bool = False, study_file: Path | None = None) -> dict[str, Any] | None:
-    """Run the demo study, then summarise via `safeadapt.world.demo.summarize` when available."""
+def run_demo(out: Path, *, seed: int = 0, quick: bool = False, dry_run: bool = False, study_file: Path | None = None,
+             profile: str | None = None) -> dict[str, Any] | None:
+    """Run the demo study, then summarise via `safeadapt.world.demo.summarize` when available and
+    write OUT/report.html. `profile` picks a named profile (tests: "micro"); `quick` the quick one."""
     study_file = study_file or DEMO_STUDY
     if not study_file.is_file():
         raise SafeAdaptError(f"demo study not found: {study_file} (the world package is not installed)")
-    profile: str | None = None
     sets: list[str] = []
     if quick:
         import yaml
@@ -96,11 +105,18 @@ def run_demo(out: Path, *, seed: int = 0, quick: bool = False, dry_run: bool = F
     run_study_file(study_file, out, dry_run=dry_run, seed=seed, profile=profile, sets=sets)
     if dry_run:
         return None
+    from safeadapt.report.commands import write_study_report
+
     if study_file == DEMO_STUDY and importlib.util.find_spec("safeadapt.world.demo") is not None:
         from safeadapt.world.demo import summarize
 
-        return summarize(out)
+        res = summarize(out)
+        report = write_study_report(out)
+        if report:
+            print(f"report: {report}")
+        return res
     _print_outputs(out)
+    write_study_report(out)
     return None
 
 
