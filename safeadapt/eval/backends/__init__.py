@@ -58,15 +58,18 @@ def make_backend(model: str, kind: str = "hf", **options: Any) -> Any:
     chosen, why = select_backend(kind)
     if kind == "auto":
         options = _options_for(chosen, options)
-        print(f"safeadapt: generation backend: {chosen} ({why})", file=sys.stderr, flush=True)
     if chosen == "hf":
         from safeadapt.eval.backends.hf import HFBackend
 
-        return HFBackend(model, **options)
-    if chosen == "vllm":
+        backend: Any = HFBackend(model, **options)
+    elif chosen == "vllm":
         from safeadapt.eval.backends.vllm import VLLMBackend
 
-        return VLLMBackend(model, **options)
-    from safeadapt.eval.backends.openai_http import OpenAIBackend
+        backend = VLLMBackend(model, **options)
+    else:
+        from safeadapt.eval.backends.openai_http import OpenAIBackend
 
-    return OpenAIBackend(model, **options)
+        backend = OpenAIBackend(model, **options)
+    if kind == "auto":  # after loading, so a bad model path stays a one-line error
+        print(f"safeadapt: generation backend: {chosen} ({why})", file=sys.stderr, flush=True)
+    return backend
