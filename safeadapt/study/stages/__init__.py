@@ -10,6 +10,6 @@ STAGE_KINDS = StageKindRegistry("stage kind")
 
 # Registration side effects; each module only imports light things at top level.
 from safeadapt.study.stages import attack, dpo, eval, merge, python, sft, vl_adapt  # noqa: E402,F401
-from safeadapt.study.stages import selfgen_dpo  # noqa: E402,F401
+from safeadapt.study.stages import build_llava, convert, selfgen_dpo  # noqa: E402,F401
 
 __all__ = ["STAGE_KINDS"]
