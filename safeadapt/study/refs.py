@@ -108,9 +108,13 @@ def print_refs(refs: list[Ref], console: Any) -> None:
     if not refs:
         return
     t = Table(title="references (hub ids validated as names only; nothing fetched)")
-    for c in ("stage", "field", "reference", "status"):
+    for c in ("reference", "status", "used by"):
         t.add_column(c, overflow="fold")
-    for r in refs:
-        st = {"missing": "[yellow]missing here (needed at run time)[/yellow]", "hub id": "hub id"}.get(r.status, r.status)
-        t.add_row(escape(r.stage), escape(r.field), escape(r.ref), st)
+    groups: dict[tuple[str, str], list[str]] = {}
+    for r in refs:  # one row per distinct reference: the stages using it listed beside it
+        groups.setdefault((r.ref, r.status), []).append(f"{r.stage}.{r.field}")
+    for (ref, status), users in groups.items():
+        st = {"missing": "[yellow]missing here (needed at run time)[/yellow]"}.get(status, status)
+        shown = ", ".join(users[:3]) + (f" (+{len(users) - 3} more)" if len(users) > 3 else "")
+        t.add_row(escape(ref), st, escape(shown))
     console.print(t)

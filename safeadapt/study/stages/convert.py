@@ -74,7 +74,8 @@ def _records(ctx: StageContext, src: Source) -> list[tuple[str, dict[str, Any]]]
 
 
 def _image(ctx: StageContext, value: Any, image_dir: Path | None, n: int, where: str) -> str:
-    """An image reference as an absolute path; bytes / PIL images are written under out/images/."""
+    """An image reference: an absolute path, or for bytes / PIL images a file written under
+    out/images/ named relative to the rows file (the train stages resolve it against that file)."""
     if isinstance(value, str):
         p = Path(value)
         p = p if p.is_absolute() or image_dir is None else image_dir / p
@@ -89,7 +90,7 @@ def _image(ctx: StageContext, value: Any, image_dir: Path | None, n: int, where:
     out = ctx.out / "images" / f"{n:07d}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     img.convert("RGB").save(out)
-    return str(out)
+    return f"images/{out.name}"  # relative to the rows file (ctx.out is renamed when the stage ends)
 
 
 @STAGE_KINDS.register("convert-data")
