@@ -139,7 +139,8 @@ def test_selfgen_params_reject_benchmarks_and_test_split(tmp_path):
     from safeadapt.core.errors import SafeAdaptError
     from safeadapt.study.schema import load_study
 
-    for bad, msg in (("harmful_suite: harmbench", "project's own taxonomy"), ("split: test", "split must be 'train'"),
+    for bad, msg in (("harmful_suite: harmbench", "params.harmful_suite: Input should be 'harmful'"),
+                     ("split: test", "params.split: Input should be 'train' or 'all'"),
                      ("categories: [nope]", "unknown harm category 'nope'")):
         f = tmp_path / "s.yaml"
         f.write_text(f"name: s\nstages:\n  a:\n    kind: selfgen_dpo\n    params: {{model: m, {bad}}}\n")

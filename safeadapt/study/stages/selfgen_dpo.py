@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 import json
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -19,19 +19,18 @@ from safeadapt.study.context import StageContext
 from safeadapt.study.stages import STAGE_KINDS
 from safeadapt.study.stages._common import model_ref, validate_options
 
-HARMFUL_SUITES = ("harmful",)
 BENIGN_SUITES = ("lookalike", "helpfulness-qa")
 
 
 class SelfGenParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str | None = None
-    harmful_suite: str = "harmful"
+    harmful_suite: Literal["harmful"] = "harmful"  # the project's own taxonomy, never a benchmark
     categories: list[str] | None = None  # harm categories to draw from (default: all 12)
     n_harmful: int | None = None  # prompts drawn (round-robin over categories); None = all
     benign_suites: list[str] = list(BENIGN_SUITES)
     n_benign: int | None = None
-    split: str = "train"  # the builtin split; the eval suites default to "test"
+    split: Literal["train", "all"] = "train"  # builtin split; the eval suites measure "test"
     decoding: dict[str, Any] = {"max_new_tokens": 64, "batch_size": 32}
     judge: str = "refusal"
     judge_options: dict[str, Any] = {}
@@ -41,13 +40,6 @@ class SelfGenParams(BaseModel):
     min_pairs: int = 1
     train: bool = True
     options: dict[str, Any] = {}  # DPOOptions
-
-    @field_validator("harmful_suite")
-    @classmethod
-    def _harm(cls, v: str) -> str:
-        if v not in HARMFUL_SUITES:
-            raise ValueError(f"harmful prompts come from the project's own taxonomy: one of {', '.join(HARMFUL_SUITES)}")
-        return v
 
     @field_validator("benign_suites")
     @classmethod
@@ -65,13 +57,6 @@ class SelfGenParams(BaseModel):
         bad = [c for c in v or [] if c not in CATEGORIES]
         if bad:
             raise ValueError(f"unknown harm category {bad[0]!r}; known: {', '.join(CATEGORIES)}")
-        return v
-
-    @field_validator("split")
-    @classmethod
-    def _split(cls, v: str) -> str:
-        if v not in ("train", "all"):
-            raise ValueError("split must be 'train' (or 'all'); the test split is what the eval suites measure")
         return v
 
     @field_validator("decoding")
