@@ -146,3 +146,40 @@ def test_selfgen_params_reject_benchmarks_and_test_split(tmp_path):
         f.write_text(f"name: s\nstages:\n  a:\n    kind: selfgen_dpo\n    params: {{model: m, {bad}}}\n")
         with pytest.raises(SafeAdaptError, match=msg):
             load_study(f)
+
+
+def test_selfgen_stage_resumes_from_its_generation_cache(tmp_path, monkeypatch):
+    """A run that dies in DPO keeps the generations in scratch; the rerun generates nothing."""
+    import safeadapt.train.dpo as dpo_mod
+    from safeadapt.core.errors import SafeAdaptError
+    from safeadapt.eval.backends.hf import HFBackend
+    from safeadapt.study.engine import run_study
+    from safeadapt.study.schema import load_study
+
+    llm = _tiny.build_tiny_llama(tmp_path / "m", layers=1)
+    f = tmp_path / "s.yaml"
+    f.write_text(textwrap.dedent(f"""
+        name: resume
+        stages:
+          align:
+            kind: selfgen_dpo
+            inputs: {{model: {{path: {llm}}}}}
+            params: {{n_harmful: 4, n_benign: 2, decoding: {{max_new_tokens: 6, batch_size: 2}}, backend: hf,
+                      min_response_chars: 1, options: {{max_steps: 1, batch_size: 2, max_length: 64}}}}
+        """))
+    calls = []
+    real_generate = HFBackend.generate
+    monkeypatch.setattr(HFBackend, "generate", lambda self, reqs, dec: calls.append(len(reqs)) or real_generate(self, reqs, dec))
+    real_dpo = dpo_mod.dpo
+
+    def dies(*a, **k):
+        raise RuntimeError("killed during DPO")
+
+    monkeypatch.setattr(dpo_mod, "dpo", dies)
+    with pytest.raises(SafeAdaptError, match="killed during DPO"):
+        run_study(load_study(f), tmp_path / "out")
+    assert sum(calls) == 6 and list((tmp_path / "out" / "scratch").glob("align-*/generations.jsonl"))
+    monkeypatch.setattr(dpo_mod, "dpo", real_dpo)
+    plan = run_study(load_study(f), tmp_path / "out")
+    assert plan[0].status == "done" and sum(calls) == 6  # nothing generated again
+    assert not list((tmp_path / "out" / "scratch").glob("align-*"))  # scratch cleaned after success
