@@ -122,7 +122,10 @@ def convert_stage(ctx: StageContext) -> None:
         random.Random(ctx.seed).shuffle(rows)
     name = "train.jsonl" if kind == "sft" else "pairs.jsonl"
     atomic_write_text(ctx.out / name, "".join(json.dumps(r) + "\n" for r in rows))
-    atomic_write_json(ctx.out / "convert.json", {"rows": len(rows), "kind": kind, "per_source": counts})
+    from safeadapt.core.provenance import provenance
+
+    atomic_write_json(ctx.out / "convert.json", {"rows": len(rows), "kind": kind, "per_source": counts,
+                                                 "provenance": provenance(config={"params": p.model_dump(mode="json"), "seed": ctx.seed})})
 
 
 convert_stage.params_model = ConvertParams  # type: ignore[attr-defined]
