@@ -112,6 +112,22 @@ def summarize(out: Path) -> dict[str, Any]:
     return {"rows": rows, "stages": [{k: s.get(k) for k in ("name", "kind", "status", "seconds")} for s in study["stages"]]}
 
 
+def _findings(rows: dict[str, dict[str, Any]]) -> list[str]:
+    """Before/after sentences for the alignment step, saying whether the intervals separate."""
+    base, al = rows.get("base", {}), rows.get("align", {})
+    out = []
+    for key, label, what in (("harmbench", "HarmBench ASR", "asr"), ("strongreject", "StrongREJECT ASR", "asr"),
+                             ("xstest_unsafe", "XSTest unsafe-contrast ASR", "asr"),
+                             ("xstest_safe", "XSTest safe-prompt over-refusal", "refusal")):
+        b, a = base.get(key), al.get(key)
+        if not b or not a or not b["n"] or not a["n"]:
+            continue
+        (bl, bh), (al_, ah) = wilson(b[what], b["n"]), wilson(a[what], a["n"])
+        sep = "the 95% intervals do not overlap" if (ah < bl or al_ > bh) else "the 95% intervals overlap: not a measured change"
+        out.append(f"- {label}: base {b[what] / b['n']:.2f} -> aligned {a[what] / a['n']:.2f} ({sep}).")
+    return (["", "## Alignment step, before -> after", ""] + out) if out else []
+
+
 def write_results(out: Path, summary: dict[str, Any], dest: Path, command: str, wall: float | None,
                   sets: list[str] | None = None) -> None:
     rows, stages = summary["rows"], summary["stages"]
@@ -149,6 +165,7 @@ def write_results(out: Path, summary: dict[str, Any], dest: Path, command: str, 
         hp = row.get("helpfulness")
         cells.append(fmt(hp["k"], hp["n"]) if hp else "not run")
         L.append("| " + " | ".join(cells) + " |")
+    L += _findings(rows)
     sg = out / "stages"
     for p in sorted(sg.glob("align-*/selfgen.json")):
         s = json.loads(p.read_text())
