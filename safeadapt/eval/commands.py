@@ -95,7 +95,7 @@ def register(app: typer.Typer) -> None:
         temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="sampling temperature; 0 = greedy"),
         top_p: float = typer.Option(1.0, "--top-p", min=0.0, max=1.0, help="nucleus sampling mass (with --temperature > 0)"),
         bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="bootstrap resamples for means of judge scores (proportions use Wilson intervals)"),
-        backend: str = typer.Option("hf", "--backend", help="hf (transformers, local) | vllm | openai (an OpenAI-compatible server)"),
+        backend: str = typer.Option("auto", "--backend", help="auto (vllm when installed and a GPU is present, else hf) | hf (transformers, local) | vllm | openai (an OpenAI-compatible server)"),
         dtype: str = typer.Option("float32", "--dtype", help="weights dtype for hf/vllm: float32, bfloat16, float16"),
         base_url: Optional[str] = typer.Option(None, "--base-url", help="openai backend: http://host:port/v1"),
         api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="openai backend: env var holding the API key"),
@@ -119,7 +119,7 @@ def register(app: typer.Typer) -> None:
         from safeadapt.core.runtime import resolve_threads
 
         n_threads = resolve_threads(threads)
-        if backend == "hf":
+        if backend in ("hf", "auto"):  # auto: the options the chosen backend takes are kept
             opts: dict[str, Any] = {"dtype": dtype, "threads": n_threads, "max_batch": batch_size,
                                     "allow_pickle": allow_pickle, "trust_remote_code": trust_remote_code}
         elif backend == "openai":
@@ -127,7 +127,7 @@ def register(app: typer.Typer) -> None:
         elif backend == "vllm":
             opts = {"dtype": dtype, "trust_remote_code": trust_remote_code}
         else:
-            raise SafeAdaptError(f"unknown backend {backend!r}; known: hf, vllm, openai")
+            raise SafeAdaptError(f"unknown backend {backend!r}; known: auto, hf, vllm, openai")
         dec = DecodingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size)
         res = evaluate(model, names, out, judge=judge_obj, datasets=datasets, decoding=dec, seed=seed,
                        bootstrap=bootstrap, limit=limit, backend=backend, backend_options=opts)

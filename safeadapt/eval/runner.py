@@ -61,7 +61,7 @@ def evaluate(
     seed: int = 0,
     bootstrap: int = 1000,
     limit: int | None = None,
-    backend: str = "hf",
+    backend: str = "auto",
     backend_options: dict[str, Any] | None = None,
     judge_options: dict[str, Any] | None = None,
     cache_path: str | os.PathLike | None = None,

@@ -38,8 +38,11 @@ def run_study_file(
     if dry_run:
         from safeadapt.study.engine import select
 
+        from safeadapt.study.refs import check_refs, print_refs
+
         plan = select(plan_study(study, out), only)
         print_plan(plan, console, out)
+        print_refs(check_refs(study), console)  # hub ids validated as names, offline
         return plan
     return run_study(study, out, only=only, keep_going=keep_going, console=console)
 

@@ -6,7 +6,8 @@
 the gloo backend. `--cpu` alone runs a single process unless an mpirun hostfile is given.)
 
 JOB.json: {"kind": "sft" | "dpo" | "attack", "model": ..., "data": "rows.jsonl", "out": ...,
-"options": {...SFTOptions / DPOOptions fields...}, "recipe": "aoa" (attack only)}. Every rank
+"options": {...SFTOptions / DPOOptions fields...}, "recipe": "aoa", "n_examples": N, "system_prompt": S
+(attack only)}. Every rank
 trains its data shard; only rank 0 writes the checkpoint. Each rank prints one JSON status line."""
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def run(job_path: str) -> Path:
         from safeadapt.train.attack import attack
         from safeadapt.train.sft import SFTOptions
 
-        return attack(job["model"], job.get("recipe", ""), data, job["out"], SFTOptions(**opts) if opts else None)
+        return attack(job["model"], job.get("recipe", ""), data, job["out"], SFTOptions(**opts) if opts else None,
+                      n_examples=job.get("n_examples"), system_prompt=job.get("system_prompt"))
     raise SafeAdaptError(f"{job_file}: unknown kind {kind!r} (sft, dpo, attack)")
 
 

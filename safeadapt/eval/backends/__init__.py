@@ -1,28 +1,75 @@
 """Generation backends (transformers, vLLM, OpenAI-compatible HTTP) behind one interface
-(`safeadapt.eval.types.Backend`); `make_backend(model, kind, **options)` builds one by name."""
+(`safeadapt.eval.types.Backend`); `make_backend(model, kind, **options)` builds one by name.
+Kind "auto" picks vLLM when it is installed and a CUDA GPU is present, transformers otherwise,
+and says which on stderr (one line)."""
 
 from __future__ import annotations
 
+import importlib.util
+import inspect
+import sys
 from typing import Any
 
 from safeadapt.core.errors import SafeAdaptError
 
-BACKEND_KINDS = ("hf", "vllm", "openai")
+BACKEND_KINDS = ("auto", "hf", "vllm", "openai")
+#: options only the transformers backend understands (dropped when "auto" picks vLLM)
+_HF_ONLY = ("threads", "max_batch", "allow_pickle", "min_new_tokens", "model", "processor")
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def select_backend(kind: str = "auto") -> tuple[str, str]:
+    """(backend kind, why). "auto" -> "vllm" when `vllm` is importable and CUDA is available,
+    else "hf"; any other known kind is returned as requested."""
+    if kind not in BACKEND_KINDS:
+        raise SafeAdaptError(f"unknown backend {kind!r}; known: {', '.join(BACKEND_KINDS)}")
+    if kind != "auto":
+        return kind, "requested"
+    has_vllm = importlib.util.find_spec("vllm") is not None
+    gpu = _cuda_available()
+    if has_vllm and gpu:
+        return "vllm", "auto: vllm is installed and a CUDA GPU is present"
+    why = "vllm is not installed" if not has_vllm else "no CUDA GPU"
+    return "hf", f"auto: {why}"
+
+
+def _options_for(kind: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Options an "auto" choice can pass on: HF-only knobs are dropped for vLLM, and the HF
+    backend gets only the keyword arguments its constructor takes."""
+    if kind == "vllm":
+        return {k: v for k, v in options.items() if k not in _HF_ONLY}
+    from safeadapt.eval.backends.hf import HFBackend
+
+    accepted = set(inspect.signature(HFBackend.__init__).parameters)
+    return {k: v for k, v in options.items() if k in accepted}
 
 
 def make_backend(model: str, kind: str = "hf", **options: Any) -> Any:
-    """A backend for `model`: "hf" (transformers, local dir / GGUF / hub id), "vllm" (needs the
-    `vllm` extra) or "openai" (`model` is the served model name; pass base_url=...)."""
-    if kind == "hf":
+    """A backend for `model`: "auto" (see `select_backend`), "hf" (transformers, local dir / GGUF /
+    hub id), "vllm" (needs the `vllm` extra) or "openai" (`model` is the served model name; pass
+    base_url=...)."""
+    chosen, why = select_backend(kind)
+    if kind == "auto":
+        options = _options_for(chosen, options)
+    if chosen == "hf":
         from safeadapt.eval.backends.hf import HFBackend
 
-        return HFBackend(model, **options)
-    if kind == "vllm":
+        backend: Any = HFBackend(model, **options)
+    elif chosen == "vllm":
         from safeadapt.eval.backends.vllm import VLLMBackend
 
-        return VLLMBackend(model, **options)
-    if kind == "openai":
+        backend = VLLMBackend(model, **options)
+    else:
         from safeadapt.eval.backends.openai_http import OpenAIBackend
 
-        return OpenAIBackend(model, **options)
-    raise SafeAdaptError(f"unknown backend {kind!r}; known: {', '.join(BACKEND_KINDS)}")
+        backend = OpenAIBackend(model, **options)
+    if kind == "auto":  # after loading, so a bad model path stays a one-line error
+        print(f"safeadapt: generation backend: {chosen} ({why})", file=sys.stderr, flush=True)
+    return backend

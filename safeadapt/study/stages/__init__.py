@@ -13,5 +13,6 @@ from safeadapt.study.stages import attack, dpo, eval, merge, python, sft, vl_ada
 from safeadapt.study.stages import search  # noqa: E402,F401
 from safeadapt.study.stages import diagnose  # noqa: E402,F401
 from safeadapt.study.stages import repair  # noqa: E402,F401
+from safeadapt.study.stages import build_llava, convert, selfgen_dpo  # noqa: E402,F401
 
 __all__ = ["STAGE_KINDS"]

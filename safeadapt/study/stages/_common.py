@@ -134,10 +134,19 @@ class TrainStageParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     options_model: ClassVar[str] = "safeadapt.train.sft:SFTOptions"
+    job_kind: ClassVar[str] = "sft"  # the launch_entry job kind when `launch` is given
     model: str | None = None
     data: str | None = None
     data_file: str = "train.jsonl"
     options: dict[str, Any] = {}
+    launch: Any = None  # {config: accelerate.yaml, num_processes?, main_process_port?}: multi-process
+
+    @field_validator("launch")
+    @classmethod
+    def _launch(cls, v: Any) -> Any:
+        from safeadapt.study.stages._launch import LaunchSpec
+
+        return None if v is None else LaunchSpec.model_validate(v).model_dump()
 
     @field_validator("options")
     @classmethod
@@ -153,4 +162,11 @@ def train_on_file(ctx: StageContext, params_model: type[TrainStageParams], optio
     path = data_file(ctx, "data", "data", p.data_file)
     assert path is not None
     opts = options_cls.model_validate({"seed": ctx.seed, **p.options})
+    if p.launch is not None:
+        from safeadapt.study.stages._launch import LaunchSpec, launch_training
+
+        job = {"kind": p.job_kind, "model": model_ref(ctx), "data": str(path.resolve()),
+               "options": opts.model_dump(mode="json", exclude_unset=True)}
+        launch_training(ctx, LaunchSpec.model_validate(p.launch), job)
+        return
     train(model_ref(ctx), read_rows(path), ctx.out / "model", opts, base_dir=path.parent, source=str(path))

@@ -48,6 +48,15 @@ def attack_stage(ctx: StageContext) -> None:
     # only explicitly set fields (the stage seed + the study's options): the rest keep the
     # recipe's paper defaults
     opts = SFTOptions.model_validate({"seed": ctx.seed, **p.options})
+    if p.launch is not None:
+        from safeadapt.study.stages._launch import LaunchSpec, launch_training
+
+        assert path is not None
+        job = {"kind": "attack", "recipe": p.recipe, "model": model_ref(ctx), "data": str(path.resolve()),
+               "options": opts.model_dump(mode="json", exclude_unset=True), "n_examples": p.n_examples,
+               "system_prompt": p.system_prompt}
+        launch_training(ctx, LaunchSpec.model_validate(p.launch), job)
+        return
     attack(model_ref(ctx), p.recipe, path, ctx.out / "model", opts, n_examples=p.n_examples, system_prompt=p.system_prompt)
 
 

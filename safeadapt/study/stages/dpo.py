@@ -11,6 +11,7 @@ from safeadapt.study.stages._common import TrainStageParams, train_on_file
 
 class DPOStageParams(TrainStageParams):
     options_model = "safeadapt.train.dpo:DPOOptions"
+    job_kind = "dpo"
     data_file: str = "pairs.jsonl"
 
 

@@ -24,7 +24,7 @@ class EvalStageParams(BaseModel):
     decoding: dict[str, Any] = {}
     bootstrap: int = 1000
     limit: int | None = None
-    backend: str = "hf"
+    backend: str = "auto"  # vllm when installed and a GPU is present, else hf (see eval.backends)
     backend_options: dict[str, Any] = {}  # backend kwargs (dtype, threads, max_batch, ...)
 
     @field_validator("suites")
