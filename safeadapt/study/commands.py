@@ -14,6 +14,8 @@ from safeadapt.core.cli_support import user_errors
 from safeadapt.core.errors import SafeAdaptError
 
 DEMO_STUDY = Path(__file__).resolve().parent.parent / "world" / "demo_study.yaml"
+JOBS_HELP = ("Stages run at once, each in its own worker process with cores/N torch threads (default: the "
+             "number of cores, capped by available memory at 1.5 GB a job; 1 = one at a time in this process).")
 
 
 def run_study_file(
@@ -26,6 +28,7 @@ def run_study_file(
     sets: list[str] | None = None,
     only: list[str] | None = None,
     keep_going: bool = False,
+    jobs: int | None = None,
 ) -> Any:
     """Validate, then plan (dry run) or run a study. Returns the plan."""
     from rich.console import Console
@@ -41,7 +44,7 @@ def run_study_file(
         plan = select(plan_study(study, out), only)
         print_plan(plan, console, out)
         return plan
-    return run_study(study, out, only=only, keep_going=keep_going, console=console)
+    return run_study(study, out, only=only, keep_going=keep_going, console=console, jobs=jobs)
 
 
 def register(app: typer.Typer) -> None:
@@ -58,9 +61,11 @@ def register(app: typer.Typer) -> None:
         set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a study variable: name=value (repeatable)."),
         only: Optional[list[str]] = typer.Option(None, "--only", help="Run only these stages (names/globs) and their inputs."),
         keep_going: bool = typer.Option(False, "--keep-going", help="After a failure, still run stages that do not depend on it."),
+        jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help=JOBS_HELP),
     ) -> None:
         """Run a study DAG with content-addressed caching; a re-run resumes where it stopped."""
-        run_study_file(study, out, dry_run=dry_run, seed=seed, profile=profile, sets=set_, only=only, keep_going=keep_going)
+        run_study_file(study, out, dry_run=dry_run, seed=seed, profile=profile, sets=set_, only=only, keep_going=keep_going,
+                       jobs=jobs)
         if not dry_run:
             typer.echo(f"study written to {out} (study.json)")
 
@@ -71,12 +76,14 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed for every stochastic step."),
         quick: bool = typer.Option(False, "--quick", help="Smaller, faster run (the study's 'quick' profile)."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan only."),
+        jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help=JOBS_HELP),
     ) -> None:
         """Run the built-in miniature-world study end to end and print the results table."""
-        run_demo(out, seed=seed, quick=quick, dry_run=dry_run)
+        run_demo(out, seed=seed, quick=quick, dry_run=dry_run, jobs=jobs)
 
 
-def run_demo(out: Path, *, seed: int = 0, quick: bool = False, dry_run: bool = False, study_file: Path | None = None) -> dict[str, Any] | None:
+def run_demo(out: Path, *, seed: int = 0, quick: bool = False, dry_run: bool = False, study_file: Path | None = None,
+             jobs: int | None = None) -> dict[str, Any] | None:
     """Run the demo study, then summarise via `safeadapt.world.demo.summarize` when available."""
     study_file = study_file or DEMO_STUDY
     if not study_file.is_file():
@@ -93,7 +100,7 @@ def run_demo(out: Path, *, seed: int = 0, quick: bool = False, dry_run: bool = F
             sets = ["quick=true"]
         else:
             raise SafeAdaptError(f"{study_file}: --quick needs a 'quick' profile or a 'quick' variable in the study")
-    run_study_file(study_file, out, dry_run=dry_run, seed=seed, profile=profile, sets=sets)
+    run_study_file(study_file, out, dry_run=dry_run, seed=seed, profile=profile, sets=sets, jobs=jobs)
     if dry_run:
         return None
     if study_file == DEMO_STUDY and importlib.util.find_spec("safeadapt.world.demo") is not None:
