@@ -14,6 +14,8 @@ from safeadapt.core.cli_support import user_errors
 from safeadapt.core.errors import SafeAdaptError
 
 DEMO_STUDY = Path(__file__).resolve().parent.parent / "world" / "demo_study.yaml"
+SEEDS_HELP = ("Replicate the study over these seeds, e.g. 0,1,2: stages that do not depend on the seed run once; "
+              "results.json gets per-seed values and the across-seed mean and 95% interval of every metric.")
 JOBS_HELP = ("Stages run at once, each in its own worker process with cores/N torch threads (default: the "
              "number of cores, capped by available memory at 1.5 GB a job; 1 = one at a time in this process).")
 
@@ -29,14 +31,17 @@ def run_study_file(
     only: list[str] | None = None,
     keep_going: bool = False,
     jobs: int | None = None,
+    seeds: str | list[int] | None = None,
 ) -> Any:
     """Validate, then plan (dry run) or run a study. Returns the plan."""
     from rich.console import Console
 
     from safeadapt.study.engine import plan_study, print_plan, run_study
+    from safeadapt.study.replicates import parse_seeds
     from safeadapt.study.schema import load_study, parse_overrides
 
-    study = load_study(study_file, overrides=parse_overrides(sets), profile=profile, seed=seed)
+    seed_list = parse_seeds(seeds, "--seeds: ") if seeds is not None else None
+    study = load_study(study_file, overrides=parse_overrides(sets), profile=profile, seed=seed, seeds=seed_list)
     console = Console()
     if dry_run:
         from safeadapt.study.engine import select
@@ -62,28 +67,34 @@ def register(app: typer.Typer) -> None:
         only: Optional[list[str]] = typer.Option(None, "--only", help="Run only these stages (names/globs) and their inputs."),
         keep_going: bool = typer.Option(False, "--keep-going", help="After a failure, still run stages that do not depend on it."),
         jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help=JOBS_HELP),
+        seeds: Optional[str] = typer.Option(None, "--seeds", help=SEEDS_HELP),
     ) -> None:
         """Run a study DAG with content-addressed caching; a re-run resumes where it stopped."""
-        run_study_file(study, out, dry_run=dry_run, seed=seed, profile=profile, sets=set_, only=only, keep_going=keep_going,
-                       jobs=jobs)
+        plan = run_study_file(study, out, dry_run=dry_run, seed=seed, profile=profile, sets=set_, only=only,
+                              keep_going=keep_going, jobs=jobs, seeds=seeds)
         if not dry_run:
+            from safeadapt.study.replicates import write_results
+
+            if plan and any(p.stage.replicate is not None for p in plan) and write_results(out) is not None:
+                typer.echo(f"across-seed metrics written to {out / 'results.json'}")
             typer.echo(f"study written to {out} (study.json)")
 
     @app.command("demo")
     @user_errors
     def demo(
         out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
-        seed: int = typer.Option(0, "--seed", help="Seed for every stochastic step."),
+        seed: int = typer.Option(0, "--seed", help="Seed for every stochastic step (ignored with --seeds)."),
         quick: bool = typer.Option(False, "--quick", help="Smaller, faster run (the study's 'quick' profile)."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan only."),
         jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help=JOBS_HELP),
+        seeds: Optional[str] = typer.Option(None, "--seeds", help=SEEDS_HELP),
     ) -> None:
         """Run the built-in miniature-world study end to end and print the results table."""
-        run_demo(out, seed=seed, quick=quick, dry_run=dry_run, jobs=jobs)
+        run_demo(out, seed=seed, quick=quick, dry_run=dry_run, jobs=jobs, seeds=seeds)
 
 
 def run_demo(out: Path, *, seed: int = 0, quick: bool = False, dry_run: bool = False, study_file: Path | None = None,
-             jobs: int | None = None) -> dict[str, Any] | None:
+             jobs: int | None = None, seeds: str | list[int] | None = None) -> dict[str, Any] | None:
     """Run the demo study, then summarise via `safeadapt.world.demo.summarize` when available."""
     study_file = study_file or DEMO_STUDY
     if not study_file.is_file():
@@ -100,7 +111,8 @@ def run_demo(out: Path, *, seed: int = 0, quick: bool = False, dry_run: bool = F
             sets = ["quick=true"]
         else:
             raise SafeAdaptError(f"{study_file}: --quick needs a 'quick' profile or a 'quick' variable in the study")
-    run_study_file(study_file, out, dry_run=dry_run, seed=seed, profile=profile, sets=sets, jobs=jobs)
+    run_study_file(study_file, out, dry_run=dry_run, seed=None if seeds is not None else seed, profile=profile, sets=sets,
+                   jobs=jobs, seeds=seeds)
     if dry_run:
         return None
     if study_file == DEMO_STUDY and importlib.util.find_spec("safeadapt.world.demo") is not None:

@@ -64,6 +64,8 @@ class PlannedStage:
         }
         if s.matrix_values:
             d["matrix"] = s.matrix_values
+        if s.base_name and s.base_name != s.name or s.replicate is not None:
+            d["base_name"], d["replicate"] = s.base_name or s.name, s.replicate
         if self.error:
             d["error"] = self.error
         if self.extra.get("start_unix"):
@@ -109,8 +111,9 @@ def plan_study(study: Study, out_dir: str | os.PathLike) -> list[PlannedStage]:
             }
         )
         keys[s.name] = key
-        d = out_dir / "stages" / dir_name(s.name, key)
-        ps = PlannedStage(s, key, kv, input_keys, d, out_dir / "scratch" / dir_name(s.name, key))
+        base = s.base_name or s.name  # a replicate's dir is named as in a one-seed run: same key, same dir
+        d = out_dir / "stages" / dir_name(base, key)
+        ps = PlannedStage(s, key, kv, input_keys, d, out_dir / "scratch" / dir_name(base, key))
         ps.status = "cached" if is_complete(d, key) else "to-run"
         plan.append(ps)
     return plan
@@ -182,6 +185,7 @@ def _study_json(study: Study, out_dir: Path, plan: list[PlannedStage], status: s
         "study": study.name,
         "file": str(study.file) if study.file else None,
         "seed": study.seed,
+        **({"seeds": study.seeds} if study.seeds else {}),
         "profile": study.profile,
         "vars": study.vars,
         "status": status,

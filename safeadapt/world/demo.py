@@ -25,12 +25,15 @@ def _load_study(study_dir: Path) -> dict[str, Any]:
     return json.loads(f.read_text())
 
 
-def collect(study_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(models by role, extras: stage timings, world/LLM/tower info)."""
+def collect(study_dir: Path, replicate: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(models by role, extras: stage timings, world/LLM/tower info); with `replicate`, only that
+    seed's copies of a multi-seed study (plus the stages all seeds share)."""
     study = _load_study(study_dir)
     models: dict[str, Any] = {}
     extras: dict[str, Any] = {"stage_seconds": {}, "status": {}}
     for s in study["stages"]:
+        if replicate is not None and s.get("replicate") not in (None, replicate):
+            continue
         d = study_dir / s["dir"]
         extras["stage_seconds"][s["name"]] = s.get("seconds")
         extras["status"][s["name"]] = s.get("status")
@@ -114,6 +117,10 @@ def order_roles(models: dict[str, Any]) -> list[str]:
 def summarize(study_dir: str | Path) -> dict[str, Any]:
     """Write DIR/results.json from a finished demo study and print the table; returns the dict."""
     study_dir = Path(study_dir)
+    if len(_load_study(study_dir).get("seeds") or []) > 1:
+        from safeadapt.world.demo_seeds import summarize_seeds
+
+        return summarize_seeds(study_dir)
     models, extras = collect(study_dir)
     if not models:
         raise SafeAdaptError(f"{study_dir}: no world.eval results found (did the study finish?)")
