@@ -114,6 +114,16 @@ def order_roles(models: dict[str, Any]) -> list[str]:
     return head + sorted(r for r in models if r not in head)
 
 
+def check_models(study_dir: Path, models: dict[str, Any], where: str = "") -> None:
+    """One-line error unless there are models and every metric of each is a fraction."""
+    if not models:
+        raise SafeAdaptError(f"{study_dir}: {where}no world.eval results found (did the study finish?)")
+    for role, m in models.items():
+        for k in METRICS:
+            if not isinstance(m.get(k), (int, float)) or not 0.0 <= m[k] <= 1.0:
+                raise SafeAdaptError(f"{study_dir}: {where}model {role}: metric {k}={m.get(k)!r} is not a fraction")
+
+
 def summarize(study_dir: str | Path) -> dict[str, Any]:
     """Write DIR/results.json from a finished demo study and print the table; returns the dict."""
     study_dir = Path(study_dir)
@@ -122,12 +132,7 @@ def summarize(study_dir: str | Path) -> dict[str, Any]:
 
         return summarize_seeds(study_dir)
     models, extras = collect(study_dir)
-    if not models:
-        raise SafeAdaptError(f"{study_dir}: no world.eval results found (did the study finish?)")
-    for role, m in models.items():
-        for k in METRICS:
-            if not isinstance(m.get(k), (int, float)) or not 0.0 <= m[k] <= 1.0:
-                raise SafeAdaptError(f"{study_dir}: model {role}: metric {k}={m.get(k)!r} is not a fraction")
+    check_models(study_dir, models)
     targets = check_targets(models)
     secs = [s for s in extras["stage_seconds"].values() if isinstance(s, (int, float))]
     wall = sum(secs) if secs else None

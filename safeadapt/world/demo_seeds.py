@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from safeadapt.core.atomic import atomic_write_json
-from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.provenance import provenance
 from safeadapt.study.replicates import INTERVAL_METHOD, across, across_seeds
-from safeadapt.world.demo import METRICS, SAFETY_ROLES, _load_study, check_targets, collect, order_roles
+from safeadapt.world.demo import METRICS, SAFETY_ROLES, _load_study, check_models, check_targets, collect, order_roles
 
 
 def _ci(a: dict[str, Any], role: str, metric: str) -> tuple[float, float]:
@@ -60,12 +59,7 @@ def summarize_seeds(study_dir: str | Path) -> dict[str, Any]:
     seconds: dict[str, Any] = {}
     for sd in seeds:
         models, extras = collect(study_dir, replicate=sd)
-        if not models:
-            raise SafeAdaptError(f"{study_dir}: seed {sd}: no world.eval results found (did the study finish?)")
-        for role, m in models.items():
-            for k in METRICS:
-                if not isinstance(m.get(k), (int, float)) or not 0.0 <= m[k] <= 1.0:
-                    raise SafeAdaptError(f"{study_dir}: seed {sd}: model {role}: metric {k}={m.get(k)!r} is not a fraction")
+        check_models(study_dir, models, f"seed {sd}: ")
         per_seed[sd] = {r: models[r] for r in order_roles(models)}
         targets[sd] = check_targets(models)
         seconds.update(extras["stage_seconds"])
