@@ -51,6 +51,10 @@ def meet(ctx):
     (ctx.out / "x.txt").write_text(ctx.name)
     (ctx.out / "resumed.txt").write_text(str((ctx.scratch / "progress.txt").exists()))
     _draw(ctx)
+
+def crash(ctx):
+    _log(ctx)
+    os._exit(3)  # the worker process dies under the stage
 '''
 
 STUDY = """
@@ -165,3 +169,27 @@ def test_sigkill_while_two_stages_run_then_resume(tmp_path: Path) -> None:
         assert (plan[n].dir / "resumed.txt").read_text() == "True"  # scratch survived the kill
     assert json.loads((out / "study.json").read_text())["status"] == "complete"
     assert not (out / "scratch").exists()
+
+
+def test_a_dead_worker_fails_its_stage_in_one_line(tmp_path: Path) -> None:
+    import pytest
+
+    from safeadapt.study.engine import StageFailed
+    from safeadapt.study.scheduler import BROKEN
+
+    (tmp_path / "fns.py").write_text(FNS)
+    f = tmp_path / "study.yaml"
+    f.write_text(textwrap.dedent("""
+        name: crash
+        stages:
+          one: {kind: python, params: {function: "fns.py:draw"}}
+          dies: {kind: python, inputs: {a: one}, params: {function: "fns.py:crash"}}
+          after: {kind: python, inputs: {a: dies}, params: {function: "fns.py:draw"}}
+          other: {kind: python, inputs: {a: one}, params: {function: "fns.py:draw"}, seed: 2}
+    """))
+    with pytest.raises(StageFailed, match="stage 'dies'"):
+        run_study(load_study(f), tmp_path / "out", jobs=2, keep_going=True)
+    rec = {s["name"]: s for s in json.loads((tmp_path / "out" / "study.json").read_text())["stages"]}
+    assert rec["one"]["status"] == "done" and rec["dies"]["status"] == "failed" and rec["dies"]["error"] == BROKEN
+    assert rec["after"]["status"] == "blocked"
+    assert rec["other"]["status"] in ("done", "failed")  # collateral when it shared the broken pool

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+BROKEN = "a worker process died while it ran (killed, or out of memory?); the stage did not finish"
 JOB_MEMORY_GB = 1.5  # RAM budget of one stage worker (the demo's largest stage peaks ~1.1 GB)
 
 
@@ -250,7 +251,7 @@ class Scheduler:
                     try:
                         o: Outcome = fut.result()
                     except cf.process.BrokenProcessPool:  # a worker died under it (OOM killer?)
-                        o, broken = Outcome("failed", error="its worker process died (killed, or out of memory?)"), True
+                        o, broken = Outcome("failed", error=BROKEN), True
                     p.seconds, p.error = o.seconds, o.error
                     p.extra.update({"pid": o.pid, "start_unix": o.start, "end_unix": o.end})
                     if o.status == "interrupted":
