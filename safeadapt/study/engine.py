@@ -232,10 +232,11 @@ def run_study(
         plan = select(plan_study(study, out_dir), only)
         by_name = {p.stage.name: p for p in plan}
         workers = useful_workers(plan, jobs)
-        # the thread budget follows the requested jobs (not the stages left), so a stage's thread
-        # count does not depend on what is cached; in this process (jobs=1) its own setting stays
-        threads = threads_per_job(jobs) if jobs > 1 else None
-        run_info = {"jobs": workers, "threads_per_job": threads or _current_threads()}
+        # every stage starts with the same thread count, whatever ran before it and wherever it
+        # runs: cores // jobs (follows the requested jobs, not the stages left, so it does not
+        # depend on what is cached); with jobs=1, this process's count at the start of the run
+        threads = threads_per_job(jobs) if jobs > 1 else _current_threads(load=True)
+        run_info = {"jobs": workers, "threads_per_job": threads}
         study_json = out_dir / "study.json"
 
         def write(status: str) -> None:
@@ -267,9 +268,13 @@ def run_study(
     return plan
 
 
-def _current_threads() -> int | None:
+def _current_threads(load: bool = False) -> int | None:
+    """torch's intra-op thread count (None when torch is not imported, or not installed)."""
+    import importlib.util
     import sys
 
+    if load and "torch" not in sys.modules and importlib.util.find_spec("torch") is not None:
+        import torch  # noqa: F401
     torch = sys.modules.get("torch")
     return int(torch.get_num_threads()) if torch is not None else None
 
@@ -328,19 +333,19 @@ def _input_dirs(p: PlannedStage, by_name: dict[str, PlannedStage]) -> dict[str, 
 
 
 def execute_stage(study: Study, p: PlannedStage, out_dir: Path, inputs: dict[str, Path], threads: int | None) -> Any:
-    """Run one stage (here or in a worker): torch threads set to `threads` for the stage (None:
-    this process's setting, restored after), errors turned into a one-line description (with the
-    traceback saved), Ctrl-C / SIGTERM into status 'interrupted'. Returns a scheduler.Outcome."""
+    """Run one stage (here or in a worker): torch threads set to `threads` for the stage (restored
+    after), errors turned into a one-line description (with the traceback saved), Ctrl-C /
+    SIGTERM into status 'interrupted'. Returns a scheduler.Outcome."""
     from safeadapt.study.scheduler import Outcome
     from safeadapt.study.stages import STAGE_KINDS
 
     start = time.time()
-    before = _current_threads()
+    before = _current_threads(load=threads is not None)
     try:
-        if threads or before:
-            from safeadapt.core.runtime import set_threads
+        if threads:
+            import torch
 
-            set_threads(threads or before)
+            torch.set_num_threads(threads)
         seconds = _run_one(study, p, out_dir, inputs, STAGE_KINDS.resolve(p.stage.kind))
         return Outcome("done", seconds, None, os.getpid(), start, time.time())
     except KeyboardInterrupt:
@@ -348,7 +353,7 @@ def execute_stage(study: Study, p: PlannedStage, out_dir: Path, inputs: dict[str
     except Exception as e:  # noqa: BLE001 - recorded, then re-raised as one line by run_study
         return Outcome("failed", None, _describe_failure(e, p, out_dir), os.getpid(), start, time.time())
     finally:
-        if before and threads is None:
+        if before:  # the stage may have changed it (kinds pin 1 thread): leave the process as it was
             import torch
 
             torch.set_num_threads(before)

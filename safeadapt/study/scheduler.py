@@ -235,7 +235,13 @@ class Scheduler:
                         if broken:
                             _shutdown(ex, kill=True)
                             ex, broken = self._executor(), False
-                        running[ex.submit(call_stage, self.run, *self.args(p))] = p
+                        try:
+                            fut = ex.submit(call_stage, self.run, *self.args(p))
+                        except cf.process.BrokenProcessPool:  # a worker died while idle
+                            _shutdown(ex, kill=True)
+                            ex = self._executor()
+                            fut = ex.submit(call_stage, self.run, *self.args(p))
+                        running[fut] = p
                     else:
                         continue
                     pending.remove(p)
