@@ -78,6 +78,8 @@ def main() -> None:
         print(f"--jobs {j}: wall {r['wall_s']} s, stage time sum {r['stage_seconds_sum']} s, {r['workers']} worker(s) x "
               f"{r['threads_per_job']} thread(s), {r['ran_alongside_others']}/{r['stages']} stages ran alongside another, "
               f"load {r['load_before']} -> {r['load_after']}", flush=True)
+        partial = {k: {x: y for x, y in v.items() if x != "results"} for k, v in runs.items()}
+        (args.out / "summary.json").write_text(json.dumps(partial, indent=2))  # kept if a later run is cut short
     summary: dict[str, Any] = {k: {x: y for x, y in v.items() if x != "results"} for k, v in runs.items()}
     if 1 in runs and 2 in runs:
         diffs = metric_diff(runs[1]["results"], runs[2]["results"])
