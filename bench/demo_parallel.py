@@ -5,6 +5,12 @@ load average around each run, which stages ran alongside others, and whether eve
 results.json (values, counts, intervals, targets) is identical between the two runs.
 
     .venv/bin/python bench/demo_parallel.py [--out bench/_work/demo_parallel] [--order 1,2] [--quick]
+    .venv/bin/python bench/demo_parallel.py --simulate RUN_DIR [--replicate 0]
+
+`--simulate` measures nothing: it replays the per-stage seconds of a finished run (its study.json;
+one seed of a multi-seed run) through the scheduler's rule (a stage starts when its inputs are
+done, most stages downstream first) with 1 and 2 workers and prints the predicted walls and
+ratio, ignoring worker start-up and contention between the two workers.
 """
 
 from __future__ import annotations
@@ -64,12 +70,47 @@ def metric_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return diffs
 
 
+def simulate(study_dir: Path, replicate: int | None, jobs: int) -> float:
+    """Predicted wall of the run's stages with `jobs` workers (list scheduling on measured seconds)."""
+    import heapq
+
+    rec = json.loads((study_dir / "study.json").read_text())
+    stages = [s for s in rec["stages"] if replicate is None or s.get("replicate") in (None, replicate)]
+    names = {s["name"] for s in stages}
+    ups = {s["name"]: {i["stage"] for i in s["inputs"].values() if i.get("stage") in names} for s in stages}
+    secs = {s["name"]: float(s.get("seconds") or 0.0) for s in stages}
+    below: dict[str, set[str]] = {}
+    for s in reversed(stages):  # topological order reversed: children first
+        n = s["name"]
+        below[n] = set().union(*[{c} | below[c] for c in names if n in ups[c]]) if any(n in ups[c] for c in names) else set()
+    order = {s["name"]: (-len(below[s["name"]]) if jobs > 1 else 0, i) for i, s in enumerate(stages)}
+    done: set[str] = set()
+    running: list[tuple[float, str]] = []
+    pending = sorted(names, key=order.get)
+    now = 0.0
+    while pending or running:
+        for n in list(pending):
+            if len(running) < jobs and ups[n] <= done:
+                heapq.heappush(running, (now + secs[n], n))
+                pending.remove(n)
+        now, n = heapq.heappop(running)
+        done.add(n)
+    return now
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "_work" / "demo_parallel")
     ap.add_argument("--order", default="1,2", help="jobs values, run in this order")
     ap.add_argument("--quick", action="store_true", help="the demo's quick profile")
+    ap.add_argument("--simulate", type=Path, help="predict from a finished run's stage times instead (see above)")
+    ap.add_argument("--replicate", type=int, default=None, help="with --simulate: the seed of a multi-seed run")
     args = ap.parse_args()
+    if args.simulate:
+        w1, w2 = (simulate(args.simulate, args.replicate, j) for j in (1, 2))
+        print(json.dumps({"predicted_wall_jobs1_s": round(w1, 1), "predicted_wall_jobs2_s": round(w2, 1),
+                          "predicted_ratio": round(w2 / w1, 3)}))
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     runs = {}
     for j in [int(x) for x in args.order.split(",")]:
