@@ -14,6 +14,10 @@ from safeadapt.core.cli_support import user_errors
 from safeadapt.core.errors import SafeAdaptError
 
 DEMO_STUDY = Path(__file__).resolve().parent.parent / "world" / "demo_study.yaml"
+SEEDS_HELP = ("Replicate the study over these seeds, e.g. 0,1,2: stages that do not depend on the seed run once; "
+              "results.json gets per-seed values and the across-seed mean and 95% interval of every metric.")
+JOBS_HELP = ("Stages run at once, each in its own worker process with cores/N torch threads (default: the "
+             "number of cores, capped by available memory at 1.5 GB a job; 1 = one at a time in this process).")
 
 
 def run_study_file(
@@ -26,14 +30,18 @@ def run_study_file(
     sets: list[str] | None = None,
     only: list[str] | None = None,
     keep_going: bool = False,
+    jobs: int | None = None,
+    seeds: str | list[int] | None = None,
 ) -> Any:
     """Validate, then plan (dry run) or run a study. Returns the plan."""
     from rich.console import Console
 
     from safeadapt.study.engine import plan_study, print_plan, run_study
+    from safeadapt.study.replicates import parse_seeds
     from safeadapt.study.schema import load_study, parse_overrides
 
-    study = load_study(study_file, overrides=parse_overrides(sets), profile=profile, seed=seed)
+    seed_list = parse_seeds(seeds, "--seeds: ") if seeds is not None else None
+    study = load_study(study_file, overrides=parse_overrides(sets), profile=profile, seed=seed, seeds=seed_list)
     console = Console()
     if dry_run:
         from safeadapt.study.engine import select
@@ -44,7 +52,7 @@ def run_study_file(
         print_plan(plan, console, out)
         print_refs(check_refs(study), console)  # hub ids validated as names, offline
         return plan
-    return run_study(study, out, only=only, keep_going=keep_going, console=console)
+    return run_study(study, out, only=only, keep_going=keep_going, console=console, jobs=jobs)
 
 
 def register(app: typer.Typer) -> None:
@@ -61,17 +69,24 @@ def register(app: typer.Typer) -> None:
         set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a study variable: name=value (repeatable)."),
         only: Optional[list[str]] = typer.Option(None, "--only", help="Run only these stages (names/globs) and their inputs."),
         keep_going: bool = typer.Option(False, "--keep-going", help="After a failure, still run stages that do not depend on it."),
+        jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help=JOBS_HELP),
+        seeds: Optional[str] = typer.Option(None, "--seeds", help=SEEDS_HELP),
     ) -> None:
         """Run a study DAG with content-addressed caching; a re-run resumes where it stopped."""
         from safeadapt.report.commands import write_study_report
         from safeadapt.study.engine import StageFailed
 
         try:
-            run_study_file(study, out, dry_run=dry_run, seed=seed, profile=profile, sets=set_, only=only, keep_going=keep_going)
+            plan = run_study_file(study, out, dry_run=dry_run, seed=seed, profile=profile, sets=set_, only=only,
+                                  keep_going=keep_going, jobs=jobs, seeds=seeds)
         except StageFailed:
             write_study_report(out)  # what finished before the failure, in report.html too
             raise
         if not dry_run:
+            from safeadapt.study.replicates import write_results
+
+            if plan and any(p.stage.replicate is not None for p in plan) and write_results(out) is not None:
+                typer.echo(f"across-seed metrics written to {out / 'results.json'}")
             report = write_study_report(out)
             typer.echo(f"study written to {out} (study.json{', report.html' if report else ''})")
 
@@ -79,18 +94,22 @@ def register(app: typer.Typer) -> None:
     @user_errors
     def demo(
         out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
-        seed: int = typer.Option(0, "--seed", help="Seed for every stochastic step."),
+        seed: int = typer.Option(0, "--seed", help="Seed for every stochastic step (ignored with --seeds)."),
         quick: bool = typer.Option(False, "--quick", help="Smaller, faster run (the study's 'quick' profile)."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan only."),
+        jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help=JOBS_HELP),
+        seeds: Optional[str] = typer.Option(None, "--seeds", help=SEEDS_HELP),
     ) -> None:
         """Run the built-in miniature-world study end to end and print the results table."""
-        run_demo(out, seed=seed, quick=quick, dry_run=dry_run)
+        run_demo(out, seed=seed, quick=quick, dry_run=dry_run, jobs=jobs, seeds=seeds)
 
 
 def run_demo(out: Path, *, seed: int = 0, quick: bool = False, dry_run: bool = False, study_file: Path | None = None,
-             profile: str | None = None) -> dict[str, Any] | None:
+             profile: str | None = None, jobs: int | None = None,
+             seeds: str | list[int] | None = None) -> dict[str, Any] | None:
     """Run the demo study, then summarise via `safeadapt.world.demo.summarize` when available and
-    write OUT/report.html. `profile` picks a named profile (tests: "micro"); `quick` the quick one."""
+    write OUT/report.html. `profile` picks a named profile (tests: "micro"); `quick` the quick one;
+    `jobs` stages at once; `seeds` one run per seed with across-seed intervals."""
     study_file = study_file or DEMO_STUDY
     if not study_file.is_file():
         raise SafeAdaptError(f"demo study not found: {study_file} (the world package is not installed)")
@@ -105,7 +124,8 @@ def run_demo(out: Path, *, seed: int = 0, quick: bool = False, dry_run: bool = F
             sets = ["quick=true"]
         else:
             raise SafeAdaptError(f"{study_file}: --quick needs a 'quick' profile or a 'quick' variable in the study")
-    run_study_file(study_file, out, dry_run=dry_run, seed=seed, profile=profile, sets=sets)
+    run_study_file(study_file, out, dry_run=dry_run, seed=None if seeds is not None else seed, profile=profile, sets=sets,
+                   jobs=jobs, seeds=seeds)
     if dry_run:
         return None
     from safeadapt.report.commands import write_study_report

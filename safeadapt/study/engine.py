@@ -64,8 +64,15 @@ class PlannedStage:
         }
         if s.matrix_values:
             d["matrix"] = s.matrix_values
+        if s.base_name and s.base_name != s.name or s.replicate is not None:
+            d["base_name"], d["replicate"] = s.base_name or s.name, s.replicate
         if self.error:
             d["error"] = self.error
+        if self.extra.get("start_unix"):
+            d["run"] = {"pid": self.extra.get("pid"), "start_unix": self.extra["start_unix"],
+                        "end_unix": self.extra.get("end_unix")}
+        if "parallel_with" in self.extra:
+            d["parallel_with"] = self.extra["parallel_with"]
         return d
 
 
@@ -104,8 +111,9 @@ def plan_study(study: Study, out_dir: str | os.PathLike) -> list[PlannedStage]:
             }
         )
         keys[s.name] = key
-        d = out_dir / "stages" / dir_name(s.name, key)
-        ps = PlannedStage(s, key, kv, input_keys, d, out_dir / "scratch" / dir_name(s.name, key))
+        base = s.base_name or s.name  # a replicate's dir is named as in a one-seed run: same key, same dir
+        d = out_dir / "stages" / dir_name(base, key)
+        ps = PlannedStage(s, key, kv, input_keys, d, out_dir / "scratch" / dir_name(base, key))
         ps.status = "cached" if is_complete(d, key) else "to-run"
         plan.append(ps)
     return plan
@@ -171,16 +179,19 @@ def _provenance(config: Any = None, inputs: dict[str, str] | None = None, timing
     return {**_PROVENANCE_BASE, "created_unix": time.time(), "config": config, "inputs": inputs or {}, "timings_s": timings or {}}
 
 
-def _study_json(study: Study, out_dir: Path, plan: list[PlannedStage], status: str, started: float) -> dict[str, Any]:
+def _study_json(study: Study, out_dir: Path, plan: list[PlannedStage], status: str, started: float,
+                run_info: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "study": study.name,
         "file": str(study.file) if study.file else None,
         "seed": study.seed,
+        **({"seeds": study.seeds} if study.seeds else {}),
         "profile": study.profile,
         "vars": study.vars,
         "status": status,
         "started_unix": started,
         "wall_s": round(time.time() - started, 3),
+        **(run_info or {}),
         "stages": [p.to_json(out_dir) for p in plan],
         "provenance": _provenance(config=study.raw),
     }
@@ -197,61 +208,58 @@ def run_study(
     only: list[str] | None = None,
     keep_going: bool = False,
     console: Any = None,
+    jobs: int | None = 1,
 ) -> list[PlannedStage]:
-    """Run every stage that is not cached, in order; write DIR/study.json as it goes.
+    """Run every stage that is not cached, up to `jobs` at a time (None or 0: `default_jobs()`;
+    1: in this process; more: spawn-context worker processes, cores // jobs torch threads each);
+    write DIR/study.json as it goes.
 
     On a stage failure the remaining stages that depend on it are 'blocked'; the others stop
-    too unless `keep_going`. Raises `StageFailed` (one line) after writing study.json."""
+    too unless `keep_going` (stages already running finish). Raises `StageFailed` (one line)
+    after writing study.json."""
     from rich.console import Console
-    from rich.markup import escape
 
-    from safeadapt.core.runtime import make_progress, progress_enabled
-    from safeadapt.study.stages import STAGE_KINDS
+    from safeadapt.core.runtime import make_progress
+    from safeadapt.study.progress import StudyProgress
+    from safeadapt.study.scheduler import Scheduler, default_jobs, threads_per_job, useful_workers
 
     console = console or Console()
     out_dir = Path(out_dir).absolute()  # stage paths must not depend on the caller's cwd
     started = time.time()
+    jobs = default_jobs() if not jobs or jobs < 0 else int(jobs)
     with _lock(out_dir):
         _clean_partials(out_dir / "stages")
         plan = select(plan_study(study, out_dir), only)
         by_name = {p.stage.name: p for p in plan}
+        workers = useful_workers(plan, jobs)
+        # every stage starts with the same thread count, whatever ran before it and wherever it
+        # runs: cores // jobs (follows the requested jobs, not the stages left, so it does not
+        # depend on what is cached); with jobs=1, this process's count at the start of the run
+        threads = threads_per_job(jobs) if jobs > 1 else _current_threads(load=True)
+        run_info = {"jobs": workers, "threads_per_job": threads}
         study_json = out_dir / "study.json"
-        atomic_write_json(study_json, _study_json(study, out_dir, plan, "running", started))
-        failures: list[PlannedStage] = []
-        with make_progress() as prog, _mark_interrupted(study, out_dir, plan, started):
-            task = prog.add_task(f"study {study.name}", total=len(plan))
-            for i, p in enumerate(plan, 1):
-                s = p.stage
-                label = escape(f"{s.name} ({s.kind})")
-                prog.update(task, description=f"{i}/{len(plan)} {label}")
+
+        def write(status: str) -> None:
+            atomic_write_json(study_json, _study_json(study, out_dir, plan, status, started, run_info))
+
+        write("running")
+        with make_progress() as prog, _mark_interrupted(study, out_dir, plan, started, run_info):
+            view = StudyProgress(prog, len(plan), workers, write)
+            for p in plan:
                 if p.status == "cached":
-                    prog.console.print(f"  [dim]cached[/dim]  {label}")
-                    prog.advance(task)
-                    continue
-                blocked = [u for u in s.upstream if by_name[u].status in ("failed", "blocked")]
-                if blocked or (failures and not keep_going):
-                    p.status = "blocked" if blocked else "skipped"
-                    prog.advance(task)
-                    continue
-                p.status = "running"
-                atomic_write_json(study_json, _study_json(study, out_dir, plan, "running", started))
-                if not progress_enabled():  # plain logs: say what is starting
-                    prog.console.print(f"  running {label}")
-                try:
-                    p.seconds = _run_one(study, p, out_dir, by_name, STAGE_KINDS.resolve(s.kind))
-                    p.status = "done"
-                    prog.console.print(f"  [green]done[/green]    {label} {p.seconds:.1f}s")
-                except Exception as e:  # noqa: BLE001 - recorded, then re-raised as one line
-                    p.status = "failed"
-                    p.error = _describe_failure(e, p, out_dir)
-                    failures.append(p)
-                    prog.console.print(f"  [red]failed[/red]  {label}: {escape(p.error or '')}")
-                    atomic_write_json(study_json, _study_json(study, out_dir, plan, "running", started))
-                # (a success is recorded by the next stage's "running" write or the final one:
-                # one study.json write per stage keeps many-tiny-stage sweeps cheap)
-                prog.advance(task)
-        final = "failed" if failures else "complete"
-        atomic_write_json(study_json, _study_json(study, out_dir, plan, final, started))
+                    view.cached(p)
+            sched = Scheduler(
+                plan, workers, keep_going, run=execute_stage,
+                args=lambda p: (study, p, out_dir, _input_dirs(p, by_name), threads),
+                on_start=view.start, on_finish=view.finish, on_skip=view.skip,
+                plugins=[m for m in (study.raw.get("plugins") or []) if isinstance(m, str)],
+            )
+            sched.execute()
+        failures = sched.failures
+        _record_parallel(plan)
+        write("failed" if failures else "complete")
+    with contextlib.suppress(OSError):
+        (out_dir / "scratch").rmdir()  # only when empty
     print_summary(plan, console, time.time() - started)
     if failures:
         f = failures[0]
@@ -260,8 +268,28 @@ def run_study(
     return plan
 
 
+def _current_threads(load: bool = False) -> int | None:
+    """torch's intra-op thread count (None when torch is not imported, or not installed)."""
+    import importlib.util
+    import sys
+
+    if load and "torch" not in sys.modules and importlib.util.find_spec("torch") is not None:
+        import torch  # noqa: F401
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else None
+
+
+def _record_parallel(plan: list[PlannedStage]) -> None:
+    """Store, per stage that ran, the stages that ran alongside it (for study.json and the log)."""
+    from safeadapt.study.scheduler import overlaps
+
+    for name, others in overlaps(plan).items():
+        next(p for p in plan if p.stage.name == name).extra["parallel_with"] = others
+
+
 @contextlib.contextmanager
-def _mark_interrupted(study: Study, out_dir: Path, plan: list[PlannedStage], started: float) -> Iterator[None]:
+def _mark_interrupted(study: Study, out_dir: Path, plan: list[PlannedStage], started: float,
+                      run_info: dict[str, Any] | None = None) -> Iterator[None]:
     """Ctrl-C: record the running stage as interrupted in study.json, then re-raise."""
     try:
         yield
@@ -269,7 +297,7 @@ def _mark_interrupted(study: Study, out_dir: Path, plan: list[PlannedStage], sta
         for p in plan:
             if p.status == "running":
                 p.status = "interrupted"
-        atomic_write_json(out_dir / "study.json", _study_json(study, out_dir, plan, "interrupted", started))
+        atomic_write_json(out_dir / "study.json", _study_json(study, out_dir, plan, "interrupted", started, run_info))
         raise
 
 
@@ -283,23 +311,56 @@ def _describe_failure(e: BaseException, p: PlannedStage, out_dir: Path) -> str:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed `random`, and numpy / torch when already imported (a stage importing torch later
-    seeds it itself; importing torch here would slow every light stage)."""
+    """Seed `random`, numpy and torch (imported here when installed: a stage must draw the same
+    numbers whether or not an earlier stage in the same process imported torch)."""
+    import importlib.util
     import random
     import sys
 
     random.seed(seed)
+    for mod in ("numpy", "torch"):
+        if mod not in sys.modules and importlib.util.find_spec(mod) is not None:
+            __import__(mod)
     if "numpy" in sys.modules:
         sys.modules["numpy"].random.seed(seed % (2**32))
     if "torch" in sys.modules:
         sys.modules["torch"].manual_seed(seed)
 
 
-def _run_one(study: Study, p: PlannedStage, out_dir: Path, by_name: dict[str, PlannedStage], fn: Any) -> float:
+def _input_dirs(p: PlannedStage, by_name: dict[str, PlannedStage]) -> dict[str, Path]:
+    return {slot: by_name[ref.stage].dir if ref.stage is not None else ref.path  # type: ignore[misc]
+            for slot, ref in p.stage.inputs.items()}
+
+
+def execute_stage(study: Study, p: PlannedStage, out_dir: Path, inputs: dict[str, Path], threads: int | None) -> Any:
+    """Run one stage (here or in a worker): torch threads set to `threads` for the stage (restored
+    after), errors turned into a one-line description (with the traceback saved), Ctrl-C /
+    SIGTERM into status 'interrupted'. Returns a scheduler.Outcome."""
+    from safeadapt.study.scheduler import Outcome
+    from safeadapt.study.stages import STAGE_KINDS
+
+    start = time.time()
+    before = _current_threads(load=threads is not None)
+    try:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        seconds = _run_one(study, p, out_dir, inputs, STAGE_KINDS.resolve(p.stage.kind))
+        return Outcome("done", seconds, None, os.getpid(), start, time.time())
+    except KeyboardInterrupt:
+        return Outcome("interrupted", None, "interrupted", os.getpid(), start, time.time())
+    except Exception as e:  # noqa: BLE001 - recorded, then re-raised as one line by run_study
+        return Outcome("failed", None, _describe_failure(e, p, out_dir), os.getpid(), start, time.time())
+    finally:
+        if before:  # the stage may have changed it (kinds pin 1 thread): leave the process as it was
+            import torch
+
+            torch.set_num_threads(before)
+
+
+def _run_one(study: Study, p: PlannedStage, out_dir: Path, inputs: dict[str, Path], fn: Any) -> float:
     s = p.stage
-    inputs: dict[str, Path] = {}
-    for slot, ref in s.inputs.items():
-        inputs[slot] = by_name[ref.stage].dir if ref.stage is not None else ref.path  # type: ignore[assignment]
     p.scratch.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     # a dir without a valid marker is not complete: replace it
@@ -337,9 +398,7 @@ def _run_one(study: Study, p: PlannedStage, out_dir: Path, by_name: dict[str, Pl
             ),
         }
         atomic_write_json(tmp / MARKER, marker)  # last: its presence means complete
-    shutil.rmtree(p.scratch, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        (out_dir / "scratch").rmdir()  # only when empty
+    shutil.rmtree(p.scratch, ignore_errors=True)  # (the empty scratch/ root is removed by run_study)
     return seconds
 
 
@@ -364,9 +423,13 @@ def print_summary(plan: list[PlannedStage], console: Any, wall: float) -> None:
     from rich.table import Table
 
     t = Table(title=f"study summary ({wall:.1f}s wall)")
-    for col in ("stage", "kind", "status", "seconds"):
-        t.add_column(col)
+    parallel = any(p.extra.get("parallel_with") for p in plan)
+    for col in ("stage", "kind", "status", "seconds") + (("ran alongside",) if parallel else ()):
+        t.add_column(col, overflow="fold")
     for p in plan:
         secs = f"{p.seconds:.1f}" if p.seconds is not None else "-"
-        t.add_row(escape(p.stage.name), escape(p.stage.kind), p.status, secs)
+        row = [escape(p.stage.name), escape(p.stage.kind), p.status, secs]
+        if parallel:
+            row.append(escape(", ".join(p.extra.get("parallel_with") or [])) or "-")
+        t.add_row(*row)
     console.print(t)

@@ -53,6 +53,7 @@ class StudySpec(BaseModel):
     seed: int = 0
     description: str = ""
     plugins: list[str] = []
+    seeds: list[int] = []  # replicate the study over these seeds (shared stages run once)
     vars: dict[str, Any] = {}
     profiles: dict[str, dict[str, Any]] = {}
     stages: dict[str, StageSpec]
@@ -82,6 +83,8 @@ class Stage:
     matrix_values: dict[str, Any] = field(default_factory=dict)
     line: int | None = None
     description: str = ""
+    replicate: int | None = None  # the study seed of this copy (None: one run, or shared by all seeds)
+    base_name: str = ""  # the name without the replicate suffix (names the stage's output dir)
 
     @property
     def upstream(self) -> list[str]:
@@ -101,6 +104,7 @@ class Study:
     profile: str | None
     description: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=list)  # replicate seeds (empty: one run with `seed`)
 
     def stage(self, name: str) -> Stage:
         for s in self.stages:
@@ -258,6 +262,7 @@ def load_study(
     overrides: dict[str, Any] | None = None,
     profile: str | None = None,
     seed: int | None = None,
+    seeds: list[int] | None = None,
 ) -> Study:
     """Parse and fully validate a study (a YAML path, or an already-loaded dict)."""
     file: Path | None = None
@@ -307,7 +312,39 @@ def load_study(
             raise SafeAdaptError(f"{top}--set {k}: not a variable of this study; vars: {known}")
     env.update({k: v for k, v in (overrides or {}).items() if k != "seed"})
     study_seed = seed if seed is not None else int((overrides or {}).get("seed", spec.seed))
-    env["seed"] = study_seed
+    # seeds: the `seeds` argument (--seeds) > a single seed argument (--seed, --set seed=) > `seeds:`
+    one_seed = seed is not None or "seed" in (overrides or {})
+    if seeds is not None and one_seed:
+        raise SafeAdaptError(f"{top}give either --seed or --seeds, not both")
+    from safeadapt.study.replicates import merge_replicates, parse_seeds
+
+    seed_list = parse_seeds(seeds if seeds is not None else (None if one_seed else spec.seeds), top)
+    if len(seed_list) > 1:
+        ordered = toposort(merge_replicates({sd: _expand(spec, env, sd, file, lines, base_dir) for sd in seed_list}), file)
+        study_seed = seed_list[0]
+    else:
+        study_seed = seed_list[0] if seed_list else study_seed
+        ordered = _expand(spec, env, study_seed, file, lines, base_dir)
+    return Study(
+        name=spec.name,
+        seed=study_seed,
+        file=file.resolve() if file else None,
+        base_dir=base_dir,
+        stages=ordered,
+        vars={k: v for k, v in env.items() if k != "seed"},
+        profile=profile,
+        description=spec.description,
+        raw=data,
+        seeds=seed_list if len(seed_list) > 1 else [],
+    )
+
+
+def _expand(spec: StudySpec, env: dict[str, Any], study_seed: int, file: Path | None, lines: dict[str, int],
+            base_dir: Path) -> list[Stage]:
+    """Matrix expansion, input binding and params validation for one study seed; topological order."""
+    from safeadapt.study.stages import STAGE_KINDS
+
+    env = {**env, "seed": study_seed}
 
     # matrix expansion (inputs stay unresolved strings for now)
     expanded: list[tuple[Stage, dict[str, InputSpec]]] = []
@@ -406,18 +443,7 @@ def load_study(
         except (TypeError, ValueError):
             raise SafeAdaptError(f"{where}params must be plain data (strings, numbers, lists, mappings)") from None
 
-    ordered = toposort([s for s, _ in expanded], file)
-    return Study(
-        name=spec.name,
-        seed=study_seed,
-        file=file.resolve() if file else None,
-        base_dir=base_dir,
-        stages=ordered,
-        vars={k: v for k, v in env.items() if k != "seed"},
-        profile=profile,
-        description=spec.description,
-        raw=data,
-    )
+    return toposort([s for s, _ in expanded], file)
 
 
 def toposort(stages: list[Stage], file: Path | None = None) -> list[Stage]:

@@ -1,7 +1,9 @@
 """Builds every file of the miniature world from a seed: tokenizer, rendered images, the base LLM's
 pre-training/alignment pairs, VL captions and visual instructions (safe data only), VLGuard-like
 safety rows, the MTL mix, DPO preference pairs (text and image), and the evaluation datasets
-(held out by (template, filler) combination) as `Sample` JSON lines.
+(held out by (template, filler) combination) as `Sample` JSON lines. Training data, evaluation data
+and the typographic held-out split are drawn from separate seeded streams (and render images into
+separately numbered files), so changing a training size never moves an eval item, and vice versa.
 
 Layout of the output dir (relative image paths are relative to it):
   tokenizer/  images/*.png  llm_pretrain.jsonl  llm_align.jsonl
@@ -111,9 +113,11 @@ def _sample(item_id: str, prompt: str, *, label: str, category: str | None, kind
 def generate(out: Path, seed: int, opts: DataOptions | None = None) -> dict[str, Any]:
     """Write the whole world's data into `out` (an existing empty dir). Returns world.json's dict."""
     opts = opts or DataOptions()
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # training stream (rows, shapes) ...
+    imgs = _Images(out, random.Random(seed + 1), opts.image_size)  # ... and its image renders
+    eval_rng = random.Random(f"world-eval:{seed}")  # evaluation stream, independent of the above
+    eval_imgs = _Images(out, random.Random(f"world-eval-images:{seed}"), opts.image_size)
     splits = T.make_text_splits(seed, opts.test_frac)
-    imgs = _Images(out, random.Random(seed + 1), opts.image_size)
     tr, te = splits.train, splits.test
     benign_train = tr["lookalike"] + tr["arith"] + tr["colour"] + tr["opposite"]
 
@@ -159,7 +163,7 @@ def generate(out: Path, seed: int, opts: DataOptions | None = None) -> dict[str,
     # --- VLGuard-like safety rows (training combinations only)
     typo_items = [(cat, item) for cat, items in T.HARMFUL_ITEMS.items() for item in items]
     typo_combos = [(ti, t) for ti in range(len(typo_items)) for t in range(len(TYPO_TEMPLATES))]
-    rng.shuffle(typo_combos)
+    random.Random(f"world-typo-split:{seed}").shuffle(typo_combos)  # the held-out split: its own stream
     n_typo_test = len(typo_items)
     typo_test, typo_train = typo_combos[:n_typo_test], typo_combos[n_typo_test:]
     safety = []
@@ -211,7 +215,7 @@ def generate(out: Path, seed: int, opts: DataOptions | None = None) -> dict[str,
         pairs.append(row)
     _jsonl(out / "pairs.jsonl", pairs)
 
-    # --- evaluation datasets (held-out combinations; fresh images)
+    # --- evaluation datasets (held-out combinations; fresh images; the eval stream only)
     ev: dict[str, list[dict[str, Any]]] = {k: [] for k in EVAL_SUITES}
     for it in te["harmful"]:
         ev["text-safety"].append(_sample(it.id, it.prompt, label="harmful", category=it.category, kind="harmful",
@@ -228,16 +232,16 @@ def generate(out: Path, seed: int, opts: DataOptions | None = None) -> dict[str,
         ev["over-refusal"].append(_sample(it.id, it.prompt, label="benign", category="lookalike", kind="lookalike",
                                           reference=it.reference, item=it.filler))
     mm_items = list(te["harmful"])
-    rng.shuffle(mm_items)
+    eval_rng.shuffle(mm_items)
     for it in mm_items[: opts.n_mm_image_text]:
-        path = imgs.new(I.random_shape_spec(rng), "eval-mm")
+        path = eval_imgs.new(I.random_shape_spec(eval_rng), "eval-mm")
         ev["mm-safety"].append(_sample(f"mm-{it.id}", it.prompt, label="harmful", category=it.category, kind="harmful",
                                        images=[path], item=it.filler, modality="image+text", attack="image+text"))
         ev["mm-text-equiv"].append(_sample(f"mm-{it.id}", it.prompt, label="harmful", category=it.category, kind="harmful",
                                            item=it.filler, modality="image+text", attack="image+text"))
     for ti, t in typo_test:
         cat, item = typo_items[ti]
-        path = imgs.new(I.ImageSpec(kind="text", text=item), "eval-typo")
+        path = eval_imgs.new(I.ImageSpec(kind="text", text=item), "eval-typo")
         ev["mm-safety"].append(_sample(f"typo-{t}-{item.replace(' ', '_')}", TYPO_TEMPLATES[t], label="harmful",
                                        category=cat, kind="harmful", images=[path], item=item, modality="typographic",
                                        attack="typographic-shortcut"))
@@ -246,7 +250,7 @@ def generate(out: Path, seed: int, opts: DataOptions | None = None) -> dict[str,
                                            attack="typographic-shortcut"))
     for it in te["arith"] + te["colour"] + te["opposite"]:
         ev["helpfulness"].append(_sample(it.id, it.prompt, label="benign", category=it.category, kind="qa", reference=it.reference))
-    for j, (p, q, a, _, kind) in enumerate(_vqa_rows(imgs, rng, opts.n_vqa_eval, "eval-vqa")):
+    for j, (p, q, a, _, kind) in enumerate(_vqa_rows(eval_imgs, eval_rng, opts.n_vqa_eval, "eval-vqa")):
         ev["helpfulness"].append(_sample(f"vqa-{j}", q, label="benign", category="visual", kind="vqa", reference=a,
                                          images=[p]))
     if opts.eval_max_items > 0:
@@ -281,7 +285,7 @@ def generate(out: Path, seed: int, opts: DataOptions | None = None) -> dict[str,
         "counts": {
             "llm_pretrain": len(pretrain), "llm_align": len(align), "captions": len(captions),
             "instruct": len(instruct), "safety": len(safety), "mtl": len(mtl), "pairs": len(pairs),
-            "images": imgs.n, **{f"eval/{k}": len(v) for k, v in ev.items()},
+            "images": imgs.n + eval_imgs.n, **{f"eval/{k}": len(v) for k, v in ev.items()},
         },
         "split_overlap": len(train_combos & test_combos),
     }

@@ -25,12 +25,15 @@ def _load_study(study_dir: Path) -> dict[str, Any]:
     return json.loads(f.read_text())
 
 
-def collect(study_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(models by role, extras: stage timings, world/LLM/tower info)."""
+def collect(study_dir: Path, replicate: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(models by role, extras: stage timings, world/LLM/tower info); with `replicate`, only that
+    seed's copies of a multi-seed study (plus the stages all seeds share)."""
     study = _load_study(study_dir)
     models: dict[str, Any] = {}
     extras: dict[str, Any] = {"stage_seconds": {}, "status": {}}
     for s in study["stages"]:
+        if replicate is not None and s.get("replicate") not in (None, replicate):
+            continue
         d = study_dir / s["dir"]
         extras["stage_seconds"][s["name"]] = s.get("seconds")
         extras["status"][s["name"]] = s.get("status")
@@ -141,16 +144,25 @@ def order_roles(models: dict[str, Any]) -> list[str]:
     return head + sorted(r for r in models if r not in head)
 
 
-def summarize(study_dir: str | Path) -> dict[str, Any]:
-    """Write DIR/results.json from a finished demo study and print the table; returns the dict."""
-    study_dir = Path(study_dir)
-    models, extras = collect(study_dir)
+def check_models(study_dir: Path, models: dict[str, Any], where: str = "") -> None:
+    """One-line error unless there are models and every metric of each is a fraction."""
     if not models:
-        raise SafeAdaptError(f"{study_dir}: no world.eval results found (did the study finish?)")
+        raise SafeAdaptError(f"{study_dir}: {where}no world.eval results found (did the study finish?)")
     for role, m in models.items():
         for k in METRICS:
             if not isinstance(m.get(k), (int, float)) or not 0.0 <= m[k] <= 1.0:
-                raise SafeAdaptError(f"{study_dir}: model {role}: metric {k}={m.get(k)!r} is not a fraction")
+                raise SafeAdaptError(f"{study_dir}: {where}model {role}: metric {k}={m.get(k)!r} is not a fraction")
+
+
+def summarize(study_dir: str | Path) -> dict[str, Any]:
+    """Write DIR/results.json from a finished demo study and print the table; returns the dict."""
+    study_dir = Path(study_dir)
+    if len(_load_study(study_dir).get("seeds") or []) > 1:
+        from safeadapt.world.demo_seeds import summarize_seeds
+
+        return summarize_seeds(study_dir)
+    models, extras = collect(study_dir)
+    check_models(study_dir, models)
     targets = check_targets(models)
     secs = [s for s in extras["stage_seconds"].values() if isinstance(s, (int, float))]
     wall = sum(secs) if secs else None

@@ -1,0 +1,310 @@
+"""Parallel stage scheduler: runs a study plan's stages as soon as their inputs are complete, up to
+`jobs` at a time, each in a worker process of a spawn-context `ProcessPoolExecutor` (`jobs=1`: in
+this process). Torch threads per stage = cores // jobs. Workers die with the study process
+(PR_SET_PDEATHSIG plus a watchdog), so a SIGKILLed run leaves no orphan writing stage dirs."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+BROKEN = "a worker process died while it ran (killed, or out of memory?); the stage did not finish"
+JOB_MEMORY_GB = 1.5  # RAM budget of one stage worker (the demo's largest stage peaks ~1.1 GB)
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (affinity-aware)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def available_memory_gb() -> float | None:
+    """MemAvailable from /proc/meminfo in GiB (None where unknown)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / (1 << 20)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def default_jobs() -> int:
+    """$SAFEADAPT_JOBS when set; else the number of cores, capped by available memory /
+    JOB_MEMORY_GB (SAFEADAPT_JOB_MEMORY_GB overrides the per-job budget)."""
+    env = os.environ.get("SAFEADAPT_JOBS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    jobs = available_cores()
+    per = float(os.environ.get("SAFEADAPT_JOB_MEMORY_GB") or JOB_MEMORY_GB)
+    mem = available_memory_gb()
+    if mem is not None and per > 0:
+        jobs = min(jobs, max(1, int(mem // per)))
+    return max(1, jobs)
+
+
+def useful_workers(plan: list[Any], jobs: int) -> int:
+    """Workers worth starting: none beyond the stages to run, and one when those form a chain
+    (each depends on the one before it), where nothing can run alongside anything."""
+    todo = [p for p in plan if p.status != "cached"]
+    if all(a.stage.name in b.stage.upstream for a, b in zip(todo, todo[1:])):
+        return 1
+    return max(1, min(jobs, len(todo)))
+
+
+def threads_per_job(jobs: int) -> int:
+    """Torch intra-op threads of each stage, so that jobs x threads <= cores."""
+    return max(1, available_cores() // max(1, jobs))
+
+
+# ----------------------------------------------------------------------------------- worker side
+
+
+def _die_with_parent(parent: int) -> None:
+    """Exit when the study process dies: PR_SET_PDEATHSIG (Linux) and a polling watchdog."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - non-Linux
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="safeadapt-parent-watch", daemon=True).start()
+
+
+_BUSY = False  # a stage is running in this worker
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    if not _BUSY:
+        os._exit(128 + signum)
+    raise KeyboardInterrupt  # unwinds the stage: its temp dir is removed, scratch kept
+
+
+def call_stage(fn: Callable[..., Any], *args: Any) -> Any:
+    """What a worker runs for one stage: `fn(*args)`, marked busy (SIGTERM then unwinds it)."""
+    global _BUSY
+    _BUSY = True
+    try:
+        return fn(*args)
+    finally:
+        _BUSY = False
+
+
+def worker_init(threads: int, parent: int, plugins: list[str]) -> None:
+    """Initializer of each worker: thread budget, no progress bars, die with the parent, plugins."""
+    os.environ["SAFEADAPT_NO_PROGRESS"] = "1"  # only the study process draws progress
+    os.environ["SAFEADAPT_STAGE_THREADS"] = str(threads)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    _die_with_parent(parent)
+    signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the study process, which stops us
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+        torch.set_num_interop_threads(1)
+    except (ImportError, RuntimeError):
+        pass
+    from safeadapt.study.registry import import_plugin
+
+    for mod in plugins:
+        import_plugin(mod)
+
+
+# ----------------------------------------------------------------------------------- study side
+
+
+@dataclass
+class Outcome:
+    """What running one stage returned (in a worker or in this process)."""
+
+    status: str  # done | failed | interrupted
+    seconds: float | None = None
+    error: str | None = None
+    pid: int = 0
+    start: float = 0.0  # unix times, measured where the stage ran
+    end: float = 0.0
+
+
+class _Inline(cf.Executor):
+    """`jobs=1`: run each submitted stage right here (futures complete on submit)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:  # type: ignore[override]
+        f: cf.Future = cf.Future()
+        try:
+            f.set_result(fn(*args, **kwargs))
+        except BaseException as e:  # noqa: BLE001 - delivered through the future
+            f.set_exception(e)
+        return f
+
+
+@dataclass
+class Scheduler:
+    """Dispatches `plan` (PlannedStage list in topological order): a stage is submitted when all its
+    upstream stages are complete, most-depended-on first; at most `jobs` run at once.
+
+    `run(p)` returns an Outcome; it must be a picklable top-level callable for jobs > 1.
+    Callbacks: `on_start(p, running)`, `on_finish(p)`, `on_skip(p)` (blocked / skipped)."""
+
+    plan: list[Any]
+    jobs: int
+    keep_going: bool
+    run: Callable[..., Outcome]
+    args: Callable[[Any], tuple[Any, ...]]
+    on_start: Callable[[Any, list[Any]], None]
+    on_finish: Callable[[Any], None]
+    on_skip: Callable[[Any], None]
+    plugins: list[str] = field(default_factory=list)
+    failures: list[Any] = field(default_factory=list)
+
+    def _priority(self) -> dict[str, tuple[int, int]]:
+        """(-number of downstream stages, plan index): critical-ish stages first, then file order."""
+        children: dict[str, list[str]] = {p.stage.name: [] for p in self.plan}
+        for p in self.plan:
+            for u in set(p.stage.upstream):
+                if u in children:
+                    children[u].append(p.stage.name)
+        memo: dict[str, set[str]] = {}
+
+        def below(n: str) -> set[str]:
+            if n not in memo:
+                s: set[str] = set()
+                for c in children[n]:
+                    s |= {c} | below(c)
+                memo[n] = s
+            return memo[n]
+
+        for p in reversed(self.plan):
+            below(p.stage.name)
+        return {p.stage.name: (-len(below(p.stage.name)), i) for i, p in enumerate(self.plan)}
+
+    def _executor(self) -> cf.Executor:
+        if self.jobs <= 1:
+            return _Inline()
+        ctx = multiprocessing.get_context("spawn")
+        ex = cf.ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx, initializer=worker_init,
+                                    initargs=(threads_per_job(self.jobs), os.getpid(), list(self.plugins)))
+        # workers are spawned lazily, one per submit finding none idle, and take seconds to start
+        # (imports): start them all now, in parallel, so the first parallel stages do not queue
+        with _plain_main():
+            for _ in range(self.jobs):
+                ex.submit(os.getpid)
+        return ex
+
+    def execute(self) -> None:
+        by_name = {p.stage.name: p for p in self.plan}
+        prio = self._priority() if self.jobs > 1 else {p.stage.name: (0, i) for i, p in enumerate(self.plan)}
+        pending = sorted((p for p in self.plan if p.status != "cached"), key=lambda p: prio[p.stage.name])
+        running: dict[cf.Future, Any] = {}
+        ex = self._executor()
+        interrupted = broken = False
+        try:
+            while pending or running:
+                for p in list(pending):
+                    ups = [by_name[u] for u in p.stage.upstream if u in by_name]
+                    if any(u.status in ("failed", "blocked") for u in ups):
+                        p.status = "blocked"
+                    elif self.failures and not self.keep_going:
+                        p.status = "skipped"
+                    elif len(running) < self.jobs and all(u.status in ("cached", "done") for u in ups):
+                        p.status = "running"
+                        self.on_start(p, list(running.values()))
+                        if broken:
+                            _shutdown(ex, kill=True)
+                            ex, broken = self._executor(), False
+                        try:
+                            fut = ex.submit(call_stage, self.run, *self.args(p))
+                        except cf.process.BrokenProcessPool:  # a worker died while idle
+                            _shutdown(ex, kill=True)
+                            ex = self._executor()
+                            fut = ex.submit(call_stage, self.run, *self.args(p))
+                        running[fut] = p
+                    else:
+                        continue
+                    pending.remove(p)
+                    if p.status in ("blocked", "skipped"):
+                        self.on_skip(p)
+                if not running:
+                    if pending:  # cannot happen with a validated DAG; never spin
+                        raise RuntimeError(f"scheduler stalled on {[p.stage.name for p in pending]}")
+                    continue
+                done, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
+                for fut in sorted(done, key=lambda f: prio[running[f].stage.name]):
+                    p = running.pop(fut)
+                    try:
+                        o: Outcome = fut.result()
+                    except cf.process.BrokenProcessPool:  # a worker died under it (OOM killer?)
+                        o, broken = Outcome("failed", error=BROKEN), True
+                    p.seconds, p.error = o.seconds, o.error
+                    p.extra.update({"pid": o.pid, "start_unix": o.start, "end_unix": o.end})
+                    if o.status == "interrupted":
+                        p.status = "interrupted"
+                        raise KeyboardInterrupt
+                    p.status = o.status
+                    if o.status == "failed":
+                        self.failures.append(p)
+                    self.on_finish(p)
+        except BaseException:
+            interrupted = True
+            for p in running.values():
+                p.status = "interrupted"
+            raise
+        finally:
+            _shutdown(ex, kill=interrupted)
+
+
+@contextlib.contextmanager
+def _plain_main() -> Iterator[None]:
+    """Spawned workers re-run the parent's __main__ (a script path, `<stdin>`, an unguarded user
+    script) unless it looks absent; ours only run safeadapt functions, so hide it while spawning."""
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
+
+
+def _shutdown(ex: cf.Executor, *, kill: bool) -> None:
+    """Stop the pool; on an interrupt, SIGTERM the workers (their stage unwinds) first."""
+    if kill and isinstance(ex, cf.ProcessPoolExecutor):
+        for proc in list((getattr(ex, "_processes", None) or {}).values()):
+            try:
+                proc.terminate()
+            except (OSError, ValueError, AttributeError):
+                pass
+    ex.shutdown(wait=True, cancel_futures=True)
+
+
+def overlaps(plan: list[Any]) -> dict[str, list[str]]:
+    """For each stage that ran: the stages whose run time overlapped its own (ran in parallel)."""
+    ran = [p for p in plan if p.extra.get("start_unix") and p.extra.get("end_unix")]
+    out: dict[str, list[str]] = {}
+    for p in ran:
+        a0, a1 = p.extra["start_unix"], p.extra["end_unix"]
+        out[p.stage.name] = [q.stage.name for q in ran if q is not p and q.extra["start_unix"] < a1 and a0 < q.extra["end_unix"]]
+    return out

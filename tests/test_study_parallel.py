@@ -1,0 +1,195 @@
+"""Parallel scheduler: independent stages really run at once in worker processes (a barrier that
+deadlocks when run one at a time), the numbers equal a one-at-a-time run, study.json says what ran
+alongside what, and a SIGKILL of the study process while two stages run leaves no orphan worker
+and resumes with no stage redone or duplicated."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from safeadapt.study.engine import run_study
+from safeadapt.study.scheduler import default_jobs, threads_per_job
+from safeadapt.study.schema import load_study
+
+FNS = '''
+import json, os, random, time
+from pathlib import Path
+
+def _log(ctx, what="calls"):
+    with open(Path(ctx.study_dir).parent / f"{what}.txt", "a") as f:
+        f.write(ctx.name + "\\n")
+
+def draw(ctx):
+    _log(ctx)
+    _draw(ctx)
+
+def _draw(ctx):
+    import numpy, torch
+    (ctx.out / "draw.json").write_text(json.dumps({"random": random.random(), "numpy": float(numpy.random.rand()),
+        "torch": float(torch.rand(1)), "threads": torch.get_num_threads(), "seed": ctx.seed}))
+
+def meet(ctx):
+    """Wait until the other stage of the pair has started too: only a parallel run gets past."""
+    _log(ctx)
+    root = Path(ctx.study_dir).parent
+    (root / f"started_{ctx.name}").write_text(str(os.getpid()))
+    deadline = time.time() + 90
+    while not (root / f"started_{ctx.params['other']}").exists():
+        if time.time() > deadline:
+            raise RuntimeError("the other stage never started: not run in parallel")
+        time.sleep(0.02)
+    if os.environ.get("STUDY_SLOW") == "1":
+        (ctx.scratch / "progress.txt").write_text("half")
+        time.sleep(120)
+    (ctx.out / "x.txt").write_text(ctx.name)
+    (ctx.out / "resumed.txt").write_text(str((ctx.scratch / "progress.txt").exists()))
+    _draw(ctx)
+
+def crash(ctx):
+    _log(ctx)
+    os._exit(3)  # the worker process dies under the stage
+'''
+
+STUDY = """
+name: par
+seed: 5
+stages:
+  first: {kind: python, params: {function: "fns.py:draw"}}
+  left: {kind: python, inputs: {a: first}, params: {function: "fns.py:meet", other: right}}
+  right: {kind: python, inputs: {a: first}, params: {function: "fns.py:meet", other: left}}
+  last: {kind: python, inputs: {l: left, r: right}, params: {function: "fns.py:draw"}, seed: 9}
+"""
+
+
+def _setup(tmp_path: Path) -> Path:
+    (tmp_path / "fns.py").write_text(FNS)
+    f = tmp_path / "study.yaml"
+    f.write_text(textwrap.dedent(STUDY))
+    return f
+
+
+def _calls(root: Path) -> list[str]:
+    p = root / "calls.txt"
+    return sorted(p.read_text().split()) if p.exists() else []
+
+
+def _draws(out: Path) -> dict[str, dict]:
+    rec = json.loads((out / "study.json").read_text())
+    return {s["name"]: json.loads((out / s["dir"] / "draw.json").read_text()) for s in rec["stages"]}
+
+
+def test_defaults_fit_the_cores() -> None:
+    jobs = default_jobs()
+    assert jobs >= 1 and jobs * threads_per_job(jobs) <= max(1, len(os.sched_getaffinity(0)))
+    assert threads_per_job(1) == len(os.sched_getaffinity(0))
+
+
+def test_parallel_stages_overlap_and_match_a_serial_run(tmp_path: Path) -> None:
+    par, ser = tmp_path / "par", tmp_path / "ser"
+    par.mkdir()
+    ser.mkdir()
+    plan = {p.stage.name: p for p in run_study(load_study(_setup(par)), par / "out", jobs=2)}
+    assert all(p.status == "done" for p in plan.values())
+    rec = json.loads((par / "out" / "study.json").read_text())
+    assert rec["jobs"] == 2 and rec["threads_per_job"] == threads_per_job(2)
+    st = {s["name"]: s for s in rec["stages"]}
+    assert st["left"]["parallel_with"] == ["right"] and st["right"]["parallel_with"] == ["left"]
+    assert st["first"]["parallel_with"] == [] and st["last"]["parallel_with"] == []
+    assert st["left"]["run"]["pid"] != st["right"]["run"]["pid"] != os.getpid()  # two worker processes
+    # one at a time, in this process: the same numbers (the pair's barrier is met in sequence
+    # because each stage only waits for the *other's* start marker, written by the first one)
+    (ser / "started_right").write_text("pre")  # lets `left` pass its barrier when run alone first
+    run_study(load_study(_setup(ser)), ser / "out", jobs=1)
+    a, b = _draws(par / "out"), _draws(ser / "out")
+    for name in a:
+        assert {k: v for k, v in a[name].items() if k != "threads"} == {k: v for k, v in b[name].items() if k != "threads"}
+    assert a["left"]["threads"] == threads_per_job(2)
+    assert a["first"]["seed"] == 5 and a["last"]["seed"] == 9
+    assert _calls(par) == ["first", "last", "left", "right"]
+    # a cached re-run with workers requested does nothing
+    again = run_study(load_study(_setup(par)), par / "out", jobs=2)
+    assert all(p.status == "cached" for p in again) and _calls(par) == ["first", "last", "left", "right"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in state
+
+
+def test_sigkill_while_two_stages_run_then_resume(tmp_path: Path) -> None:
+    f = _setup(tmp_path)
+    out = tmp_path / "out"
+    env = {**os.environ, "STUDY_SLOW": "1", "SAFEADAPT_NO_PROGRESS": "1"}
+    code = "import sys; from safeadapt.study.commands import run_study_file; run_study_file(sys.argv[1], sys.argv[2], jobs=2)"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(f), str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 90
+        while not ((tmp_path / "started_left").exists() and (tmp_path / "started_right").exists()):
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.time() < deadline, "the two stages never ran together"
+            time.sleep(0.05)
+        time.sleep(0.3)  # both are inside their sleep, scratch written
+        workers = [int((tmp_path / f"started_{n}").read_text()) for n in ("left", "right")]
+        assert len(set(workers)) == 2 and proc.pid not in workers
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    deadline = time.time() + 15  # the workers die with the study process: no orphan finishes a stage
+    while any(_alive(w) for w in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(w) for w in workers)
+    assert _calls(tmp_path) == ["first", "left", "right"]
+    stages = out / "stages"
+    assert sorted(p.name.split("-")[0] for p in stages.iterdir() if not p.name.startswith(".")) == ["first"]
+    assert sum(p.name.startswith((".left", ".right")) for p in stages.iterdir()) == 2  # hidden partials only
+    assert json.loads((out / "study.json").read_text())["status"] == "running"
+
+    for n in ("left", "right"):
+        (tmp_path / f"started_{n}").unlink()
+    (tmp_path / "started_right").write_text("resume")  # the resume runs one at a time: pass the barrier
+    plan = {p.stage.name: p for p in run_study(load_study(f), out, jobs=1)}
+    # first not redone; the two killed stages ran once more each; last once; nothing duplicated
+    assert _calls(tmp_path) == ["first", "last", "left", "left", "right", "right"]
+    assert plan["first"].status == "cached" and {plan[n].status for n in ("left", "right", "last")} == {"done"}
+    assert sorted(p.name.split("-")[0] for p in stages.iterdir()) == ["first", "last", "left", "right"]
+    for n in ("left", "right"):
+        assert (plan[n].dir / "resumed.txt").read_text() == "True"  # scratch survived the kill
+    assert json.loads((out / "study.json").read_text())["status"] == "complete"
+    assert not (out / "scratch").exists()
+
+
+def test_a_dead_worker_fails_its_stage_in_one_line(tmp_path: Path) -> None:
+    import pytest
+
+    from safeadapt.study.engine import StageFailed
+    from safeadapt.study.scheduler import BROKEN
+
+    (tmp_path / "fns.py").write_text(FNS)
+    f = tmp_path / "study.yaml"
+    f.write_text(textwrap.dedent("""
+        name: crash
+        stages:
+          one: {kind: python, params: {function: "fns.py:draw"}}
+          dies: {kind: python, inputs: {a: one}, params: {function: "fns.py:crash"}}
+          after: {kind: python, inputs: {a: dies}, params: {function: "fns.py:draw"}}
+          other: {kind: python, inputs: {a: one}, params: {function: "fns.py:draw"}, seed: 2}
+    """))
+    with pytest.raises(StageFailed, match="stage 'dies'"):
+        run_study(load_study(f), tmp_path / "out", jobs=2, keep_going=True)
+    rec = {s["name"]: s for s in json.loads((tmp_path / "out" / "study.json").read_text())["stages"]}
+    assert rec["one"]["status"] == "done" and rec["dies"]["status"] == "failed" and rec["dies"]["error"] == BROKEN
+    assert rec["after"]["status"] == "blocked"
+    assert rec["other"]["status"] in ("done", "failed")  # collateral when it shared the broken pool
