@@ -82,7 +82,8 @@ def repair(recipe: dict[str, Any] | str | os.PathLike | RepairRecipe, out_dir: s
             raise SafeAdaptError(f"{plan.models[plan.config_source].where()} is a VLM but the adapted model "
                                  f"{plan.models[idx['adapted']].where()} is not; give the references' language models")
         stores = _calibrate(rec, plan, idx, seed, texts, Path(tmpdir.name), allow_pickle)
-        return lambda key: {"roles": idx, "report": report, **{n: s.get(key) for n, s in stores.items()}}
+        scored = {t.key for t in plan.tensors if touched(t.key, t.shape)}  # scores are read for these only
+        return lambda key: {"roles": idx, "report": report, **{n: s.get(key) if key in scored else None for n, s in stores.items()}}
 
     def notes() -> list[str]:
         return _summary(method.name, report, filters)

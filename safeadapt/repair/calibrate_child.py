@@ -31,16 +31,17 @@ class CalibrationJob:
 
 
 class LazyScores:
-    """Scores in a safetensors file, read one tensor at a time (None for a tensor without scores)."""
+    """Scores in a safetensors file, read one tensor at a time with positioned reads (not mmap: mapped
+    score pages would stay in the streaming process's resident set); None for a tensor without scores."""
 
     def __init__(self, path: str | Path) -> None:
-        from safetensors import safe_open
+        from safeadapt.io.tensors import open_tensors
 
-        self._f = safe_open(str(path), framework="pt")
-        self._keys = set(self._f.keys())
+        self._src = open_tensors(str(path), mode="read")
+        self._keys = set(self._src.keys())
 
     def get(self, key: str) -> Any:
-        return self._f.get_tensor(key) if key in self._keys else None
+        return self._src.get(key) if key in self._keys else None
 
 
 def _open_input(label: str, ref: Any, allow_pickle: bool) -> Any:
