@@ -331,7 +331,7 @@ def test_row_block_streaming_matches_whole_tensors(llms, tmp_path, monkeypatch):
 
 def test_calibration_in_child_process_equals_in_process(llms, tmp_path):
     """The spawned calibration child writes the same scores, bit for bit, as the pass run in process
-    (layer-wise Wanda, whole-model Wanda on a GGUF-less safetensors file and SNIP)."""
+    (layer-wise Wanda on the adapted model; whole-model Wanda and SNIP on the aligned one, loaded once)."""
     from safetensors.torch import load_file
 
     from safeadapt.io.resolve import resolve_model_ref
