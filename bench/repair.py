@@ -127,16 +127,31 @@ def bench_rss(fam: dict[str, Path], work: Path, n: int) -> dict:
             rec.pop("unaligned", None)
         jobs[name] = ["repair", write_yaml(rec, work / f"{len(jobs)}.yaml")]
     out = {}
+    # each command runs in a wrapper that records, at exit, its own peak RSS (getrusage SELF: the
+    # streaming process) and its reaped children's (the calibration child); /usr/bin/time reports the
+    # largest process of the tree
+    wrap = ("import atexit, json, resource, sys\n"
+            "f = sys.argv.pop(1)\n"
+            "atexit.register(lambda: json.dump({'self_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
+            "'children_kb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}, open(f, 'w')))\n"
+            "sys.argv[0] = 'safeadapt'\n"
+            "from safeadapt.cli import main\n"
+            "main()\n")
     env = {"SAFEADAPT_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     for name, (cmd, cfg) in jobs.items():
         dst = work / f"out-{abs(hash(name))}"
-        r = timed_run([*safeadapt_cli(), cmd, str(cfg), "--out", str(dst), "--overwrite"], env=env)
+        rf = work / f"rss-{len(out)}.json"
+        r = timed_run([sys.executable, "-c", wrap, str(rf), cmd, str(cfg), "--out", str(dst), "--overwrite"], env=env)
         if r.rc != 0:
             raise RuntimeError(f"{name} failed: {r.tail}")
-        out[name] = {"wall_s": r.wall_s, "max_rss_mb": r.max_rss_mb}
-    base = out["merge task_arithmetic (3 inputs)"]["max_rss_mb"]
+        ru = json.loads(rf.read_text())
+        out[name] = {"wall_s": r.wall_s, "max_rss_mb": r.max_rss_mb, "parent_rss_mb": ru["self_kb"] / 1024,
+                     "child_rss_mb": ru["children_kb"] / 1024}
+    base = out["merge task_arithmetic (3 inputs)"]
     for v in out.values():
-        v["rss_over_merge"] = v["max_rss_mb"] / base
+        v["rss_over_merge"] = v["max_rss_mb"] / base["max_rss_mb"]
+        v["parent_over_merge"] = v["parent_rss_mb"] / base["parent_rss_mb"]
+        v["child_over_merge"] = v["child_rss_mb"] / base["parent_rss_mb"]
     return out
 
 
@@ -164,7 +179,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="bench-repair-") as work:
             result["rss"] = bench_rss(fam, Path(work), a.n)
         for name, v in result["rss"].items():
-            print(f"{name:58s} wall {v['wall_s']:6.1f} s  peak RSS {v['max_rss_mb']:7.0f} MB  ({v['rss_over_merge']:.2f}x merge)")
+            print(f"{name:58s} wall {v['wall_s']:6.1f} s  peak RSS {v['max_rss_mb']:7.0f} MB  ({v['rss_over_merge']:.2f}x merge)"
+                  f"  streaming process {v['parent_rss_mb']:6.0f} MB ({v['parent_over_merge']:.2f}x)"
+                  f"  calibration child {v['child_rss_mb']:6.0f} MB ({v['child_over_merge']:.2f}x)")
     if a.json_out:
         Path(a.json_out).write_text(json.dumps(result, indent=2))
 

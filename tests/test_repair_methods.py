@@ -327,3 +327,31 @@ def test_row_block_streaming_matches_whole_tensors(llms, tmp_path, monkeypatch):
         assert all(torch.equal(a[k], b[k]) for k in a), n
         ra, rb = (json.loads((d / "safeadapt_provenance.json").read_text())["repair_report"] for d in (whole[n], blocks))
         assert ra == rb, n
+
+
+def test_calibration_in_child_process_equals_in_process(llms, tmp_path):
+    """The spawned calibration child writes the same scores, bit for bit, as the pass run in process
+    (layer-wise Wanda on the adapted model; whole-model Wanda and SNIP on the aligned one, loaded once)."""
+    from safetensors.torch import load_file
+
+    from safeadapt.io.resolve import resolve_model_ref
+    from safeadapt.repair.calibrate import calibration_rows
+    from safeadapt.repair.calibrate_child import CalibrationJob, compute_scores, compute_scores_in_child
+    from safeadapt.repair.methods.base import ScoreNeed
+
+    cal = calib(tmp_path / "c.jsonl", n=4)
+    texts = {"safety": calibration_rows(cal, 4, 0, "safety"), "utility": calibration_rows(cal, 3, 1, "utility")}
+    needs = [ScoreNeed("norms", "wanda", "safety", "adapted"), ScoreNeed("snip_s", "snip", "safety", "aligned"),
+             ScoreNeed("wanda_u", "wanda", "utility", "aligned")]
+    inputs = {r: (str(llms[r]), resolve_model_ref(str(llms[r]))) for r in ("adapted", "aligned")}
+    got = {}
+    for where, run in (("here", compute_scores), ("child", compute_scores_in_child)):
+        (tmp_path / where).mkdir()
+        job = CalibrationJob(needs=needs, inputs=inputs, texts=texts, max_length=64, batch_size=2, out_dir=str(tmp_path / where),
+                             seed=0, threads=torch.get_num_threads())
+        got[where] = {n: load_file(p) for n, p in run(job).items()}
+    assert set(got["here"]) == {"norms", "snip_s", "wanda_u"} == set(got["child"])
+    for n, scores in got["here"].items():
+        assert scores and set(scores) == set(got["child"][n]), n
+        assert all(torch.equal(v, got["child"][n][k]) for k, v in scores.items()), n
+    assert got["here"]["snip_s"]["model.layers.0.mlp.up_proj.weight"].abs().sum() > 0

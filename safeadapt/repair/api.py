@@ -21,19 +21,6 @@ from safeadapt.repair.methods.base import in_scope
 from safeadapt.repair.recipe import ROLES, RepairRecipe, load_recipe
 
 
-class _LazyScores:
-    """Full-shape scores (SNIP) kept in a temp safetensors file and read one tensor at a time."""
-
-    def __init__(self, path: Path) -> None:
-        from safetensors import safe_open
-
-        self._f = safe_open(str(path), framework="pt")
-        self._keys = set(self._f.keys())
-
-    def get(self, key: str) -> Any:
-        return self._f.get_tensor(key) if key in self._keys else None
-
-
 def _role_labels(rec: RepairRecipe) -> dict[str, str]:
     """role -> model label; somf's further task vectors as `others:0`, `others:1`..."""
     method = rec.method()
@@ -94,8 +81,9 @@ def repair(recipe: dict[str, Any] | str | os.PathLike | RepairRecipe, out_dir: s
         if plan.config_source != idx["adapted"]:
             raise SafeAdaptError(f"{plan.models[plan.config_source].where()} is a VLM but the adapted model "
                                  f"{plan.models[idx['adapted']].where()} is not; give the references' language models")
-        stores = _calibrate(rec, plan, idx, seed, texts, Path(tmpdir.name))
-        return lambda key: {"roles": idx, "report": report, **{n: s.get(key) for n, s in stores.items()}}
+        stores = _calibrate(rec, plan, idx, seed, texts, Path(tmpdir.name), allow_pickle)
+        scored = {t.key for t in plan.tensors if touched(t.key, t.shape)}  # scores are read for these only
+        return lambda key: {"roles": idx, "report": report, **{n: s.get(key) if key in scored else None for n, s in stores.items()}}
 
     def notes() -> list[str]:
         return _summary(method.name, report, filters)
@@ -125,7 +113,7 @@ def _calibration_texts(rec: RepairRecipe, seed: int) -> dict[str, list[list[dict
 
 
 def _calibrate(rec: RepairRecipe, plan: MergePlan, idx: dict[str, int], seed: int,
-               texts: dict[str, list[list[dict[str, str]]]], tmp: Path) -> dict[str, Any]:
+               texts: dict[str, list[list[dict[str, str]]]], tmp: Path, allow_pickle: bool = False) -> dict[str, Any]:
     """Run each score set the method needs (one model load per role) -> name -> store with .get(key)."""
     method = rec.method()
     params = _scalar_params(rec)
@@ -135,43 +123,20 @@ def _calibrate(rec: RepairRecipe, plan: MergePlan, idx: dict[str, int], seed: in
         stores.update(method.train(rec=rec, plan=plan, roles=idx, seed=seed, params=params, tmp=tmp, texts=texts))
     if not needs:
         return stores
-    from safeadapt.io.models import load_pretrained
-    from safeadapt.repair.calibrate import snip_scores, tokenize, wanda_norms
-    from safeadapt.repair.calibrate_layers import streamable, wanda_norms_by_layer
-    from safeadapt.train.common import tokenizer_of
+    import torch
+
+    from safeadapt.repair.calibrate_child import CalibrationJob, LazyScores, compute_scores, compute_scores_in_child
 
     cal = rec.calibration
     assert cal is not None
-    for r in dict.fromkeys(n.role for n in needs):
-        inp = plan.models[idx[r]]
-        mine = [n for n in needs if n.role == r]
-        if all(n.kind == "wanda" for n in mine) and streamable(inp):
-            from transformers import AutoTokenizer
-
-            tok = AutoTokenizer.from_pretrained(str(inp.ref.config_dir))
-            for need in mine:  # one decoder layer in memory at a time
-                rows = tokenize(tok, texts[need.dataset], cal.max_length, f"calibration.{need.dataset}")
-                stores[need.name] = wanda_norms_by_layer(inp, rows, batch_size=cal.batch_size, pad_id=tok.pad_token_id or 0,
-                                                         label=f"wanda, {need.dataset}")
-            continue
-        model, proc = load_pretrained(inp.ref, dtype="float32")
-        tok = tokenizer_of(proc)
-        try:
-            for need in mine:
-                rows = tokenize(tok, texts[need.dataset], cal.max_length, f"calibration.{need.dataset}")
-                if need.kind == "wanda":
-                    stores[need.name] = wanda_norms(model, rows, batch_size=cal.batch_size, pad_id=tok.pad_token_id or 0,
-                                                    label=f"wanda, {need.dataset}")
-                else:
-                    from safetensors.torch import save_file
-
-                    scores = snip_scores(model, rows, label=f"snip, {need.dataset}")
-                    path = tmp / f"{need.name}.safetensors"
-                    save_file(scores, str(path))
-                    del scores
-                    stores[need.name] = _LazyScores(path)
-        finally:
-            del model
+    job = CalibrationJob(needs=list(needs), inputs={r: (plan.models[idx[r]].label, plan.models[idx[r]].ref) for r in {n.role for n in needs}},
+                         texts=texts, max_length=cal.max_length, batch_size=cal.batch_size, out_dir=str(tmp), seed=seed,
+                         threads=torch.get_num_threads(), allow_pickle=allow_pickle)
+    # a spawned child computes the scores and exits: the model, transformers' model code and SNIP's
+    # buffers never live in this (streaming) process; SAFEADAPT_CALIBRATE_IN_PROCESS=1 runs it here
+    run = compute_scores if os.environ.get("SAFEADAPT_CALIBRATE_IN_PROCESS") == "1" else compute_scores_in_child
+    for name, path in run(job).items():
+        stores[name] = LazyScores(path)
     return stores
 
 

@@ -1,0 +1,124 @@
+"""Run the shared calibration pass in a spawned child process that writes its scores to safetensors
+files and exits before the repair streams. The parent never imports transformers' model code or holds
+a model (or SNIP's model-sized score buffers): it reads the files back one tensor at a time
+(`LazyScores`), so its peak is the streaming merge's, and the calibration's peak (one decoder layer
+for layer-wise Wanda; the whole model, its gradients and the scores for SNIP) is paid by a process
+that is gone. `compute_scores` is the child's entry point and may be called in process (tests check
+both give the same bytes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class CalibrationJob:
+    """Everything the child needs, picklable: score sets, the scored inputs by role (label and
+    resolved ModelRef), calibration settings and rows, where to write, torch threads and seed."""
+
+    needs: list[Any]  # ScoreNeed
+    inputs: dict[str, tuple[str, Any]]  # role -> (label, ModelRef)
+    texts: dict[str, list[list[dict[str, str]]]]
+    max_length: int
+    batch_size: int
+    out_dir: str
+    seed: int = 0
+    threads: int | None = None
+    allow_pickle: bool = False
+    files: dict[str, str] = field(default_factory=dict)
+
+
+class LazyScores:
+    """Scores in a safetensors file, read one tensor at a time with positioned reads (not mmap: mapped
+    score pages would stay in the streaming process's resident set); None for a tensor without scores."""
+
+    def __init__(self, path: str | Path) -> None:
+        from safeadapt.io.tensors import open_tensors
+
+        self._src = open_tensors(str(path), mode="read")
+        self._keys = set(self._src.keys())
+
+    def get(self, key: str) -> Any:
+        return self._src.get(key) if key in self._keys else None
+
+
+def _open_input(label: str, ref: Any, allow_pickle: bool) -> Any:
+    """The merge engine's InputModel for one resolved reference (as `open_inputs` builds it)."""
+    from safeadapt.io.names import detect_layout, to_canonical
+    from safeadapt.io.models import read_config_dict
+    from safeadapt.io.tensors import open_tensors
+    from safeadapt.repair.merge.engine import InputModel
+
+    src = open_tensors(ref, allow_pickle=allow_pickle)
+    names = src.keys()
+    layout = detect_layout(names)
+    m = InputModel(label, ref, src, layout, read_config_dict(ref) or getattr(src, "config", None))
+    for n in names:
+        m.canon[to_canonical(n, layout)] = n
+    return m
+
+
+def compute_scores(job: CalibrationJob) -> dict[str, str]:
+    """Compute every score set of `job` and write each to `out_dir/<name>.safetensors`; returns
+    name -> file. Wanda: one fp32 norm vector per Linear; SNIP: one full-shape fp32 score per Linear."""
+    import torch
+    from safetensors.torch import save_file
+
+    from safeadapt.io.models import load_pretrained
+    from safeadapt.repair.calibrate import snip_scores, tokenize, wanda_norms
+    from safeadapt.repair.calibrate_layers import streamable, wanda_norms_by_layer
+    from safeadapt.train.common import tokenizer_of
+
+    if job.threads is not None:
+        torch.set_num_threads(int(job.threads))
+    torch.manual_seed(job.seed)
+    out = Path(job.out_dir)
+    files: dict[str, str] = {}
+
+    def save(name: str, scores: dict[str, Any]) -> None:
+        path = out / f"{name}.safetensors"
+        save_file({k: v.contiguous() for k, v in scores.items()}, str(path))
+        files[name] = str(path)
+
+    for r in dict.fromkeys(n.role for n in job.needs):
+        label, ref = job.inputs[r]
+        inp = _open_input(label, ref, job.allow_pickle)
+        try:
+            mine = [n for n in job.needs if n.role == r]
+            if all(n.kind == "wanda" for n in mine) and streamable(inp):
+                from transformers import AutoTokenizer
+
+                tok = AutoTokenizer.from_pretrained(str(inp.ref.config_dir))
+                for need in mine:  # one decoder layer in memory at a time
+                    rows = tokenize(tok, job.texts[need.dataset], job.max_length, f"calibration.{need.dataset}")
+                    save(need.name, wanda_norms_by_layer(inp, rows, batch_size=job.batch_size, pad_id=tok.pad_token_id or 0,
+                                                         label=f"wanda, {need.dataset}"))
+                continue
+            model, proc = load_pretrained(inp.ref, dtype="float32", allow_pickle=job.allow_pickle)
+            tok = tokenizer_of(proc)
+            try:
+                for need in mine:
+                    rows = tokenize(tok, job.texts[need.dataset], job.max_length, f"calibration.{need.dataset}")
+                    if need.kind == "wanda":
+                        save(need.name, wanda_norms(model, rows, batch_size=job.batch_size, pad_id=tok.pad_token_id or 0,
+                                                    label=f"wanda, {need.dataset}"))
+                    else:
+                        save(need.name, snip_scores(model, rows, label=f"snip, {need.dataset}"))
+            finally:
+                del model
+        finally:
+            inp.source.close()
+    return files
+
+
+def compute_scores_in_child(job: CalibrationJob) -> dict[str, str]:
+    """`compute_scores` in a spawned child process (a fresh interpreter: no state shared with the
+    parent, and all its memory returns to the OS when it exits). Errors (SafeAdaptError included)
+    are re-raised in the parent."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as ex:
+        return ex.submit(compute_scores, job).result()
