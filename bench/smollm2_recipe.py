@@ -17,12 +17,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import math
 import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from safeadapt.eval.metrics import wilson_ci
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "recipes" / "smollm2-135m.yaml"
@@ -43,14 +44,8 @@ def smollm2_gguf() -> Path:
     return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return (max(0.0, c - h), min(1.0, c + h))
+def wilson(k: int, n: int) -> tuple[float, float]:
+    return wilson_ci(k, n) if n > 0 else (0.0, 1.0)
 
 
 def no_answer(response: str) -> bool:

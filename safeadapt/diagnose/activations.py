@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.diagnose import geometry as geo
+from safeadapt.eval.metrics import wilson_ci
 
 
 def load_prompts(spec: str, *, what: str, limit: int | None = None) -> list[Any]:
@@ -80,15 +81,9 @@ def hidden_states(backend: Any, samples: Sequence[Any], batch_size: int) -> Any:
     return torch.cat(out)
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of k/n (never zero width for n > 0)."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / den
-    return (max(0.0, mid - half), min(1.0, mid + half))
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """Wilson score 95% interval of k/n (never zero width for n > 0); (0, 1) for n == 0."""
+    return wilson_ci(k, n) if n > 0 else (0.0, 1.0)
 
 
 def causal_check(backend: Any, harmful: Sequence[Any], direction: Any, *, judge: str, max_new_tokens: int,

@@ -4,10 +4,10 @@ overlap), the best trade-off, the paper's three findings, and the trade-off plot
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from safeadapt.report.collect import ASR_METRICS, METRICS, ReportData
+from safeadapt.eval.metrics import wilson_ci
 
 LABELS = {"text_asr": "text ASR", "mm_asr": "multimodal ASR", "jailbreak_asr": "jailbreak ASR",
           "over_refusal": "over-refusal", "helpfulness": "helpfulness"}
@@ -17,15 +17,9 @@ ADAPTED_ROLES = ("vl", "adapted", "finetuned", "attacked")
 SAFETY_MARKERS = ("sft", "mtl", "dpo", "safety")
 
 
-def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score 95% interval of k/n (never zero width for n > 0)."""
-    if n <= 0:
-        return (float("nan"), float("nan"))
-    p = k / n
-    den = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / den
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (max(0.0, c - h), min(1.0, c + h))
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """Wilson score 95% interval of k/n (never zero width for n > 0); (nan, nan) for n == 0."""
+    return wilson_ci(k, n)
 
 
 def cell(m: dict[str, Any], key: str) -> dict[str, Any] | None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from safeadapt.core.errors import SafeAdaptError
+from safeadapt.eval.metrics import wilson_ci
 
 # two-sided 95% Student t quantiles t_{0.975, df}, df = 1..30
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
@@ -86,15 +87,9 @@ def t_quantile(df: int) -> float:
     return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 
-def wilson(k: float, n: float, z: float = _Z975) -> tuple[float, float]:
-    """Wilson score interval of k successes in n (never zero width for n > 0)."""
-    if n <= 0:
-        return (0.0, 1.0)
-    p = k / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (max(0.0, centre - half), min(1.0, centre + half))
+def wilson(k: float, n: float) -> tuple[float, float]:
+    """Wilson score 95% interval of k successes in n (never zero width for n > 0); (0, 1) for n == 0."""
+    return wilson_ci(k, n) if n > 0 else (0.0, 1.0)
 
 
 def across(values: list[float], counts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
