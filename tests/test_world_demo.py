@@ -3,7 +3,10 @@ runs end to end and the study's effects hold on its own measured numbers:
 VL adaptation raises text or multimodal ASR by >= 20 points over the aligned LLM; the safety-tuned
 models lower ASR but over-refuse more than the aligned LLM; the best merge keeps ASR within 5
 points of the aligned LLM and helpfulness within 5 points of the VL-adapted model.
-Takes a few minutes on 2 CPU cores."""
+Marked slow (out of the default suite): with diagnosis, repairs and the Pareto search in the loop the
+full demo takes far longer than the suite's 15-minute budget on 2 cores (docs/benchmarks.md, "Closed-loop
+demo"); run it with `pytest -m slow tests/test_world_demo.py`. tests/test_world_micro.py runs every
+stage of the same study at micro size in the default suite."""
 
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.slow
 
 ROLES = ("aligned", "vl", "vl_sft", "vl_mtl", "vl_dpo")
 METRICS = ("text_asr", "mm_asr", "jailbreak_asr", "over_refusal", "helpfulness")
