@@ -32,16 +32,21 @@ def dev_rows(data: str, families: str | None = None) -> list[dict]:
     return rows
 
 
+def score_into(acc: dict[str, list[float]], pred: np.ndarray, y: np.ndarray, fa: np.ndarray) -> None:
+    """Append the agreement of `pred` with `y` overall ("all") and per file (`fa`: each row's file)."""
+    acc.setdefault("all", []).append(float((pred == y).mean()))
+    for f in sorted(set(fa.tolist())):
+        m = fa == f
+        acc.setdefault(f, []).append(float((pred[m] == y[m]).mean()))
+
+
 def cv_agreement(X: np.ndarray, y: np.ndarray, groups: list[str], files: list[str], l2: float) -> dict[str, float]:
     """Out-of-fold agreement, averaged over the repeated fold seeds, overall and per file."""
     acc: dict[str, list[float]] = {}
     fa = np.array(files)
     for salt in CV_SALTS:
         pred = cv_predict(X, y, groups, l2, salt=salt) >= 0
-        acc.setdefault("all", []).append(float((pred == y).mean()))
-        for f in sorted(set(files)):
-            m = fa == f
-            acc.setdefault(f, []).append(float((pred[m] == y[m]).mean()))
+        score_into(acc, pred, y, fa)
     return {k: float(np.mean(v)) for k, v in acc.items()}
 
 
@@ -62,10 +67,7 @@ def nested_cv_agreement(X: np.ndarray, y: np.ndarray, groups: list[str], files: 
             w = fit_signed(X[tr], y[tr], l2)
             z[~tr] = w[0] + X[~tr] @ w[1:]
         pred = z >= 0
-        acc.setdefault("all", []).append(float((pred == y).mean()))
-        for fl in sorted(set(files)):
-            m = fa == fl
-            acc.setdefault(fl, []).append(float((pred[m] == y[m]).mean()))
+        score_into(acc, pred, y, fa)
     return {k: float(np.mean(v)) for k, v in acc.items()}
 
 
@@ -102,10 +104,7 @@ def learned_cv(prompts: list[str], responses: list[str], y: np.ndarray, groups: 
                 w = fit_signed(X[tr], y[tr], l2, sign=sign)
                 z[~tr] = w[0] + X[~tr] @ w[1:]
             pred = z >= 0
-            acc.setdefault("all", []).append(float((pred == y).mean()))
-            for fl in sorted(set(files)):
-                m = fa == fl
-                acc.setdefault(fl, []).append(float((pred[m] == y[m]).mean()))
+            score_into(acc, pred, y, fa)
         print(f"learned bag-of-words l2={l2:<5g} CV agreement " + "  ".join(f"{k} {np.mean(v):.4f}" for k, v in acc.items()))
     fa = np.array(files)
     Xr = feature_matrix(prompts, responses)
