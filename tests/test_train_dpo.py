@@ -60,6 +60,22 @@ def test_dpo_increases_preference_margin(llm, tmp_path, lora):
     assert set(state(out)) == set(state(llm))  # full checkpoint (LoRA merged)
 
 
+def test_dpo_sft_weight_adds_nll_on_chosen(llm, tmp_path):
+    """sft_weight > 0 adds TRL's "sft" loss (NLL of the chosen reply) to the sigmoid loss: the first
+    step's logged loss (same seed, same batch) is ln 2 without it and larger by the chosen NLL with it."""
+    def run(w: float, name: str) -> tuple[float, Path]:
+        out = dpo(llm, PAIRS, tmp_path / name, DPOOptions(lr=1e-3, max_steps=4, batch_size=4, logging_steps=1,
+                                                          warmup_ratio=0.0, sft_weight=w))
+        log = json.loads((out / "safeadapt_train.json").read_text())["train"]["log_history"]
+        return next(h["loss"] for h in log if "loss" in h), out
+
+    plain, _ = run(0.0, "plain")
+    mixed, out = run(1.0, "mixed")
+    assert json.loads((out / "safeadapt_train.json").read_text())["config"]["sft_weight"] == 1.0
+    assert plain == pytest.approx(0.6931, abs=0.01)  # sigmoid DPO loss at step 1: policy == reference
+    assert mixed > plain + 1.0, (plain, mixed)  # + NLL per token of a tiny random model's chosen reply
+
+
 def test_dpo_vlm_with_images(tmp_path):
     vlm = build_tiny_llava(tmp_path / "vlm")
     pairs = [dict(p, images=[solid("red")]) for p in PAIRS[:8]]

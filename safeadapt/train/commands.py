@@ -111,6 +111,8 @@ def dpo_cmd(
     out: Path = typer.Option(..., "--out", help="Output model dir."),
     beta: Optional[float] = typer.Option(None, "--beta", help="DPO beta (default 0.1)."),
     loss_type: Optional[str] = typer.Option(None, "--loss-type", help="TRL DPO loss type (default sigmoid)."),
+    sft_weight: Optional[float] = typer.Option(None, "--sft-weight",
+                                               help="Add NLL on the chosen reply with this weight (RPO-style; default 0)."),
     precompute_ref: Optional[bool] = typer.Option(None, "--precompute-ref/--live-ref",
                                                   help="Precompute reference log-probs before training."),
     epochs: Optional[float] = _EPOCHS, max_steps: Optional[int] = _MAX_STEPS, lr: Optional[float] = _LR,
@@ -125,7 +127,7 @@ def dpo_cmd(
     from safeadapt.train.dpo import DPOOptions, dpo
 
     o = DPOOptions(**_opts(
-        beta=beta, loss_type=loss_type, precompute_ref_log_probs=precompute_ref,
+        beta=beta, loss_type=loss_type, sft_weight=sft_weight, precompute_ref_log_probs=precompute_ref,
         epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
         warmup_ratio=warmup_ratio, scheduler=scheduler, max_length=max_length, seed=seed, lora=lora, lora_r=lora_r,
         lora_alpha=lora_alpha, merge_lora=merge_lora, train_modules=train_modules, freeze_modules=freeze_modules,

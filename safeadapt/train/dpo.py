@@ -33,6 +33,7 @@ class DPOOptions(TrainOptions):
     lr: float = 1e-6
     beta: float = 0.1
     loss_type: str = "sigmoid"
+    sft_weight: float = 0.0  # > 0 adds TRL's "sft" loss (NLL on chosen) with this weight (RPO-style)
     precompute_ref_log_probs: bool = False
 
 
@@ -135,6 +136,8 @@ def dpo(
             beta=opts.beta, loss_type=[opts.loss_type], precompute_ref_log_probs=opts.precompute_ref_log_probs,
             max_length=opts.max_length, dataset_num_proc=None,
         )
+        if opts.sft_weight > 0:  # TRL combines loss types with loss_weights
+            kw.update(loss_type=[opts.loss_type, "sft"], loss_weights=[1.0, opts.sft_weight])
         if has_images:
             kw.update(remove_unused_columns=False)
         trainer = DPOTrainer(
