@@ -52,5 +52,14 @@ def test_recipe_runs_end_to_end_on_a_tiny_model(tmp_path, shared_data):
     assert mm["skipped"] is None and mm["n_items"] == 3
     attack = json.loads((d["attack_alpaca"] / "model" / "safeadapt_train.json").read_text())["train"]
     assert attack["rows"] == 4
+    counts = json.loads((d["repair_data"] / "counts.json").read_text())  # built from align's own generations
+    harmful = [json.loads(x) for x in (d["repair_data"] / "harmful.jsonl").read_text().splitlines()]
+    assert counts["harmful"] == len(harmful) == sel["harmful"]["kept"] >= 1
+    assert json.loads((d["unaligned"] / "model" / "safeadapt_train.json").read_text())["train"]["rows"] == len(harmful)
+    for r in ("repair:resta-0.5", "repair:antidote-0.05", "repair:graft-0.1", "repair:safemerge-0.35"):
+        assert (d[r] / "model" / "model.safetensors").is_file(), r
+        assert json.loads((d[f"eval:{r}"] / "results.json").read_text())["suites"]["text-safety"]["n_items"] == 3
+    xs = [json.loads(x) for x in (d["eval_xs:vl"] / "generations.jsonl").read_text().splitlines()]
+    assert xs and {g["source"] for g in xs} == {"xstest"} and {g["label"] for g in xs} == {"harmful"}
     again = run_study(load_study(RECIPE, overrides=_vars(shared_data, llm), profile="tiny"), tmp_path / "run")
     assert {p.status for p in again} == {"cached"}
