@@ -102,32 +102,13 @@ def wanda_norms_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], *, b
     model = _empty_model(inp)
     lname, layers = _decoder_layers(model)
     linears = {k: m for k, m in language_linears(model).items() if layer_index(k) is not None}
-    emb_param = next(n for n, p in model.named_parameters() if p is model.get_input_embeddings().weight)
     sums = {k: torch.zeros(m.in_features, dtype=torch.float64) for k, m in linears.items()}
     state: dict[str, Any] = {"mask": None, "last": (None, None)}
-    cached: list[tuple[Any, dict[str, Any], Any]] = []
-    captured: dict[str, Any] = {}
-
-    def catch(_mod: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        captured["h"] = args[0] if args else kwargs.pop("hidden_states")
-        captured["kw"] = {k: v for k, v in kwargs.items() if k != "hidden_states"}
-        raise _Stop
-
-    h0 = layers[0].register_forward_pre_hook(catch, with_kwargs=True)
-    try:
-        with torch.inference_mode():
-            for b in batches(rows, batch_size, pad_id):
-                try:
-                    embeds = _embed_rows(inp, _canon(emb_param), b["input_ids"])
-                    model(inputs_embeds=embeds, attention_mask=b["attention_mask"], use_cache=False)
-                except _Stop:
-                    pass
-                cached.append((captured["h"], captured["kw"], b["scored"]))
-    finally:
-        h0.remove()
+    bs = list(batches(rows, batch_size, pad_id))
+    cached = [(h, kw, b["scored"]) for (h, kw), b in zip(capture_layer_inputs(model, layers[0], inp, bs), bs)]
     with torch.inference_mode():
         for i, layer in enumerate(track(list(layers), f"calibration ({label}, by layer)")):
-            names = [f"{lname}.{i}.{n}" for n, _ in layer.named_parameters()]
+            names = layer_param_names(lname, i, layer)
             _load(model, inp, names)
             release_freed_memory()  # the checkpoint-dtype copies just freed
             handles = norm_hooks({k: m for k, m in linears.items() if layer_index(k) == i}, sums, state)
@@ -143,6 +124,41 @@ def wanda_norms_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], *, b
                 _unload(model, names)
                 release_freed_memory()
     return {k: v.sqrt().float() for k, v in sums.items()}
+
+
+def layer_param_names(lname: str, i: int, layer: Any) -> list[str]:
+    """Full parameter names of decoder layer `i` (ModuleList `lname`)."""
+    return [f"{lname}.{i}.{n}" for n, _ in layer.named_parameters()]
+
+
+def capture_layer_inputs(model: Any, first: Any, inp: Any, feeds: list[dict[str, Any]]) -> list[tuple[Any, dict[str, Any]]]:
+    """(hidden states, layer kwargs: position embeddings, mask...) entering decoder layer `first` for
+    each feed (input_ids + attention_mask); the model runs on embeddings read row by row from the
+    checkpoint and stops at that layer. Plain (not inference-mode) tensors: usable with autograd."""
+    import torch
+
+    emb_param = next(n for n, p in model.named_parameters() if p is model.get_input_embeddings().weight)
+    captured: dict[str, Any] = {}
+    out = []
+
+    def catch(_mod: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        captured["h"] = args[0] if args else kwargs.pop("hidden_states")
+        captured["kw"] = {k: v for k, v in kwargs.items() if k != "hidden_states"}
+        raise _Stop
+
+    hook = first.register_forward_pre_hook(catch, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            for b in feeds:
+                try:
+                    embeds = _embed_rows(inp, _canon(emb_param), b["input_ids"])
+                    model(inputs_embeds=embeds, attention_mask=b["attention_mask"], use_cache=False)
+                except _Stop:
+                    pass
+                out.append((captured["h"], captured["kw"]))
+    finally:
+        hook.remove()
+    return out
 
 
 def _embed_rows(inp: Any, key: str, ids: Any) -> Any:
