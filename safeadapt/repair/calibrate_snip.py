@@ -6,27 +6,36 @@ cached input (activation checkpointing). Each layer's scores go to disk as soon 
 
 from __future__ import annotations
 
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from safeadapt.io.names import layer_index
+from safeadapt.io.writer import PlannedTensor, StreamingShardWriter
 from safeadapt.repair.calibrate import language_linears
-from safeadapt.repair.calibrate_layers import (_canon, _decoder_layers, _embed_rows, _empty_model, _load, _unload,
-                                                capture_layer_inputs, layer_param_names, release_freed_memory)
+from safeadapt.repair.calibrate_layers import (NotLayerwise, _canon, _decoder_layers, _embed_rows, _empty_model, _load,
+                                                _unload, capture_layer_inputs, layer_param_names, release_freed_memory)
 
 CACHE_BYTES = 512 << 20  # default bound on the cached layer inputs of one chunk of calibration rows
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "logit_scaling", "output_multiplier_scale")
 
 
-def snip_layerwise_supported(config: dict[str, Any] | None) -> bool:
-    """The LM head must be a plain Linear on the final norm's output (no logit soft-capping or
-    scaling, which HF applies outside the head): otherwise the whole-model SNIP pass is used."""
+def _check_plain_head(config: dict[str, Any] | None, model: Any, top: str) -> None:
+    """The logits must be a bias-free Linear of the final `norm`'s output (no soft-capping or
+    scaling, which HF applies outside the head); else NotLayerwise (the whole-model pass is used)."""
     cfg = config or {}
     for c in (cfg, cfg.get("text_config") or {}):
         for k in _LOGIT_TRANSFORMS:
             if c.get(k) not in (None, 1, 1.0):
-                return False
-    return True
+                raise NotLayerwise(f"{k} = {c.get(k)}")
+    head = model.get_output_embeddings()
+    if head is None or getattr(head, "bias", None) is not None:
+        raise NotLayerwise("LM head missing or with a bias")
+    try:
+        model.get_submodule(top + "norm")
+    except AttributeError:
+        raise NotLayerwise(f"no final norm {top}norm") from None
 
 
 def row_chunks(lengths: list[int], per_token: int, budget: int) -> list[list[int]]:
@@ -75,10 +84,11 @@ def _head_grads(inp: Any, head_key: str, xs: list[Any], targets: list[Any], voca
 
 
 def snip_scores_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], out_dir: str | Path, *, label: str = "snip",
-                         cache_bytes: int = CACHE_BYTES, vocab_block: int = 4096) -> Path:
+                         cache_bytes: int = CACHE_BYTES, vocab_block: int = 1024) -> Path:
     """SNIP scores of every decoder-layer Linear weight of model `inp` (an opened merge input), one
-    safetensors file per layer under `out_dir` (returned; read back tensor by tensor with
-    `LazyScores(out_dir)`); the same numbers as `snip_scores` on the whole model (tested).
+    fp32 tensor each, written to `out_dir` (returned) by the streaming shard writer as each is made
+    and read back tensor by tensor with `LazyScores(out_dir)`; the same numbers as `snip_scores` on
+    the whole model (tested).
 
     Memory: the empty model, one decoder layer in fp32 with its Linear gradients, one LM-head block,
     and the cached layer inputs of one chunk of rows: 4 * hidden * (layers + 1) * (tokens in the
@@ -90,11 +100,12 @@ def snip_scores_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], out_
 
     from safeadapt.core.runtime import make_progress
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     model = _empty_model(inp)
     lname, layers = _decoder_layers(model)
     top = lname.rsplit(".", 1)[0] + "." if "." in lname else ""
+    _check_plain_head(inp.config, model, top)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     norm = model.get_submodule(top + "norm")
     norm_names = [f"{top}norm.{n}" for n, _ in norm.named_parameters()]
     params = dict(model.named_parameters())
@@ -107,8 +118,11 @@ def snip_scores_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], out_
     _load(model, inp, norm_names)
     for p in norm.parameters():
         p.requires_grad_(False)
-    ctx = {"model": model, "inp": inp, "lname": lname, "layers": layers, "linears": linears, "out": out}
-    with make_progress() as prog:
+    plan = [PlannedTensor(k, tuple(m.weight.shape), "float32")  # in the order they are made: top layer first
+            for i in range(len(layers) - 1, -1, -1) for k, m in linears.items() if layer_index(k) == i]
+    writer = StreamingShardWriter(out, plan, max_shard_size="2GB")
+    ctx = {"model": model, "inp": inp, "lname": lname, "layers": layers, "linears": linears, "out": out, "writer": writer}
+    with make_progress() as prog, _aborting(writer):
         task = prog.add_task(f"calibration ({label}, by layer)", total=len(chunks) * 2 * len(layers))
         for c, chunk in enumerate(chunks):
             caps = capture_layer_inputs(model, layers[0], inp, [{"input_ids": torch.tensor([rows[s][0]]),
@@ -118,6 +132,8 @@ def snip_scores_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], out_
             cache = _forward(ctx, [h for h, _ in caps], kws, lambda: prog.advance(task))
             grads = _top_grads(inp, norm, head_key, cache.pop(), [rows[s][1] for s in chunk], vocab_block)
             _backward(ctx, cache, kws, grads, c, c == len(chunks) - 1, lambda: prog.advance(task))
+    writer.finish()
+    shutil.rmtree(out / "partial", ignore_errors=True)
     _unload(model, norm_names)
     return out
 
@@ -144,7 +160,8 @@ def _backward(ctx: dict[str, Any], cache: list[list[Any]], kws: list[dict[str, A
               advance: Any) -> None:
     """From the top layer down: recompute the layer's forward with grad from its cached input per
     sample, backward with dL_s/d(output), accumulate |dL_s/dW| (gradient hook, as `snip_scores`) on
-    top of the earlier chunks' partial sums, pass dL_s/d(input) down; write the layer's file."""
+    top of the earlier chunks' partial sums, pass dL_s/d(input) down; the last chunk writes |W| * sum
+    tensor by tensor, earlier ones the partial sums (freeing each gradient as it goes)."""
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -159,37 +176,42 @@ def _backward(ctx: dict[str, Any], cache: list[list[Any]], kws: list[dict[str, A
         for n in names:
             p = model.get_parameter(n)
             p.requires_grad_(id(p) in weights)
-        partial = out / f"partial-{i:05d}.safetensors"
+        partial = out / "partial"
         if chunk > 0:
-            prev = load_file(str(partial))
-            for k, m in mine.items():
-                m.weight.grad = prev[k]
+            for n, m in enumerate(mine.values()):
+                m.weight.grad = load_file(str(partial / f"{i:05d}-{n}.safetensors"))["g"]
         handles = [m.weight.register_hook(lambda g: g.abs_()) for m in mine.values()]
         try:
             for j, (h, kw) in enumerate(zip(cache[i], kws)):
                 if grads[j] is not None:
-                    h = h.detach().requires_grad_(True)
+                    h = h.detach().requires_grad_(i > 0)  # nothing below layer 0 is scored
                     _hidden(layer(h, **kw)).backward(grads[j])
                     grads[j] = h.grad
         finally:
             for hd in handles:
                 hd.remove()
         cache[i] = []
-        scores = {k: torch.zeros_like(m.weight, dtype=torch.float32) if m.weight.grad is None else m.weight.grad.float()
-                  for k, m in mine.items()}
-        for m in mine.values():
+        for n, (k, m) in enumerate(mine.items()):  # one tensor at a time to disk, its gradient freed
+            g = torch.zeros_like(m.weight, dtype=torch.float32) if m.weight.grad is None else m.weight.grad.float()
             m.weight.grad = None
-        if final:
-            for k, m in mine.items():
-                scores[k].mul_(m.weight.detach().abs())
-            save_file({k: v.contiguous() for k, v in scores.items()}, str(out / f"layer-{i:05d}.safetensors"))
-            partial.unlink(missing_ok=True)
-        else:
-            save_file(scores, str(partial))
-        del scores
+            if final:
+                ctx["writer"].write(k, g.mul_(m.weight.detach().abs()))
+            else:
+                partial.mkdir(exist_ok=True)
+                save_file({"g": g}, str(partial / f"{i:05d}-{n}.safetensors"))
+            del g
         _unload(model, names)
         release_freed_memory()
         advance()
+
+
+@contextmanager
+def _aborting(writer: StreamingShardWriter) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        writer.abort()
+        raise
 
 
 def _hidden(out: Any) -> Any:
