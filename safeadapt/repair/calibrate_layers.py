@@ -107,7 +107,8 @@ def mmap_large_blocks(threshold: int = 1 << 20) -> None:
     """Serve every allocation of `threshold` bytes or more with its own mmap, returned to the OS on
     free (glibc `mallopt(M_MMAP_THRESHOLD)`, which also stops the threshold from growing): for the
     calibration child, whose tensors of a layer's size come and go; measured on the 134M bench model,
-    layer-wise SNIP's peak 489 -> 455 MB at no measurable time cost. No-op off glibc."""
+    layer-wise SNIP's peak 489 -> 455 MB, time within the noise (docs/benchmarks.md). Smaller
+    activation blocks stay on the heap (a 128 KiB threshold page-faulted too often). No-op off glibc."""
     lib = _libc()
     if lib is not None:
         lib.mallopt(-3, int(threshold))  # M_MMAP_THRESHOLD
