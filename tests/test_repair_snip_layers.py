@@ -59,7 +59,9 @@ def test_snip_by_layer_equals_whole_model(llm, tmp_path, kind):
             "qwen2-tied": lambda: _custom_llm(tmp_path / "q", "qwen2", tie_word_embeddings=True, initializer_range=0.3)}[kind]()
     model, proc = load_pretrained(str(path))
     rows = tokenize(tokenizer_of(proc), calibration_rows(calib(tmp_path / "c.jsonl", n=5), 128, 0, "c"), 256, "c")
+    rows.insert(2, (rows[0][0], [-100] * (len(rows[0][0]) - 1) + [rows[0][0][-1]]))  # no next-token target: skipped
     whole = snip_scores(model, rows)
+    assert all(torch.isfinite(v).all() for v in whole.values())
     layer_keys = {k for k in whole if ".layers." in k}
     assert len(layer_keys) == 7 * 3
     # absolute tolerance on the model's score scale: q/k gradients of a near-uniform attention can sit

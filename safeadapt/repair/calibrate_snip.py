@@ -92,7 +92,7 @@ def snip_scores_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], out_
 
     Memory: the empty model, one decoder layer in fp32 with its Linear gradients, one LM-head block,
     and the cached layer inputs of one chunk of rows: 4 * hidden * (layers + 1) * (tokens in the
-    chunk) bytes. Rows are split into chunks that keep this under `cache_bytes` (512 MiB by default;
+    chunk) bytes (plus each row's layer kwargs: rotary tables, and a T x T mask with eager attention). Rows are split into chunks that keep this under `cache_bytes` (512 MiB by default;
     a single longer row gets its own chunk); each chunk runs forward and backward through the layers,
     the partial |dL/dW| sums of a layer staying on disk between chunks. A row with no scored token
     (all labels -100 after the shift) contributes nothing."""
