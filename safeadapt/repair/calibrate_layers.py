@@ -3,7 +3,8 @@
 decoder layer in turn is read tensor by tensor from the checkpoint, run on the cached hidden states with the norm hooks, and dropped. The
 embeddings of the calibration tokens are read row by row (`inputs_embeds`), so peak memory is one
 decoder layer + the calibration activations, never the model. Scores cover the decoder-layer
-Linears (the repairs' scope); the same numbers as the whole-model pass (tested)."""
+Linears (the repairs' scope); the same numbers as the whole-model pass (tested). The empty-model,
+parameter loading and first-layer capture helpers are shared with layer-wise SNIP (calibrate_snip)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ class NotLayerwise(Exception):
     """The model's structure is not one the layer-wise passes cover; score it whole instead."""
 
 
-def _canon(name: str) -> str:
+def canon_name(name: str) -> str:
+    """Canonical tensor name (safeadapt.io.names) of one model parameter name."""
     return to_canonical(name, detect_layout([name]))
 
 
@@ -31,7 +33,8 @@ def streamable(inp: Any) -> bool:
     return inp.ref.kind in ("hf_dir", "safetensors_file") and cd is not None and (cd / "config.json").is_file()
 
 
-def _empty_model(inp: Any) -> Any:
+def empty_model(inp: Any) -> Any:
+    """The input's HF model class built on the meta device (fp32, buffers real), in eval mode."""
     import torch
     from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -49,28 +52,31 @@ def _empty_model(inp: Any) -> Any:
     return model.eval()
 
 
-def _load(model: Any, inp: Any, names: list[str]) -> None:
+def load_params(model: Any, inp: Any, names: list[str]) -> None:
+    """Read parameters `names` from the checkpoint into the empty model, as fp32 on the CPU."""
     import torch
     from accelerate.utils import set_module_tensor_to_device
 
     for n in names:
-        key = _canon(n)
+        key = canon_name(n)
         value = inp.source.get(inp.canon[key]).to(torch.float32)
         set_module_tensor_to_device(model, n, "cpu", value=value)
 
 
-def _unload(model: Any, names: list[str]) -> None:
+def unload_params(model: Any, names: list[str]) -> None:
+    """Send parameters `names` back to the meta device (their memory is freed)."""
     from accelerate.utils import set_module_tensor_to_device
 
     for n in names:
         set_module_tensor_to_device(model, n, "meta")
 
 
-def _decoder_layers(model: Any) -> tuple[str, Any]:
+def decoder_layers(model: Any) -> tuple[str, Any]:
+    """(name, ModuleList) of the language model's decoder layers; NotLayerwise when there is none."""
     import torch
 
     for name, mod in model.named_modules():
-        if isinstance(mod, torch.nn.ModuleList) and name.endswith("layers") and canonical_part(_canon(name + ".0.x")) == "language":
+        if isinstance(mod, torch.nn.ModuleList) and name.endswith("layers") and canonical_part(canon_name(name + ".0.x")) == "language":
             return name, mod
     raise NotLayerwise("no decoder layer list found")
 
@@ -121,8 +127,8 @@ def wanda_norms_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], *, b
 
     from safeadapt.core.runtime import track
 
-    model = _empty_model(inp)
-    lname, layers = _decoder_layers(model)
+    model = empty_model(inp)
+    lname, layers = decoder_layers(model)
     linears = {k: m for k, m in language_linears(model).items() if layer_index(k) is not None}
     sums = {k: torch.zeros(m.in_features, dtype=torch.float64) for k, m in linears.items()}
     state: dict[str, Any] = {"mask": None, "last": (None, None)}
@@ -131,7 +137,7 @@ def wanda_norms_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], *, b
     with torch.inference_mode():
         for i, layer in enumerate(track(list(layers), f"calibration ({label}, by layer)")):
             names = layer_param_names(lname, i, layer)
-            _load(model, inp, names)
+            load_params(model, inp, names)
             release_freed_memory()  # the checkpoint-dtype copies just freed
             handles = norm_hooks({k: m for k, m in linears.items() if layer_index(k) == i}, sums, state)
             try:
@@ -143,7 +149,7 @@ def wanda_norms_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], *, b
                 for hd in handles:
                     hd.remove()
                 state["last"] = (None, None)
-                _unload(model, names)
+                unload_params(model, names)
                 release_freed_memory()
     return {k: v.sqrt().float() for k, v in sums.items()}
 
@@ -173,7 +179,7 @@ def capture_layer_inputs(model: Any, first: Any, inp: Any, feeds: list[dict[str,
         with torch.no_grad():
             for b in feeds:
                 try:
-                    embeds = _embed_rows(inp, _canon(emb_param), b["input_ids"])
+                    embeds = embed_rows(inp, canon_name(emb_param), b["input_ids"])
                     model(inputs_embeds=embeds, attention_mask=b["attention_mask"], use_cache=False)
                 except _Stop:
                     pass
@@ -183,7 +189,7 @@ def capture_layer_inputs(model: Any, first: Any, inp: Any, feeds: list[dict[str,
     return out
 
 
-def _embed_rows(inp: Any, key: str, ids: Any) -> Any:
+def embed_rows(inp: Any, key: str, ids: Any) -> Any:
     """Input embeddings of `ids` from the checkpoint's embedding matrix, reading only the rows used."""
     import torch
 

@@ -2,7 +2,7 @@
 `calibrate.snip_scores`) with one decoder layer in memory at a time. Forward layer by layer caching
 each layer's input; the loss and dL_s/dh_L from the final norm and the LM head read in vocabulary
 blocks; then backward from the top layer down, recomputing each layer's forward with grad from its
-cached input (activation checkpointing). Each layer's scores go to disk as soon as they are made."""
+cached input (activation checkpointing). Each score tensor goes to disk as soon as it is made."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from typing import Any, Iterator
 from safeadapt.io.names import layer_index
 from safeadapt.io.writer import PlannedTensor, StreamingShardWriter
 from safeadapt.repair.calibrate import language_linears
-from safeadapt.repair.calibrate_layers import (NotLayerwise, _canon, _decoder_layers, _embed_rows, _empty_model, _load,
-                                                _unload, capture_layer_inputs, layer_param_names, release_freed_memory)
+from safeadapt.repair.calibrate_layers import (NotLayerwise, canon_name, capture_layer_inputs, decoder_layers, embed_rows,
+                                                empty_model, layer_param_names, load_params, release_freed_memory,
+                                                unload_params)
 
 CACHE_BYTES = 512 << 20  # default bound on the cached layer inputs of one chunk of calibration rows
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "logit_scaling", "output_multiplier_scale")
@@ -75,7 +76,7 @@ def _head_grads(inp: Any, head_key: str, xs: list[Any], targets: list[Any], voca
         g.addmm_(torch.exp(x @ w.T - lse[:, None]), w)
     t = torch.cat(targets)
     if len(t):
-        g -= whole[t] if whole is not None else _embed_rows(inp, head_key, t)
+        g -= whole[t] if whole is not None else embed_rows(inp, head_key, t)
     out, i = [], 0
     for xi in xs:
         out.append(g[i : i + len(xi)] / max(len(xi), 1))
@@ -100,8 +101,8 @@ def snip_scores_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], out_
 
     from safeadapt.core.runtime import make_progress
 
-    model = _empty_model(inp)
-    lname, layers = _decoder_layers(model)
+    model = empty_model(inp)
+    lname, layers = decoder_layers(model)
     top = lname.rsplit(".", 1)[0] + "." if "." in lname else ""
     _check_plain_head(inp.config, model, top)
     out = Path(out_dir)
@@ -109,13 +110,13 @@ def snip_scores_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], out_
     norm = model.get_submodule(top + "norm")
     norm_names = [f"{top}norm.{n}" for n, _ in norm.named_parameters()]
     params = dict(model.named_parameters())
-    head_key = _canon(next(n for n, p in params.items() if p is model.get_output_embeddings().weight))
+    head_key = canon_name(next(n for n, p in params.items() if p is model.get_output_embeddings().weight))
     if head_key not in inp.canon:  # tied embeddings saved once
-        head_key = _canon(next(n for n, p in params.items() if p is model.get_input_embeddings().weight))
+        head_key = canon_name(next(n for n, p in params.items() if p is model.get_input_embeddings().weight))
     linears = {k: m for k, m in language_linears(model).items() if layer_index(k) is not None}
     hidden = model.get_input_embeddings().embedding_dim
     chunks = row_chunks([len(ids) for ids, _ in rows], 4 * hidden * (len(layers) + 1), cache_bytes)
-    _load(model, inp, norm_names)
+    load_params(model, inp, norm_names)
     for p in norm.parameters():
         p.requires_grad_(False)
     plan = [PlannedTensor(k, tuple(m.weight.shape), "float32")  # in the order they are made: top layer first
@@ -134,7 +135,7 @@ def snip_scores_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], out_
             _backward(ctx, cache, kws, grads, c, c == len(chunks) - 1, lambda: prog.advance(task))
     writer.finish()
     shutil.rmtree(out / "partial", ignore_errors=True)
-    _unload(model, norm_names)
+    unload_params(model, norm_names)
     return out
 
 
@@ -147,10 +148,10 @@ def _forward(ctx: dict[str, Any], h0: list[Any], kws: list[dict[str, Any]], adva
     with torch.no_grad():
         for i, layer in enumerate(layers):
             names = layer_param_names(ctx["lname"], i, layer)
-            _load(model, ctx["inp"], names)
+            load_params(model, ctx["inp"], names)
             cache.append([_hidden(layer(h, **kw)) for h, kw in zip(cache[i], kws)])
             if i != len(layers) - 1:
-                _unload(model, names)
+                unload_params(model, names)
             release_freed_memory()
             advance()
     return cache
@@ -170,7 +171,7 @@ def _backward(ctx: dict[str, Any], cache: list[list[Any]], kws: list[dict[str, A
         layer = layers[i]
         names = layer_param_names(ctx["lname"], i, layer)
         if i != len(layers) - 1:
-            _load(model, ctx["inp"], names)
+            load_params(model, ctx["inp"], names)
         mine = {k: m for k, m in ctx["linears"].items() if layer_index(k) == i}
         weights = {id(m.weight) for m in mine.values()}
         for n in names:
@@ -200,7 +201,7 @@ def _backward(ctx: dict[str, Any], cache: list[list[Any]], kws: list[dict[str, A
                 partial.mkdir(exist_ok=True)
                 save_file({"g": g}, str(partial / f"{i:05d}-{n}.safetensors"))
             del g
-        _unload(model, names)
+        unload_params(model, names)
         release_freed_memory()
         advance()
 
