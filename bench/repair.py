@@ -3,12 +3,13 @@ side by side in one run:
 
 1. scoring cost (in process, alternating, best of `--repeats`): Wanda norms (hooked forward) vs one
    plain forward pass over the same calibration batches; SNIP (per-sample forward+backward with |g|
-   accumulation) vs the same per-sample forward+backward loop without scoring;
+   accumulation; whole model, and layer by layer from the checkpoint, score files written) vs the
+   same per-sample forward+backward loop on the whole model without scoring;
 2. peak RSS and wall time (subprocesses under /usr/bin/time -v) of `safeadapt merge` (task
    arithmetic over the same three checkpoints) vs `safeadapt repair` resta, antidote (magnitude:
    streaming prune, no calibration), antidote (wanda: layer-by-layer calibration + prune),
-   set_difference graft (wanda, layer by layer) and set_difference graft (snip: the scored model is
-   loaded whole, since SNIP needs a backward pass).
+   set_difference graft (wanda, layer by layer) and set_difference graft (snip, layer by layer:
+   forward caching each layer's input, then backward from the top layer down).
 
     .venv/bin/python bench/repair.py [--dtype bf16] [--n 16] [--seq 128] [--repeats 2] [--json-out F]
 """
@@ -46,6 +47,7 @@ def bench_scoring(model_dir: Path, n: int, seq: int, repeats: int, batch: int) -
 
     from safeadapt.repair.calibrate import batches, snip_scores, wanda_norms
     from safeadapt.repair.calibrate_layers import wanda_norms_by_layer
+    from safeadapt.repair.calibrate_snip import snip_scores_by_layer
     from safeadapt.repair.merge.config import MergeConfig, ModelEntry
     from safeadapt.repair.merge.engine import open_inputs
 
@@ -71,18 +73,22 @@ def bench_scoring(model_dir: Path, n: int, seq: int, repeats: int, batch: int) -
         return time.perf_counter() - t0
 
     (inp,) = open_inputs(MergeConfig(merge_method="x", models=[ModelEntry(model=str(model_dir))]), None, False)
-    res = {"forward": [], "wanda": [], "wanda_by_layer": [], "fwd_bwd": [], "snip": []}
+    res = {"forward": [], "wanda": [], "wanda_by_layer": [], "fwd_bwd": [], "snip": [], "snip_by_layer": []}
+    scratch = tempfile.TemporaryDirectory(prefix="bench-snip-")
     for _ in range(repeats):  # alternate so machine noise hits both sides alike
         res["forward"].append(timed(plain_forward))
         res["wanda"].append(timed(lambda: wanda_norms(model, rows, batch_size=batch)))
         res["wanda_by_layer"].append(timed(lambda: wanda_norms_by_layer(inp, rows, batch_size=batch)))
         res["fwd_bwd"].append(timed(per_sample_fwd_bwd))
         res["snip"].append(timed(lambda: snip_scores(model, rows)))
+        res["snip_by_layer"].append(timed(lambda: snip_scores_by_layer(inp, rows, Path(scratch.name) / str(len(res["snip"])))))
+    scratch.cleanup()
     best = {k: min(v) for k, v in res.items()}
     return {"n": n, "seq": seq, "batch": batch, "seconds": res, "best": best,
             "wanda_over_forward": best["wanda"] / best["forward"],
             "wanda_by_layer_over_forward": best["wanda_by_layer"] / best["forward"],
-            "snip_over_fwd_bwd": best["snip"] / best["fwd_bwd"]}
+            "snip_over_fwd_bwd": best["snip"] / best["fwd_bwd"],
+            "snip_by_layer_over_fwd_bwd": best["snip_by_layer"] / best["fwd_bwd"]}
 
 
 def calib_file(path: Path, n: int) -> str:
@@ -114,7 +120,7 @@ def bench_rss(fam: dict[str, Path], work: Path, n: int) -> dict:
         "repair set_difference graft wanda (calibration + graft)": {
             "repair_method": "set_difference", "parameters": {"score": "wanda"},
             "calibration": {"safety": cal, "utility": cal, "n": n}},
-        "repair set_difference graft snip (whole-model calibration)": {
+        "repair set_difference graft snip (layer-wise calibration + graft)": {
             "repair_method": "set_difference", "parameters": {"score": "snip"},
             "calibration": {"safety": cal, "utility": cal, "n": max(2, n // 4)}},
     }
@@ -175,6 +181,8 @@ def main() -> None:
         print(f"Wanda / forward = {s['wanda_over_forward']:.3f} (best {s['best']['wanda']:.2f} s vs {s['best']['forward']:.2f} s)")
         print(f"Wanda by layer (checkpoint reads included) / forward = {s['wanda_by_layer_over_forward']:.3f}")
         print(f"SNIP / per-sample fwd+bwd = {s['snip_over_fwd_bwd']:.3f} (best {s['best']['snip']:.2f} s vs {s['best']['fwd_bwd']:.2f} s)")
+        print(f"SNIP by layer (checkpoint reads, score files) / per-sample fwd+bwd = {s['snip_by_layer_over_fwd_bwd']:.3f}"
+              f" (best {s['best']['snip_by_layer']:.2f} s)")
     if a.skip != "rss":
         with tempfile.TemporaryDirectory(prefix="bench-repair-") as work:
             result["rss"] = bench_rss(fam, Path(work), a.n)

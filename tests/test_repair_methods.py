@@ -331,7 +331,8 @@ def test_row_block_streaming_matches_whole_tensors(llms, tmp_path, monkeypatch):
 
 def test_calibration_in_child_process_equals_in_process(llms, tmp_path):
     """The spawned calibration child writes the same scores, bit for bit, as the pass run in process
-    (layer-wise Wanda on the adapted model; whole-model Wanda and SNIP on the aligned one, loaded once)."""
+    (layer-wise Wanda on the adapted model; layer-wise Wanda and SNIP on the aligned one: SNIP's
+    scores are a directory of per-layer files)."""
     from safetensors.torch import load_file
 
     from safeadapt.io.resolve import resolve_model_ref
@@ -349,9 +350,11 @@ def test_calibration_in_child_process_equals_in_process(llms, tmp_path):
         (tmp_path / where).mkdir()
         job = CalibrationJob(needs=needs, inputs=inputs, texts=texts, max_length=64, batch_size=2, out_dir=str(tmp_path / where),
                              seed=0, threads=torch.get_num_threads())
-        got[where] = {n: load_file(p) for n, p in run(job).items()}
+        paths = run(job)
+        got[where] = {n: sd(Path(p)) if Path(p).is_dir() else load_file(p) for n, p in paths.items()}
     assert set(got["here"]) == {"norms", "snip_s", "wanda_u"} == set(got["child"])
     for n, scores in got["here"].items():
         assert scores and set(scores) == set(got["child"][n]), n
         assert all(torch.equal(v, got["child"][n][k]) for k, v in scores.items()), n
     assert got["here"]["snip_s"]["model.layers.0.mlp.up_proj.weight"].abs().sum() > 0
+    assert Path(paths["snip_s"]).is_dir() and "lm_head.weight" not in got["here"]["snip_s"]

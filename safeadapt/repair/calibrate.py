@@ -129,7 +129,8 @@ def snip_scores(model: Any, rows: list[tuple[list[int], list[int]]], *, label: s
     """|W| * sum over samples of |dL_s/dW| for every language Linear weight (L_s: the mean response-token
     loss of sample s; one forward+backward per sample). A gradient hook turns each sample's gradient
     into its absolute value in place before autograd accumulates it into `.grad`, so the sum of |g_s|
-    costs one elementwise pass per sample and no extra buffer."""
+    costs one elementwise pass per sample and no extra buffer. A row with no scored next-token target
+    (a response truncated away) is skipped, as the layer-wise pass does."""
     import torch
 
     linears = language_linears(model)
@@ -141,6 +142,8 @@ def snip_scores(model: Any, rows: list[tuple[list[int], list[int]]], *, label: s
     handles = [m.weight.register_hook(lambda g: g.abs_()) for m in linears.values()]
     try:
         for ids, lab in track(rows, f"calibration ({label})"):
+            if all(t == -100 for t in lab[1:]):  # no next-token target scored: the mean loss would be NaN
+                continue
             x = torch.tensor([ids])
             loss = model(input_ids=x, attention_mask=torch.ones_like(x), labels=torch.tensor([lab])).loss
             loss.backward()

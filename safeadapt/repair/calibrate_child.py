@@ -2,9 +2,9 @@
 files and exits before the repair streams. The parent never imports transformers' model code or holds
 a model (or SNIP's model-sized score buffers): it reads the files back one tensor at a time
 (`LazyScores`), so its peak is the streaming merge's, and the calibration's peak (one decoder layer
-for layer-wise Wanda; the whole model, its gradients and the scores for SNIP) is paid by a process
-that is gone. `compute_scores` is the child's entry point and may be called in process (tests check
-both give the same bytes)."""
+for layer-wise Wanda and SNIP; the whole model, its gradients and the scores for whole-model SNIP on
+GGUF / pickle inputs) is paid by a process that is gone. `compute_scores` is the child's entry point
+and may be called in process (tests check both give the same bytes)."""
 
 from __future__ import annotations
 
@@ -31,8 +31,9 @@ class CalibrationJob:
 
 
 class LazyScores:
-    """Scores in a safetensors file, read one tensor at a time with positioned reads (not mmap: mapped
-    score pages would stay in the streaming process's resident set); None for a tensor without scores."""
+    """Scores in a safetensors file or a directory of them (layer-wise SNIP), read one tensor at a
+    time with positioned reads (not mmap: mapped score pages would stay in the streaming process's
+    resident set); None for a tensor without scores."""
 
     def __init__(self, path: str | Path) -> None:
         from safeadapt.io.tensors import open_tensors
@@ -61,14 +62,19 @@ def _open_input(label: str, ref: Any, allow_pickle: bool) -> Any:
 
 
 def compute_scores(job: CalibrationJob) -> dict[str, str]:
-    """Compute every score set of `job` and write each to `out_dir/<name>.safetensors`; returns
-    name -> file. Wanda: one fp32 norm vector per Linear; SNIP: one full-shape fp32 score per Linear."""
+    """Compute every score set of `job` and write each to `out_dir/<name>.safetensors` (layer-wise
+    SNIP: the directory `out_dir/<name>/`, safetensors shards); returns name -> path.
+    Wanda: one fp32 norm vector per Linear; SNIP: one full-shape fp32 score per Linear. HF dirs /
+    safetensors with a config are scored layer by layer (decoder-layer Linears, the repairs' scope);
+    GGUF and pickle inputs, and architectures the layer-wise passes do not cover (`NotLayerwise`:
+    no `layers` list, no final `norm`, an LM head with a bias, soft-capped or scaled logits), load whole."""
     import torch
     from safetensors.torch import save_file
 
     from safeadapt.io.models import load_pretrained
     from safeadapt.repair.calibrate import snip_scores, tokenize, wanda_norms
-    from safeadapt.repair.calibrate_layers import streamable, wanda_norms_by_layer
+    from safeadapt.repair.calibrate_layers import NotLayerwise, streamable, wanda_norms_by_layer
+    from safeadapt.repair.calibrate_snip import snip_scores_by_layer
     from safeadapt.train.common import tokenizer_of
 
     if job.threads is not None:
@@ -87,15 +93,22 @@ def compute_scores(job: CalibrationJob) -> dict[str, str]:
         inp = _open_input(label, ref, job.allow_pickle)
         try:
             mine = [n for n in job.needs if n.role == r]
-            if all(n.kind == "wanda" for n in mine) and streamable(inp):
+            if streamable(inp):
                 from transformers import AutoTokenizer
 
                 tok = AutoTokenizer.from_pretrained(str(inp.ref.config_dir))
-                for need in mine:  # one decoder layer in memory at a time
-                    rows = tokenize(tok, job.texts[need.dataset], job.max_length, f"calibration.{need.dataset}")
-                    save(need.name, wanda_norms_by_layer(inp, rows, batch_size=job.batch_size, pad_id=tok.pad_token_id or 0,
-                                                         label=f"wanda, {need.dataset}"))
-                continue
+                try:
+                    for need in mine:  # one decoder layer in memory at a time
+                        rows = tokenize(tok, job.texts[need.dataset], job.max_length, f"calibration.{need.dataset}")
+                        what = f"{need.kind}, {need.dataset}"
+                        if need.kind == "wanda":
+                            save(need.name, wanda_norms_by_layer(inp, rows, batch_size=job.batch_size,
+                                                                 pad_id=tok.pad_token_id or 0, label=what))
+                        else:  # the shard writer's files in out/<name>/, each tensor written as it is made
+                            files[need.name] = str(snip_scores_by_layer(inp, rows, out / need.name, label=what))
+                    continue
+                except NotLayerwise:  # an architecture the layer-wise passes do not cover: the whole model below
+                    pass
             model, proc = load_pretrained(inp.ref, dtype="float32", allow_pickle=job.allow_pickle)
             tok = tokenizer_of(proc)
             try:
@@ -121,4 +134,11 @@ def compute_scores_in_child(job: CalibrationJob) -> dict[str, str]:
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as ex:
-        return ex.submit(compute_scores, job).result()
+        return ex.submit(_child_main, job).result()
+
+
+def _child_main(job: CalibrationJob) -> dict[str, str]:
+    from safeadapt.repair.calibrate_layers import mmap_large_blocks
+
+    mmap_large_blocks()  # this process only: layer-sized blocks go back to the OS when freed
+    return compute_scores(job)

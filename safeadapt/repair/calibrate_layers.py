@@ -3,7 +3,8 @@
 decoder layer in turn is read tensor by tensor from the checkpoint, run on the cached hidden states with the norm hooks, and dropped. The
 embeddings of the calibration tokens are read row by row (`inputs_embeds`), so peak memory is one
 decoder layer + the calibration activations, never the model. Scores cover the decoder-layer
-Linears (the repairs' scope); the same numbers as the whole-model pass (tested)."""
+Linears (the repairs' scope); the same numbers as the whole-model pass (tested). The empty-model,
+parameter loading and first-layer capture helpers are shared with layer-wise SNIP (calibrate_snip)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,12 @@ class _Stop(Exception):
     pass
 
 
-def _canon(name: str) -> str:
+class NotLayerwise(Exception):
+    """The model's structure is not one the layer-wise passes cover; score it whole instead."""
+
+
+def canon_name(name: str) -> str:
+    """Canonical tensor name (safeadapt.io.names) of one model parameter name."""
     return to_canonical(name, detect_layout([name]))
 
 
@@ -27,7 +33,8 @@ def streamable(inp: Any) -> bool:
     return inp.ref.kind in ("hf_dir", "safetensors_file") and cd is not None and (cd / "config.json").is_file()
 
 
-def _empty_model(inp: Any) -> Any:
+def empty_model(inp: Any) -> Any:
+    """The input's HF model class built on the meta device (fp32, buffers real), in eval mode."""
     import torch
     from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -45,51 +52,72 @@ def _empty_model(inp: Any) -> Any:
     return model.eval()
 
 
-def _load(model: Any, inp: Any, names: list[str]) -> None:
+def load_params(model: Any, inp: Any, names: list[str]) -> None:
+    """Read parameters `names` from the checkpoint into the empty model, as fp32 on the CPU."""
     import torch
     from accelerate.utils import set_module_tensor_to_device
 
     for n in names:
-        key = _canon(n)
+        key = canon_name(n)
         value = inp.source.get(inp.canon[key]).to(torch.float32)
         set_module_tensor_to_device(model, n, "cpu", value=value)
 
 
-def _unload(model: Any, names: list[str]) -> None:
+def unload_params(model: Any, names: list[str]) -> None:
+    """Send parameters `names` back to the meta device (their memory is freed)."""
     from accelerate.utils import set_module_tensor_to_device
 
     for n in names:
         set_module_tensor_to_device(model, n, "meta")
 
 
-def _decoder_layers(model: Any) -> tuple[str, Any]:
+def decoder_layers(model: Any) -> tuple[str, Any]:
+    """(name, ModuleList) of the language model's decoder layers; NotLayerwise when there is none."""
     import torch
 
     for name, mod in model.named_modules():
-        if isinstance(mod, torch.nn.ModuleList) and name.endswith("layers") and canonical_part(_canon(name + ".0.x")) == "language":
+        if isinstance(mod, torch.nn.ModuleList) and name.endswith("layers") and canonical_part(canon_name(name + ".0.x")) == "language":
             return name, mod
-    raise RuntimeError("no decoder layer list found")
+    raise NotLayerwise("no decoder layer list found")
+
+
+def _libc() -> Any:
+    """glibc through ctypes, or None (another libc, or none found)."""
+    global _LIBC
+    if _LIBC is None:
+        import ctypes
+        import ctypes.util
+
+        name = ctypes.util.find_library("c")
+        try:
+            lib = ctypes.CDLL(name) if name else None
+            _LIBC = lib if lib is not None and hasattr(lib, "malloc_trim") and hasattr(lib, "mallopt") else False
+        except OSError:
+            _LIBC = False
+    return _LIBC or None
+
+
+_LIBC: Any = None
 
 
 def release_freed_memory() -> None:
     """Hand freed heap memory back to the OS (glibc `malloc_trim`) after a layer is dropped: glibc's
     dynamic mmap threshold otherwise keeps freed layer-sized blocks in the heap (measured on the 134M
     bench model: peak 627 MB without, see docs/benchmarks.md). No-op off glibc."""
-    global _TRIM
-    if _TRIM is None:
-        import ctypes
-        import ctypes.util
-
-        name = ctypes.util.find_library("c")
-        try:
-            _TRIM = ctypes.CDLL(name).malloc_trim if name else False
-        except (OSError, AttributeError):
-            _TRIM = False
-    if _TRIM:
-        _TRIM(0)
+    lib = _libc()
+    if lib is not None:
+        lib.malloc_trim(0)
 
 
-_TRIM: Any = None
+def mmap_large_blocks(threshold: int = 1 << 20) -> None:
+    """Serve every allocation of `threshold` bytes or more with its own mmap, returned to the OS on
+    free (glibc `mallopt(M_MMAP_THRESHOLD)`, which also stops the threshold from growing): for the
+    calibration child, whose tensors of a layer's size come and go; measured on the 134M bench model,
+    layer-wise SNIP's peak 489 -> 455 MB, time within the noise (docs/benchmarks.md). Smaller
+    activation blocks stay on the heap (a 128 KiB threshold page-faulted too often). No-op off glibc."""
+    lib = _libc()
+    if lib is not None:
+        lib.mallopt(-3, int(threshold))  # M_MMAP_THRESHOLD
 
 
 def wanda_norms_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], *, batch_size: int = 8, pad_id: int = 0,
@@ -99,36 +127,17 @@ def wanda_norms_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], *, b
 
     from safeadapt.core.runtime import track
 
-    model = _empty_model(inp)
-    lname, layers = _decoder_layers(model)
+    model = empty_model(inp)
+    lname, layers = decoder_layers(model)
     linears = {k: m for k, m in language_linears(model).items() if layer_index(k) is not None}
-    emb_param = next(n for n, p in model.named_parameters() if p is model.get_input_embeddings().weight)
     sums = {k: torch.zeros(m.in_features, dtype=torch.float64) for k, m in linears.items()}
     state: dict[str, Any] = {"mask": None, "last": (None, None)}
-    cached: list[tuple[Any, dict[str, Any], Any]] = []
-    captured: dict[str, Any] = {}
-
-    def catch(_mod: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        captured["h"] = args[0] if args else kwargs.pop("hidden_states")
-        captured["kw"] = {k: v for k, v in kwargs.items() if k != "hidden_states"}
-        raise _Stop
-
-    h0 = layers[0].register_forward_pre_hook(catch, with_kwargs=True)
-    try:
-        with torch.inference_mode():
-            for b in batches(rows, batch_size, pad_id):
-                try:
-                    embeds = _embed_rows(inp, _canon(emb_param), b["input_ids"])
-                    model(inputs_embeds=embeds, attention_mask=b["attention_mask"], use_cache=False)
-                except _Stop:
-                    pass
-                cached.append((captured["h"], captured["kw"], b["scored"]))
-    finally:
-        h0.remove()
+    bs = list(batches(rows, batch_size, pad_id))
+    cached = [(h, kw, b["scored"]) for (h, kw), b in zip(capture_layer_inputs(model, layers[0], inp, bs), bs)]
     with torch.inference_mode():
         for i, layer in enumerate(track(list(layers), f"calibration ({label}, by layer)")):
-            names = [f"{lname}.{i}.{n}" for n, _ in layer.named_parameters()]
-            _load(model, inp, names)
+            names = layer_param_names(lname, i, layer)
+            load_params(model, inp, names)
             release_freed_memory()  # the checkpoint-dtype copies just freed
             handles = norm_hooks({k: m for k, m in linears.items() if layer_index(k) == i}, sums, state)
             try:
@@ -140,12 +149,47 @@ def wanda_norms_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], *, b
                 for hd in handles:
                     hd.remove()
                 state["last"] = (None, None)
-                _unload(model, names)
+                unload_params(model, names)
                 release_freed_memory()
     return {k: v.sqrt().float() for k, v in sums.items()}
 
 
-def _embed_rows(inp: Any, key: str, ids: Any) -> Any:
+def layer_param_names(lname: str, i: int, layer: Any) -> list[str]:
+    """Full parameter names of decoder layer `i` (ModuleList `lname`)."""
+    return [f"{lname}.{i}.{n}" for n, _ in layer.named_parameters()]
+
+
+def capture_layer_inputs(model: Any, first: Any, inp: Any, feeds: list[dict[str, Any]]) -> list[tuple[Any, dict[str, Any]]]:
+    """(hidden states, layer kwargs: position embeddings, mask...) entering decoder layer `first` for
+    each feed (input_ids + attention_mask); the model runs on embeddings read row by row from the
+    checkpoint and stops at that layer. Plain (not inference-mode) tensors: usable with autograd."""
+    import torch
+
+    emb_param = next(n for n, p in model.named_parameters() if p is model.get_input_embeddings().weight)
+    captured: dict[str, Any] = {}
+    out = []
+
+    def catch(_mod: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        captured["h"] = args[0] if args else kwargs.pop("hidden_states")
+        captured["kw"] = {k: v for k, v in kwargs.items() if k != "hidden_states"}
+        raise _Stop
+
+    hook = first.register_forward_pre_hook(catch, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            for b in feeds:
+                try:
+                    embeds = embed_rows(inp, canon_name(emb_param), b["input_ids"])
+                    model(inputs_embeds=embeds, attention_mask=b["attention_mask"], use_cache=False)
+                except _Stop:
+                    pass
+                out.append((captured["h"], captured["kw"]))
+    finally:
+        hook.remove()
+    return out
+
+
+def embed_rows(inp: Any, key: str, ids: Any) -> Any:
     """Input embeddings of `ids` from the checkpoint's embedding matrix, reading only the rows used."""
     import torch
 
