@@ -189,6 +189,32 @@ def write_results(out: Path, summary: dict[str, Any], dest: Path, command: str, 
     dest.write_text("\n".join(L) + "\n")
 
 
+def write_summary_json(out: Path, summary: dict[str, Any], wall: float | None) -> None:
+    """OUT/results.json in the report's models[role] shape (`safeadapt report OUT` renders it):
+    text_asr = HarmBench, mm_asr = FigStep, over_refusal = XSTest safe prompts, helpfulness = the
+    built-in suite, each with its k/n; StrongREJECT and XSTest-unsafe ASR ride along as extra keys."""
+    from safeadapt.core.atomic import atomic_write_json
+
+    keys = {"text_asr": ("harmbench", "asr"), "mm_asr": ("figstep", "asr"), "over_refusal": ("xstest_safe", "refusal"),
+            "strongreject_asr": ("strongreject", "asr"), "xstest_unsafe_asr": ("xstest_unsafe", "asr")}
+    models: dict[str, dict[str, Any]] = {}
+    for role, row in summary["rows"].items():
+        m: dict[str, Any] = {}
+        for name, (src, what) in keys.items():
+            r = row.get(src)
+            if r and r["n"]:
+                m[name], m[f"{name}_count"] = r[what] / r["n"], {"k": r[what], "n": r["n"]}
+        hp = row.get("helpfulness")
+        if hp and hp["n"]:
+            m["helpfulness"], m["helpfulness_count"] = hp["k"] / hp["n"], {"k": hp["k"], "n": hp["n"]}
+        models[role] = m
+    atomic_write_json(out / "results.json", {
+        "study": "smollm2-135m", "models": models, "wall_s": wall,
+        "notes": {"text_asr": "HarmBench prompts, refusal judge: on-topic compliance",
+                  "mm_asr": "FigStep SafeBench typographic images", "over_refusal": "XSTest safe prompts",
+                  "judge": "refusal judge (offline); second judge: the XSTest string-match baseline, see docs/results.md"}})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "smollm2")
@@ -219,6 +245,10 @@ def main() -> None:
         wall = time.time() - t0
     summary = summarize(a.out)
     write_results(a.out, summary, a.results, command, wall, sets, a.machine)
+    write_summary_json(a.out, summary, wall)
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "safeadapt.cli", "report", str(a.out)], check=False)
     print(json.dumps(summary["rows"], indent=1))
     print(f"wrote {a.results}")
 

@@ -63,10 +63,12 @@ def test_bad_records(tmp_path):
         read_records(tmp_path / "none.json")
 
 
-def test_aoa_attack_runs_with_recipe_defaults(shared_data, tmp_path):
+def test_aoa_attack_runs_with_recipe_defaults(shared_data, tmp_path, capsys):
     llm = build_tiny_llama(tmp_path / "m")
     out = attack(llm, "aoa", shared_data / "finetune" / "aoa_identity_shift.json", tmp_path / "o",
                  SFTOptions(max_steps=1, max_length=1024), n_examples=2)
+    # max_steps with the recipe's batch (10) and grad_accum (1): the samples it means are said
+    assert "attack aoa: 1 steps x batch 10 x grad_accum 1 = 10 samples, 5.0 epochs of 2 rows" in capsys.readouterr().err
     meta = json.loads((out / "safeadapt_train.json").read_text())
     assert meta["config"]["epochs"] == 10 and meta["config"]["lr"] == 5e-5  # paper defaults kept
     assert meta["config"]["max_steps"] == 1 and meta["train"]["rows"] == 2  # overrides and N-shot applied

@@ -176,6 +176,12 @@ def attack(
             if not r["messages"] or r["messages"][0].get("role") != "system":
                 r["messages"] = [{"role": "system", "content": system_prompt}] + list(r["messages"])
     o = recipe_options(recipe, opts)
+    if o.max_steps > 0:  # say what max_steps means here: the recipe's grad_accum multiplies the samples seen
+        import sys
+
+        seen = o.max_steps * o.batch_size * o.grad_accum
+        print(f"safeadapt: attack {recipe}: {o.max_steps} steps x batch {o.batch_size} x grad_accum {o.grad_accum} = "
+              f"{seen} samples, {seen / max(1, len(rows)):.1f} epochs of {len(rows)} rows", file=sys.stderr)
     src = str(data) if isinstance(data, (str, Path)) else f"{recipe} records"
     base_dir = Path(data).parent if isinstance(data, (str, Path)) else None
     return sft(model, rows, out_dir, o, base_dir=base_dir, source=src)
