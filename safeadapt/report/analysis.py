@@ -52,11 +52,17 @@ def family(role: str) -> str:
     return "adapted"
 
 
-def reference_role(models: dict[str, Any]) -> str | None:
+def reference_role(models: dict[str, Any], roles: dict[str, Any] | None = None) -> str | None:
+    """The model the others are compared with: results.json's `roles.reference` when it names one of
+    the models, else the first of REFERENCE_ROLES present."""
+    if roles and roles.get("reference") in models:
+        return str(roles["reference"])
     return next((r for r in REFERENCE_ROLES if r in models), None)
 
 
-def adapted_role(models: dict[str, Any]) -> str | None:
+def adapted_role(models: dict[str, Any], roles: dict[str, Any] | None = None) -> str | None:
+    if roles and roles.get("adapted") in models:
+        return str(roles["adapted"])
     return next((r for r in ADAPTED_ROLES if r in models), None)
 
 
@@ -78,8 +84,9 @@ def best_tradeoff(data: ReportData) -> tuple[str | None, str]:
         return t["best"], ("the demo's check: smallest of max(text, multimodal) ASR above the aligned model's and "
                            "helpfulness below the VL-adapted model's")
     models = data.models
-    ref = reference_role(models)
-    cands = [r for r in models if r != ref and mean_asr(models[r]) is not None]
+    ref = reference_role(models, data.roles)
+    allowed = data.roles.get("candidates")  # results.json may restrict the trade-off's candidates
+    cands = [r for r in models if r != ref and mean_asr(models[r]) is not None and (not allowed or r in allowed)]
     if not cands or ref is None or mean_asr(models[ref]) is None:
         return None, ""
     ra, ro = mean_asr(models[ref]) or 0.0, float(models[ref].get("over_refusal") or 0.0)
@@ -98,7 +105,7 @@ def best_tradeoff(data: ReportData) -> tuple[str | None, str]:
 def headline(data: ReportData) -> dict[str, Any]:
     """Rows of the model x metric table with deltas against the reference model."""
     models = data.models
-    ref = reference_role(models)
+    ref = reference_role(models, data.roles)
     best, rule = best_tradeoff(data)
     cols = [k for k in METRICS if any(isinstance(m.get(k), (int, float)) for m in models.values())]
     rows = []
@@ -161,7 +168,7 @@ def findings(data: ReportData) -> list[dict[str, Any]]:
     but over-refuses; the best merge/repair gets the best trade-off. A claim is shown only when its
     models exist; its status is the demo's own check when present."""
     models = data.models
-    ref, ada = reference_role(models), adapted_role(models)
+    ref, ada = reference_role(models, data.roles), adapted_role(models, data.roles)
     chk, _ = checks(data)
     out: list[dict[str, Any]] = []
     if ref and ada:
@@ -247,7 +254,7 @@ def tradeoff_points(data: ReportData) -> dict[str, Any]:
     allp = pts + search
     # over-refusal is the third objective: the front is drawn among the points that do not
     # over-refuse (within 5 points of the aligned model's, or of the lowest when there is none)
-    ref = reference_role(data.models)
+    ref = reference_role(data.models, data.roles)
     ors = [p["over_refusal"] for p in allp if p["over_refusal"] is not None]
     base = _num(data.models[ref].get("over_refusal")) if ref else None
     cap = (base if base is not None else min(ors, default=0.0)) + 0.05

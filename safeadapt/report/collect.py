@@ -37,6 +37,8 @@ class ReportData:
     models: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> normalised metrics
     targets: dict[str, Any] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
+    roles: dict[str, Any] = field(default_factory=dict)
+    declared: bool = False  # models come from a top-level results.json summary  # results.json `roles`: reference / adapted / candidates
     evals: list[EvalDir] = field(default_factory=list)
     study: dict[str, Any] | None = None
     results: dict[str, Any] | None = None  # top-level results.json (demo summary or one eval)
@@ -134,7 +136,8 @@ def _add_eval(data: ReportData, model: str, d: Path, stage: str | None) -> None:
     res = _read_json(d / "results.json", data.skipped)
     if isinstance(res, dict) and isinstance(res.get("suites"), dict):
         data.evals.append(EvalDir(model, d, res, stage))
-        data.models.setdefault(model, metrics_from_eval(res))
+        if not data.declared:  # a results.json summary's models are the table; evals only add detail
+            data.models.setdefault(model, metrics_from_eval(res))
 
 
 def _short_model_name(ref: str) -> str:
@@ -157,9 +160,11 @@ def collect(src: str | Path) -> ReportData:
         if isinstance(res, dict):
             data.results = res
             if isinstance(res.get("models"), dict):  # demo-style summary: models[role]
+                data.declared = True
                 data.models = {str(r): dict(m) for r, m in res["models"].items() if isinstance(m, dict)}
                 data.targets = res.get("targets") or {}
                 data.notes = {k: str(v) for k, v in (res.get("notes") or {}).items()}
+                data.roles = dict(res.get("roles") or {})
     sj = src / "study.json"
     if sj.is_file():
         study = _read_json(sj, data.skipped)

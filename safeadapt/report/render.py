@@ -33,7 +33,8 @@ def _heat(x: Any, higher_is_worse: bool = True) -> str:
 
 def _key_models(data: ReportData, head: dict[str, Any] | None) -> list[str]:
     """Reference, adapted, best trade-off and the first safety-tuned model, in that order."""
-    keys = [analysis.reference_role(data.models), analysis.adapted_role(data.models), head["best"] if head else None]
+    keys = [analysis.reference_role(data.models, data.roles), analysis.adapted_role(data.models, data.roles),
+            head["best"] if head else None]
     keys += analysis.safety_roles(data.models)[:1]
     return [k for k in dict.fromkeys(keys) if k]
 
