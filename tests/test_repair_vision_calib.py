@@ -168,3 +168,45 @@ def test_text_only_model_with_image_rows_is_one_line_error(tmp_path):
     msg = str(e.value)
     assert "\n" not in msg and "calibration.safety" in msg and "text-only" in msg and "im0.png" in msg
     assert not (tmp_path / "out").exists()
+
+
+def _image_pairs(path, n=4):
+    imgs = _images(path.parent / "images", n)
+    rows = [{"prompt": TEXTS[i % 4][0], "chosen": "I cannot help with that request.", "rejected": TEXTS[i % 4][1],
+             "images": [f"images/{imgs[i]}"]} for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def test_somf_trains_on_image_pairs_through_the_processor(llava, tmp_path, monkeypatch):
+    from transformers import LlavaModel
+
+    from safeadapt.core.errors import SafeAdaptError
+    from safeadapt.repair.api import repair
+
+    aligned = build_tiny_llava(tmp_path / "aligned", seed=6)
+    seen = []
+    forward = LlavaModel.forward
+
+    def spy(self, *a, **kw):
+        seen.append((kw.get("pixel_values") is not None, int((kw["input_ids"] == self.config.image_token_id).sum())))
+        return forward(self, *a, **kw)
+
+    monkeypatch.setattr(LlavaModel, "forward", spy)
+    rec = {"repair_method": "somf", "adapted": str(llava), "aligned": str(aligned),
+           "parameters": {"steps": 2, "batch_size": 2, "lr": 0.5}, "filters": ["self_attn"],
+           "calibration": {"pairs": _image_pairs(tmp_path / "pairs.jsonl")}}
+    out = repair(rec, tmp_path / "o", seed=0)
+    assert seen and all(px and n_img > 0 for px, n_img in seen)  # every DPO forward carried the images
+    o, ad, al = (load_file(p / "model.safetensors") for p in (out, llava, aligned))
+    rep = json.loads((out / "safeadapt_provenance.json").read_text())["repair_report"]
+    assert len(rep) == 4 * 2
+    for k in rep:  # aligned + B * tau / mean(B), B binary
+        ck = "language_model." + k
+        b = ((o[ck] - al[ck]).abs() > 1e-7).float()
+        assert torch.allclose(o[ck], al[ck] + b * (ad[ck] - al[ck]) / b.mean(), atol=1e-5), k
+    # image pairs on a text-only model: one line naming the file, no output
+    llm = build_tiny_llama(tmp_path / "llm", seed=1)
+    with pytest.raises(SafeAdaptError, match=r"pairs.jsonl.*images but the model is text-only") as e:
+        repair({**rec, "adapted": str(llm), "aligned": str(build_tiny_llama(tmp_path / "llm2", seed=2))}, tmp_path / "o2")
+    assert "\n" not in str(e.value) and not (tmp_path / "o2").exists()

@@ -90,6 +90,9 @@ def batches(rows: list[tuple[list[int], list[int]]], batch_size: int, pad_id: in
             lab[j, : len(y)] = torch.tensor(y)
             att[j, : len(x)] = 1
         vis = [vision_of(r) for r in chunk if vision_of(r)]  # LLaVA fills image tokens in batch order
+        if vis and any(v[k].shape[1:] != vis[0][k].shape[1:] for v in vis for k in vis[0]):
+            raise SafeAdaptError(f"calibration rows {i}-{i + len(chunk) - 1}: their image tensors differ in shape "
+                                 "(per-image resolution); set calibration.batch_size: 1")
         vision = {k: torch.cat([v[k] for v in vis]) for k in vis[0]} if vis else {}
         yield {"input_ids": ids, "attention_mask": att, "labels": lab, "scored": lab != -100, "vision": vision}
 
