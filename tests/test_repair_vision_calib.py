@@ -123,16 +123,9 @@ def test_image_rows_whole_model_equals_layerwise(llava, tmp_path):
                           rtol=1e-5)  # layer 0's own inputs at response positions are text embeddings
 
 
-def test_planted_image_feature_shows_in_wanda_norms(llava, tmp_path):
-    """The projector's output dimension d is made large for every image (its bias) and is zero in every
-    text embedding; layer 0's v_proj maps dimension d, and only it, onto o_proj input feature j. Rows identical in text: with their
-    images, feature j of layer 0's o_proj input gets a large norm; without them (what text-only
-    calibration computed), it stays near zero."""
-    from safeadapt.repair.calibrate_layers import wanda_norms_by_layer
-
-    vlm = tmp_path / "planted"
-    shutil.copytree(llava, vlm)
-    d, j = 7, 3
+def _planted(src, vlm, d=7, j=3):
+    """A copy of the tiny LLaVA whose images alone drive feature j of layer 0's o_proj input."""
+    shutil.copytree(src, vlm)
     s = load_file(vlm / "model.safetensors")
     s["multi_modal_projector.linear_2.bias"][d] = 300.0
     v = s["language_model.model.layers.0.self_attn.v_proj.weight"]
@@ -141,6 +134,17 @@ def test_planted_image_feature_shows_in_wanda_norms(llava, tmp_path):
     v[j, d] = 5.0
     s["language_model.model.embed_tokens.weight"][:, d] = 0.0  # text tokens carry nothing in dimension d
     save_file(s, vlm / "model.safetensors", metadata={"format": "pt"})
+    return vlm, j
+
+
+def test_planted_image_feature_shows_in_wanda_norms(llava, tmp_path):
+    """The projector's output dimension d is made large for every image (its bias) and is zero in every
+    text embedding; layer 0's v_proj maps dimension d, and only it, onto o_proj input feature j. Rows identical in text: with their
+    images, feature j of layer 0's o_proj input gets a large norm; without them (what text-only
+    calibration computed), it stays near zero."""
+    from safeadapt.repair.calibrate_layers import wanda_norms_by_layer
+
+    vlm, j = _planted(llava, tmp_path / "planted")
     _, proc, rows = _tokenized(vlm, _rows(tmp_path / "c.jsonl"))
     _, _, text_rows = _tokenized(vlm, _rows(tmp_path / "t.jsonl", images=False))
     inp = _open(vlm)
@@ -160,6 +164,7 @@ def test_text_only_model_with_image_rows_is_one_line_error(tmp_path):
     from safeadapt.core.errors import SafeAdaptError
     from safeadapt.repair.api import repair
 
+    # through the spawned calibration child, which re-raises the one-line error in the parent
     llm = build_tiny_llama(tmp_path / "llm", seed=1)
     spec = _rows(tmp_path / "c.jsonl")
     rec = {"repair_method": "antidote", "adapted": str(llm), "calibration": {"safety": spec}}
@@ -210,3 +215,24 @@ def test_somf_trains_on_image_pairs_through_the_processor(llava, tmp_path, monke
     with pytest.raises(SafeAdaptError, match=r"pairs.jsonl.*images but the model is text-only") as e:
         repair({**rec, "adapted": str(llm), "aligned": str(build_tiny_llama(tmp_path / "llm2", seed=2))}, tmp_path / "o2")
     assert "\n" not in str(e.value) and not (tmp_path / "o2").exists()
+
+
+def test_antidote_on_image_rows_prunes_the_image_driven_column(llava, tmp_path, monkeypatch):
+    """End to end through `safeadapt repair` (calibration child, layer-wise Wanda): with the image rows
+    Antidote prunes exactly column j of layer 0's o_proj (one entry per row at ratio 1/32); with the
+    same rows without images it does not single the column out."""
+    from safeadapt.repair.api import repair
+
+    vlm, j = _planted(llava, tmp_path / "planted")
+    k = "language_model.model.layers.0.self_attn.o_proj.weight"
+    a = load_file(vlm / "model.safetensors")[k]
+    outs = {}
+    for name, images in (("img", True), ("txt", False)):  # the image run in the spawned child, the other in process
+        (tmp_path / name).mkdir()
+        rec = {"repair_method": "antidote", "adapted": str(vlm), "parameters": {"ratio": 1 / 32},
+               "filters": ["layers.0.self_attn.o_proj"], "calibration": {"safety": _rows(tmp_path / name / "c.jsonl", images=images)}}
+        outs[name] = load_file(repair(rec, tmp_path / f"out-{name}") / "model.safetensors")[k]
+        monkeypatch.setenv("SAFEADAPT_CALIBRATE_IN_PROCESS", "1")
+    zeroed = (outs["img"] == 0) & (a != 0)
+    assert zeroed[:, j].all() and int(zeroed.sum()) == a.shape[0]
+    assert not ((outs["txt"] == 0) & (a != 0))[:, j].all()
