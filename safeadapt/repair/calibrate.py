@@ -33,7 +33,10 @@ def calibration_rows(spec: Any, n: int, seed: int, what: str) -> list[list[dict[
         msgs = s.chat()
         if msgs[-1]["role"] != "assistant" and s.reference and not s.choices:
             msgs = msgs + [{"role": "assistant", "content": s.reference}]
-        rows.append(with_image_paths(msgs, [str(p) for p in s.images]))
+        try:
+            rows.append(with_image_paths(msgs, [str(p) for p in s.images]))
+        except SafeAdaptError as e:
+            raise SafeAdaptError(f"{what} ({spec}) sample {s.id}: {e}") from None
     return rows
 
 
