@@ -236,3 +236,26 @@ def test_antidote_on_image_rows_prunes_the_image_driven_column(llava, tmp_path, 
     zeroed = (outs["img"] == 0) & (a != 0)
     assert zeroed[:, j].all() and int(zeroed.sum()) == a.shape[0]
     assert not ((outs["txt"] == 0) & (a != 0))[:, j].all()
+
+
+# a template in the shape of llava-hf's: every turn's content is read as parts (a string would render empty)
+PARTS_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'].upper() + ': ' }}"
+    "{% for c in m['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\\n' }}{% endfor %}"
+    "{% for c in m['content'] | selectattr('type', 'equalto', 'text') %}{{ c['text'] + ' ' }}{% endfor %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+
+def test_parts_only_processor_template_keeps_the_response(llava, tmp_path):
+    from transformers import AutoProcessor
+
+    from safeadapt.repair.calibrate import calibration_rows, tokenize
+    from safeadapt.repair.calibrate_vision import vision_of
+
+    proc = AutoProcessor.from_pretrained(str(llava))
+    proc.chat_template = PARTS_TEMPLATE
+    rows = [r for r in tokenize(proc, calibration_rows(_rows(tmp_path / "c.jsonl"), 64, 0, "c"), 256, "c") if vision_of(r)]
+    assert len(rows) == 4
+    got = sorted(proc.tokenizer.decode([y for y in lab if y != -100]).strip() for _, lab in rows)
+    assert got == sorted(a for _, a in TEXTS)

@@ -126,7 +126,6 @@ def wanda_norms_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], *, b
     import torch
 
     from safeadapt.core.runtime import track
-
     from safeadapt.repair.calibrate_vision import check_layerwise_images
 
     check_layerwise_images(inp.config, rows)

@@ -100,7 +100,6 @@ def snip_scores_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], out_
     import torch
 
     from safeadapt.core.runtime import make_progress
-
     from safeadapt.repair.calibrate_vision import check_layerwise_images, vision_of
 
     check_layerwise_images(inp.config, rows)

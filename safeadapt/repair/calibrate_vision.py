@@ -1,6 +1,6 @@
 """Image-aware calibration rows for LLaVA-style VLMs: a calibration chat keeps its images (image parts
-with a `path` on its first user turn, as eval attaches them); the row is rendered as eval renders it
-(`render_chat`), tokenised by the model's processor (image placeholders expanded as the processor
+with a `path` on its first user turn, as eval attaches them); the row is rendered by the processor's
+chat template (every turn in content-parts form) as eval renders its prompts, tokenised by the model's processor (image placeholders expanded as the processor
 does, `pixel_values` kept with the row), and scored on response tokens only (image positions never
 are). For the layer-wise passes, `merge_image_features` puts the vision tower + projector output at
 the image-token positions of the text embeddings with transformers' own LLaVA helpers."""
@@ -69,7 +69,7 @@ def tokenize_vision(proc: Any, rows: list[list[dict[str, Any]]], max_length: int
     encoding with the image placeholders expanded; image positions get -100. `max_length` counts text
     tokens (each image's placeholders come on top); a row whose images would be cut is dropped, as are
     rows left without a scored token."""
-    from safeadapt.eval.backends.common import render_chat
+    from safeadapt.eval.backends.common import render_chat, with_image_parts
     from safeadapt.train.common import assistant_spans, span_labels, tokenizer_of
 
     tok = tokenizer_of(proc)
@@ -80,6 +80,8 @@ def tokenize_vision(proc: Any, rows: list[list[dict[str, Any]]], max_length: int
 
         def render(m: list[dict[str, str]], gen: bool) -> str:
             n = len(paths) if any(x["role"] == "user" for x in m) else 0
+            if n and getattr(proc, "chat_template", None):  # every turn in parts form (llava-hf templates expect it)
+                return proc.apply_chat_template(_all_parts(with_image_parts(m, n)), add_generation_prompt=gen, tokenize=False)
             return render_chat(proc, m, n, add_generation_prompt=gen)
 
         if any(m["role"] == "assistant" for m in plain):
@@ -98,6 +100,11 @@ def tokenize_vision(proc: Any, rows: list[list[dict[str, Any]]], max_length: int
         if row is not None and any(y != -100 for y in row[1]):
             out.append(Row(row[0], row[1], vision if row[2] else None))
     return out
+
+
+def _all_parts(conv: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """String contents as one text part each (image turns are already in parts form)."""
+    return [dict(m, content=[{"type": "text", "text": m["content"]}]) if isinstance(m["content"], str) else m for m in conv]
 
 
 def _encode_images(proc: Any, text: str, paths: list[str], where: str) -> dict[str, Any]:
