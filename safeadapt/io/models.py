@@ -94,7 +94,7 @@ def load_pretrained(
                 from transformers import AutoModelForImageTextToText
 
                 model = AutoModelForImageTextToText.from_pretrained(str(mref.path), **kwargs)
-                tok = _processor(mref.path, common)
+                tok = vlm_processor(mref.path, common)
             else:
                 model = AutoModelForCausalLM.from_pretrained(str(mref.path), **kwargs)
                 tok = AutoTokenizer.from_pretrained(str(mref.path), **common)
@@ -149,7 +149,7 @@ def _load_adapter(mref: ModelRef, **kw: Any) -> tuple[Any, Any]:
     return model, tok
 
 
-def _processor(path: Path, common: dict[str, Any]) -> Any:
+def vlm_processor(path: Path, common: dict[str, Any]) -> Any:
     """AutoProcessor for a VLM dir; a dir with only tokenizer files gets its tokenizer."""
     from transformers import AutoProcessor, AutoTokenizer
 
@@ -173,7 +173,7 @@ def _load_single_file(mref: ModelRef, td: Any, common: dict[str, Any]) -> tuple[
         from transformers import AutoModelForImageTextToText
 
         model = AutoModelForImageTextToText.from_config(config, dtype=td if td != "auto" else None, **common)
-        tok = _processor(d, common)
+        tok = vlm_processor(d, common)
     else:
         model = AutoModelForCausalLM.from_config(config, dtype=td if td != "auto" else None, **common)
         tok = AutoTokenizer.from_pretrained(str(d), **common)

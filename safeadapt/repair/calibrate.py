@@ -14,9 +14,12 @@ from safeadapt.core.runtime import track
 from safeadapt.io.names import canonical_part, detect_layout, to_canonical
 
 
-def calibration_rows(spec: Any, n: int, seed: int, what: str) -> list[list[dict[str, str]]]:
+def calibration_rows(spec: Any, n: int, seed: int, what: str) -> list[list[dict[str, Any]]]:
     """Up to `n` chats from dataset SPEC (seeded sample). A sample without an assistant turn gets its
-    `reference` as the response when it has one; else the whole chat is scored (documented)."""
+    `reference` as the response when it has one; else the whole chat is scored (documented). A
+    sample's images become image parts (`{"type": "image", "path": ...}`) of its first user turn."""
+    from safeadapt.repair.calibrate_vision import with_image_paths
+
     from safeadapt.data.loaders import load_samples
 
     samples = list(load_samples(spec))
@@ -30,14 +33,32 @@ def calibration_rows(spec: Any, n: int, seed: int, what: str) -> list[list[dict[
         msgs = s.chat()
         if msgs[-1]["role"] != "assistant" and s.reference and not s.choices:
             msgs = msgs + [{"role": "assistant", "content": s.reference}]
-        rows.append(msgs)
+        try:
+            rows.append(with_image_paths(msgs, [str(p) for p in s.images]))
+        except SafeAdaptError as e:
+            raise SafeAdaptError(f"{what} ({spec}) sample {s.id}: {e}") from None
     return rows
 
 
-def tokenize(tokenizer: Any, rows: list[list[dict[str, str]]], max_length: int, what: str) -> list[tuple[list[int], list[int]]]:
+def tokenize(proc: Any, rows: list[list[dict[str, Any]]], max_length: int, what: str,
+             model: str | None = None) -> list[tuple[list[int], list[int]]]:
     """(input_ids, labels) per row: labels on assistant tokens (-100 elsewhere); a row with no
-    assistant turn is scored over all its tokens."""
-    from safeadapt.train.common import tokenize_chat_rows
+    assistant turn is scored over all its tokens. `proc`: the model's tokenizer or processor. Rows
+    with images on a VLM go through the processor (`calibrate_vision.Row`s carrying pixel_values);
+    rows with images on a text-only model are an error."""
+    from safeadapt.repair.calibrate_vision import image_paths, supports_images, tokenize_vision
+    from safeadapt.train.common import tokenize_chat_rows, tokenizer_of
+
+    if any(image_paths(r) for r in rows):
+        if not supports_images(proc):
+            first = next(p for r in rows for p in image_paths(r))
+            raise SafeAdaptError(f"{what}: rows carry images (e.g. {first}) but the scored model {model or ''} is text-only "
+                                 "(no image processor); give text rows or score a VLM (set_difference: score_model: adapted)")
+        vrows: list[tuple[list[int], list[int]]] = list(tokenize_vision(proc, rows, max_length, what))
+        if not vrows:
+            raise SafeAdaptError(f"{what}: no row left with tokens to score")
+        return vrows
+    tokenizer = tokenizer_of(proc)
 
     with_resp = [r for r in rows if any(m["role"] == "assistant" for m in r)]
     out: list[tuple[list[int], list[int]]] = []
@@ -55,8 +76,11 @@ def tokenize(tokenizer: Any, rows: list[list[dict[str, str]]], max_length: int, 
 
 
 def batches(rows: list[tuple[list[int], list[int]]], batch_size: int, pad_id: int) -> Iterator[dict[str, Any]]:
-    """Right-padded batches: input_ids, attention_mask, labels, and `scored` (the response positions)."""
+    """Right-padded batches: input_ids, attention_mask, labels, `scored` (the response positions) and
+    `vision` (the rows' image tensors concatenated, for the model's forward; empty for text rows)."""
     import torch
+
+    from safeadapt.repair.calibrate_vision import vision_of
 
     for i in range(0, len(rows), batch_size):
         chunk = rows[i : i + batch_size]
@@ -68,7 +92,12 @@ def batches(rows: list[tuple[list[int], list[int]]], batch_size: int, pad_id: in
             ids[j, : len(x)] = torch.tensor(x)
             lab[j, : len(y)] = torch.tensor(y)
             att[j, : len(x)] = 1
-        yield {"input_ids": ids, "attention_mask": att, "labels": lab, "scored": lab != -100}
+        vis = [vision_of(r) for r in chunk if vision_of(r)]  # LLaVA fills image tokens in batch order
+        if vis and any(v[k].shape[1:] != vis[0][k].shape[1:] for v in vis for k in vis[0]):
+            raise SafeAdaptError(f"calibration rows {i}-{i + len(chunk) - 1}: their image tensors differ in shape "
+                                 "(per-image resolution); set calibration.batch_size: 1")
+        vision = {k: torch.cat([v[k] for v in vis]) for k in vis[0]} if vis else {}
+        yield {"input_ids": ids, "attention_mask": att, "labels": lab, "scored": lab != -100, "vision": vision}
 
 
 def language_linears(model: Any) -> dict[str, Any]:
@@ -117,7 +146,7 @@ def wanda_norms(model: Any, rows: list[tuple[list[int], list[int]]], *, batch_si
         with torch.inference_mode():
             for b in track(list(batches(rows, batch_size, pad_id)), f"calibration ({label})"):
                 state["mask"], state["last"] = b["scored"], (None, None)
-                model(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
+                model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], **b["vision"])
     finally:
         for h in handles:
             h.remove()
@@ -133,6 +162,8 @@ def snip_scores(model: Any, rows: list[tuple[list[int], list[int]]], *, label: s
     (a response truncated away) is skipped, as the layer-wise pass does."""
     import torch
 
+    from safeadapt.repair.calibrate_vision import vision_of
+
     linears = language_linears(model)
     targets = {id(m.weight) for m in linears.values()}
     prev = {n: (p.requires_grad, p.grad) for n, p in model.named_parameters()}
@@ -141,11 +172,12 @@ def snip_scores(model: Any, rows: list[tuple[list[int], list[int]]], *, label: s
         p.grad = None
     handles = [m.weight.register_hook(lambda g: g.abs_()) for m in linears.values()]
     try:
-        for ids, lab in track(rows, f"calibration ({label})"):
+        for row in track(rows, f"calibration ({label})"):
+            ids, lab = row
             if all(t == -100 for t in lab[1:]):  # no next-token target scored: the mean loss would be NaN
                 continue
             x = torch.tensor([ids])
-            loss = model(input_ids=x, attention_mask=torch.ones_like(x), labels=torch.tensor([lab])).loss
+            loss = model(input_ids=x, attention_mask=torch.ones_like(x), labels=torch.tensor([lab]), **vision_of(row)).loss
             loss.backward()
         out = {}
         for k, m in linears.items():

@@ -94,16 +94,14 @@ def compute_scores(job: CalibrationJob) -> dict[str, str]:
         try:
             mine = [n for n in job.needs if n.role == r]
             if streamable(inp):
-                from transformers import AutoTokenizer
-
-                tok = AutoTokenizer.from_pretrained(str(inp.ref.config_dir))
+                tok = processor_of(inp)
                 try:
                     for need in mine:  # one decoder layer in memory at a time
-                        rows = tokenize(tok, job.texts[need.dataset], job.max_length, f"calibration.{need.dataset}")
+                        rows = tokenize(tok, job.texts[need.dataset], job.max_length, f"calibration.{need.dataset}", label)
                         what = f"{need.kind}, {need.dataset}"
                         if need.kind == "wanda":
                             save(need.name, wanda_norms_by_layer(inp, rows, batch_size=job.batch_size,
-                                                                 pad_id=tok.pad_token_id or 0, label=what))
+                                                                 pad_id=tokenizer_of(tok).pad_token_id or 0, label=what))
                         else:  # the shard writer's files in out/<name>/, each tensor written as it is made
                             files[need.name] = str(snip_scores_by_layer(inp, rows, out / need.name, label=what))
                     continue
@@ -113,7 +111,7 @@ def compute_scores(job: CalibrationJob) -> dict[str, str]:
             tok = tokenizer_of(proc)
             try:
                 for need in mine:
-                    rows = tokenize(tok, job.texts[need.dataset], job.max_length, f"calibration.{need.dataset}")
+                    rows = tokenize(proc, job.texts[need.dataset], job.max_length, f"calibration.{need.dataset}", label)
                     if need.kind == "wanda":
                         save(need.name, wanda_norms(model, rows, batch_size=job.batch_size, pad_id=tok.pad_token_id or 0,
                                                     label=f"wanda, {need.dataset}"))
@@ -124,6 +122,16 @@ def compute_scores(job: CalibrationJob) -> dict[str, str]:
         finally:
             inp.source.close()
     return files
+
+
+def processor_of(inp: Any) -> Any:
+    """The processor of a VLM input (its tokenizer when it has no image processor files), else the tokenizer."""
+    from transformers import AutoTokenizer
+
+    from safeadapt.io.models import is_vlm_config, vlm_processor
+
+    path = inp.ref.config_dir
+    return vlm_processor(path, {}) if is_vlm_config(inp.config) else AutoTokenizer.from_pretrained(str(path))
 
 
 def compute_scores_in_child(job: CalibrationJob) -> dict[str, str]:

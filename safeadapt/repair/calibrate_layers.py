@@ -126,7 +126,9 @@ def wanda_norms_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], *, b
     import torch
 
     from safeadapt.core.runtime import track
+    from safeadapt.repair.calibrate_vision import check_layerwise_images
 
+    check_layerwise_images(inp.config, rows)
     model = empty_model(inp)
     lname, layers = decoder_layers(model)
     linears = {k: m for k, m in language_linears(model).items() if layer_index(k) is not None}
@@ -161,9 +163,13 @@ def layer_param_names(lname: str, i: int, layer: Any) -> list[str]:
 
 def capture_layer_inputs(model: Any, first: Any, inp: Any, feeds: list[dict[str, Any]]) -> list[tuple[Any, dict[str, Any]]]:
     """(hidden states, layer kwargs: position embeddings, mask...) entering decoder layer `first` for
-    each feed (input_ids + attention_mask); the model runs on embeddings read row by row from the
-    checkpoint and stops at that layer. Plain (not inference-mode) tensors: usable with autograd."""
+    each feed (input_ids + attention_mask, and `vision`: the rows' image tensors); the model runs on
+    embeddings read row by row from the checkpoint, with the image features (vision tower and
+    projector loaded for this, then dropped) at the image-token positions, and stops at that layer.
+    Plain (not inference-mode) tensors: usable with autograd."""
     import torch
+
+    from safeadapt.repair.calibrate_vision import image_param_names, merge_image_features
 
     emb_param = next(n for n, p in model.named_parameters() if p is model.get_input_embeddings().weight)
     captured: dict[str, Any] = {}
@@ -174,18 +180,28 @@ def capture_layer_inputs(model: Any, first: Any, inp: Any, feeds: list[dict[str,
         captured["kw"] = {k: v for k, v in kwargs.items() if k != "hidden_states"}
         raise _Stop
 
+    towers = image_param_names(model) if any(b.get("vision") for b in feeds) else []
+    load_params(model, inp, towers)
     hook = first.register_forward_pre_hook(catch, with_kwargs=True)
     try:
         with torch.no_grad():
             for b in feeds:
                 try:
-                    embeds = embed_rows(inp, canon_name(emb_param), b["input_ids"])
+                    ids = b["input_ids"]
+                    if b.get("vision"):  # placeholder ids get image features: embed a valid id there
+                        image_id = model.config.image_token_id
+                        embeds = embed_rows(inp, canon_name(emb_param), ids.masked_fill(ids == image_id, 0))
+                        embeds = merge_image_features(model, ids, embeds, b["vision"])
+                    else:
+                        embeds = embed_rows(inp, canon_name(emb_param), ids)
                     model(inputs_embeds=embeds, attention_mask=b["attention_mask"], use_cache=False)
                 except _Stop:
                     pass
                 out.append((captured["h"], captured["kw"]))
     finally:
         hook.remove()
+        unload_params(model, towers)
+        release_freed_memory()
     return out
 
 

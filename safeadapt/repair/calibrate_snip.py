@@ -100,7 +100,9 @@ def snip_scores_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], out_
     import torch
 
     from safeadapt.core.runtime import make_progress
+    from safeadapt.repair.calibrate_vision import check_layerwise_images, vision_of
 
+    check_layerwise_images(inp.config, rows)
     model = empty_model(inp)
     lname, layers = decoder_layers(model)
     top = lname.rsplit(".", 1)[0] + "." if "." in lname else ""
@@ -127,7 +129,8 @@ def snip_scores_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], out_
         task = prog.add_task(f"calibration ({label}, by layer)", total=len(chunks) * 2 * len(layers))
         for c, chunk in enumerate(chunks):
             caps = capture_layer_inputs(model, layers[0], inp, [{"input_ids": torch.tensor([rows[s][0]]),
-                                                                 "attention_mask": torch.ones(1, len(rows[s][0]), dtype=torch.long)}
+                                                                 "attention_mask": torch.ones(1, len(rows[s][0]), dtype=torch.long),
+                                                                 "vision": vision_of(rows[s])}
                                                                 for s in chunk])
             kws = [kw for _, kw in caps]
             cache = _forward(ctx, [h for h, _ in caps], kws, lambda: prog.advance(task))

@@ -85,13 +85,15 @@ def train_somf(*, rec: Any, plan: Any, roles: dict[str, Any], seed: int, params:
     from safeadapt.core.runtime import set_seed
     from safeadapt.data.loaders import read_rows
     from safeadapt.io.models import load_pretrained
-    from safeadapt.train.common import TrainOptions, config_kwargs, tokenizer_of
-    from safeadapt.train.dpo import normalise_pairs
+    from safeadapt.train.common import TrainOptions, config_kwargs
+    from safeadapt.train.dpo import pairs_for_trl
 
     pairs_path = Path(rec.calibration.pairs).expanduser()
-    pairs = normalise_pairs([r.data for r in read_rows(pairs_path)], vlm=False, source=str(pairs_path))
+    raw = [r.data for r in read_rows(pairs_path)]
     set_seed(seed)
     model, proc = load_pretrained(plan.models[roles["adapted"]].ref, dtype="float32", for_training=True)
+    # image pairs on a VLM go through its processor (as `train dpo`); images on a text-only model: error
+    pairs, processing_class, has_images = pairs_for_trl(raw, proc, base_dir=pairs_path.parent, source=str(pairs_path))
     ref = copy.deepcopy(model).eval()
     for p in ref.parameters():
         p.requires_grad_(False)
@@ -100,9 +102,10 @@ def train_somf(*, rec: Any, plan: Any, roles: dict[str, Any], seed: int, params:
                         max_length=int(params["max_length"]), seed=seed, warmup_ratio=0.0, scheduler="constant")
     with tempfile.TemporaryDirectory(prefix="safeadapt-somf-") as work:
         kw = config_kwargs(opts, Path(work))
-        kw.update(beta=float(params["beta"]), loss_type=["sigmoid"], max_length=opts.max_length, dataset_num_proc=None)
+        kw.update(beta=float(params["beta"]), loss_type=["sigmoid"], max_length=opts.max_length, dataset_num_proc=None,
+                  remove_unused_columns=not has_images)
         trainer = DPOTrainer(model=model, ref_model=ref, args=DPOConfig(**kw), train_dataset=Dataset.from_list(pairs),
-                             processing_class=tokenizer_of(proc))
+                             processing_class=processing_class)
         trainer.train()
     masks = {f"{k}::{i}": (lg.detach() > 0).to(__import__("torch").uint8) for k, m in mods.items() for i, lg in enumerate(m.logits)}
     from safetensors.torch import save_file

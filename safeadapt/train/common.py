@@ -185,18 +185,10 @@ def tokenize_chat_rows(
     texts: list[str] = []
     spans: list[list[tuple[int, int]]] = []
     for msgs in rows:
-        kw = {"tokenize": False, "chat_template": chat_template}
-        full = tokenizer.apply_chat_template(msgs, **kw)
-        row_spans = []
-        for j, m in enumerate(msgs):
-            if m["role"] != "assistant":
-                continue
-            start_txt = tokenizer.apply_chat_template(msgs[:j], add_generation_prompt=True, **kw) if j else ""
-            end_txt = tokenizer.apply_chat_template(msgs[: j + 1], **kw)
-            s = _common_prefix(start_txt, full)
-            e = _common_prefix(end_txt, full)
-            if e > s:
-                row_spans.append((s, e))
+        def render(m: list[dict[str, Any]], gen: bool) -> str:
+            return tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=gen, chat_template=chat_template)
+
+        full, row_spans = assistant_spans(render, msgs)
         texts.append(full)
         spans.append(row_spans)
     enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
@@ -204,9 +196,7 @@ def tokenize_chat_rows(
     lab_col: list[list[int]] = []
     dropped = 0
     for ids, offs, row_spans in zip(enc["input_ids"], enc["offset_mapping"], spans):
-        labels = [
-            t if any(s <= a < e for s, e in row_spans) and b > a else -100 for t, (a, b) in zip(ids, offs)
-        ]
+        labels = span_labels(ids, offs, row_spans)
         ids, labels = ids[:max_length], labels[:max_length]
         if all(x == -100 for x in labels):
             dropped += 1
@@ -214,6 +204,27 @@ def tokenize_chat_rows(
         ids_col.append(list(ids))
         lab_col.append(labels)
     return {"input_ids": ids_col, "labels": lab_col}, dropped
+
+
+def assistant_spans(render: Any, msgs: list[dict[str, Any]]) -> tuple[str, list[tuple[int, int]]]:
+    """(full chat text, character spans of each assistant reply and its end-of-turn marker), from
+    `render(messages, add_generation_prompt)`: the text between the rendering up to turn j with the
+    generation prompt and the rendering up to turn j inclusive."""
+    full = render(msgs, False)
+    spans = []
+    for j, m in enumerate(msgs):
+        if m["role"] != "assistant":
+            continue
+        s = _common_prefix(render(msgs[:j], True) if j else "", full)
+        e = _common_prefix(render(msgs[: j + 1], False), full)
+        if e > s:
+            spans.append((s, e))
+    return full, spans
+
+
+def span_labels(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
+    """Token ids inside an assistant span (by the fast tokenizer's character offsets), -100 elsewhere."""
+    return [t if any(s <= a < e for s, e in spans) and b > a else -100 for t, (a, b) in zip(ids, offsets)]
 
 
 def _common_prefix(a: str, b: str) -> int:

@@ -89,6 +89,24 @@ def normalise_pairs(
     return out
 
 
+def pairs_for_trl(pairs: list[dict[str, Any]], proc: Any, *, base_dir: Path | None = None,
+                  source: str | None = None) -> tuple[list[dict[str, Any]], Any, bool]:
+    """(rows in TRL's preference format, the processing class DPOTrainer gets, whether rows carry
+    images) for a model with processor or tokenizer `proc`: image rows on a VLM go through its
+    processor; text-only rows on a VLM become plain strings for its tokenizer; images on a text-only
+    model are an error naming the row."""
+    vlm = is_processor(proc)
+    rows = normalise_pairs(pairs, vlm=vlm, base_dir=base_dir, source=source)
+    has_images = any(r.get("images") for r in rows)
+    if vlm and not has_images:
+        for r in rows:  # text-only preference data on a VLM: plain strings, tokenizer path
+            r.pop("images", None)
+            for key in ("prompt", "chosen", "rejected"):
+                r[key] = [{"role": m["role"], "content": "".join(p["text"] for p in m["content"] if p["type"] == "text")}
+                          for m in r[key]]
+    return rows, proc if (vlm and has_images) else (proc.tokenizer if vlm else proc), has_images
+
+
 def dpo(
     model: str | Path,
     pairs: list[dict[str, Any]],
@@ -113,15 +131,8 @@ def dpo(
     set_threads(opts.threads)
     set_seed(opts.seed)
     mdl, proc = load_for_training(model, opts)
-    vlm = is_processor(proc)
-    rows = normalise_pairs(pairs, vlm=vlm, base_dir=Path(base_dir) if base_dir else None, source=source)
-    has_images = any(r.get("images") for r in rows)
-    if vlm and not has_images:
-        for r in rows:  # text-only preference data on a VLM: plain strings, tokenizer path
-            r.pop("images", None)
-            for key in ("prompt", "chosen", "rejected"):
-                r[key] = [{"role": m["role"], "content": "".join(p["text"] for p in m["content"] if p["type"] == "text")}
-                          for m in r[key]]
+    rows, processing_class, has_images = pairs_for_trl(pairs, proc, base_dir=Path(base_dir) if base_dir else None,
+                                                       source=source)
     counts = apply_freezing(mdl, opts.train_modules, opts.freeze_modules)
     ref = None
     if not opts.lora and not opts.precompute_ref_log_probs:
@@ -142,7 +153,7 @@ def dpo(
             kw.update(remove_unused_columns=False)
         trainer = DPOTrainer(
             model=mdl, ref_model=ref, args=DPOConfig(**kw), train_dataset=dataset,
-            processing_class=proc if (vlm and has_images) else (proc.tokenizer if vlm else proc),
+            processing_class=processing_class,
             peft_config=lora_config(mdl, opts) if opts.lora else None,
         )
         counts["trainable"] = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)

@@ -76,3 +76,26 @@ def with_image_parts(messages: list[dict[str, Any]], n_images: int) -> list[dict
     if not placed:
         raise SafeAdaptError("request has images but no user turn to attach them to")
     return out
+
+
+def render_chat(processor: Any, messages: list[dict[str, Any]], n_images: int = 0, *,
+                add_generation_prompt: bool = True) -> str:
+    """The chat text a (VLM) processor or tokenizer renders for `messages` with `n_images` images on
+    the first user turn: the processor's template with image parts, else the tokenizer's template with
+    the image token put before the user text, else a plain `Role: text` transcript (base models)."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    conv = with_image_parts(messages, n_images)
+    kw = {"add_generation_prompt": add_generation_prompt, "tokenize": False}
+    if n_images and getattr(processor, "chat_template", None):
+        return processor.apply_chat_template(conv, **kw)
+    if getattr(tokenizer, "chat_template", None):
+        if n_images:  # tokenizer template with string content: put the image tokens in the text
+            token = getattr(processor, "image_token", "<image>")
+            conv = with_image_parts(messages, 0)
+            for m in conv:
+                if m["role"] == "user":
+                    m["content"] = (token + "\n") * n_images + m["content"]
+                    break
+        return tokenizer.apply_chat_template(conv, **kw)
+    text = "".join(f"{m['role'].capitalize()}: {m['content'] if isinstance(m['content'], str) else ''}\n" for m in conv)
+    return text + ("Assistant:" if add_generation_prompt else "")

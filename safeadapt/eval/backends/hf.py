@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.provenance import hash_path, stable_hash
 from safeadapt.core.runtime import set_threads
-from safeadapt.eval.backends.common import derive_seed, load_image, with_image_parts
+from safeadapt.eval.backends.common import derive_seed, load_image, render_chat
 from safeadapt.eval.types import DecodingConfig, GenRequest, LoglikRequest
 
 #: bytes hashed from the head and tail of each large weight file for the fingerprint
@@ -147,21 +147,7 @@ class HFBackend:
         """The chat prompt text up to and including the assistant header."""
         if n_images and not self.supports_images:
             raise SafeAdaptError(f"model {self.ref} is text-only but the request has {n_images} image(s)")
-        conv = with_image_parts(messages, n_images)
-        if n_images and getattr(self.processor, "chat_template", None):
-            return self.processor.apply_chat_template(conv, add_generation_prompt=True, tokenize=False)
-        if getattr(self.tokenizer, "chat_template", None):
-            if n_images:  # tokenizer template with string content: put the image tokens in the text
-                token = getattr(self.processor, "image_token", "<image>")
-                conv = with_image_parts(messages, 0)
-                for m in conv:
-                    if m["role"] == "user":
-                        m["content"] = (token + "\n") * n_images + m["content"]
-                        break
-            return self.tokenizer.apply_chat_template(conv, add_generation_prompt=True, tokenize=False)
-        # base model without a chat template: a plain transcript
-        text = "".join(f"{m['role'].capitalize()}: {m['content'] if isinstance(m['content'], str) else ''}\n" for m in conv)
-        return text + "Assistant:"
+        return render_chat(self.processor, messages, n_images)
 
     def _encode(self, texts: list[str], images: list[list[Any]], padding_side: str) -> dict[str, Any]:
         self.tokenizer.padding_side = padding_side
