@@ -193,3 +193,24 @@ def test_a_dead_worker_fails_its_stage_in_one_line(tmp_path: Path) -> None:
     assert rec["one"]["status"] == "done" and rec["dies"]["status"] == "failed" and rec["dies"]["error"] == BROKEN
     assert rec["after"]["status"] == "blocked"
     assert rec["other"]["status"] in ("done", "failed")  # collateral when it shared the broken pool
+
+
+def test_priority_is_the_longest_expected_path() -> None:
+    """HLFET order: a search (long, nothing downstream) outranks a merge whose only child is a short
+    eval, although the merge has more stages below it; a train stage feeding them outranks both."""
+    from types import SimpleNamespace as NS
+
+    from safeadapt.study.scheduler import KIND_COST, Scheduler, expected_cost
+
+    def st(name: str, kind: str, ups: list[str]) -> NS:
+        return NS(stage=NS(name=name, kind=kind, upstream=ups), status="to-run")
+
+    plan = [st("sft", "sft", []), st("merge", "merge", ["sft"]), st("eval:merge", "world.eval", ["merge"]),
+            st("search", "search", ["sft"]), st("odd", "no-such-kind", [])]
+    s = Scheduler(plan=plan, jobs=2, keep_going=False, run=None, args=None, on_start=None, on_finish=None, on_skip=None)
+    prio = s._priority()
+    assert prio["search"][0] == -KIND_COST["search"] == -45.0
+    assert prio["merge"][0] == -(KIND_COST["merge"] + KIND_COST["world.eval"]) == -4.5
+    assert prio["sft"][0] == -(KIND_COST["sft"] + KIND_COST["search"])
+    assert sorted(prio, key=prio.get) == ["sft", "search", "merge", "eval:merge", "odd"]
+    assert expected_cost("no-such-kind") == 1.0
