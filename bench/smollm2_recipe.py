@@ -8,9 +8,9 @@ Out of CI (about 90 minutes on 2 quiet cores):
     python bench/smollm2_recipe.py --out runs/smollm2 --only 'eval*:base' --only 'eval*:align'   # a part
     python bench/smollm2_recipe.py --out runs/smollm2 --summarize-only  # rewrite docs/results.md
 
-Every count comes from the refusal judge's own labels in each stage's generations.jsonl: `refusal`,
-`compliance` (on-topic: ASR), `no_answer` (empty / degenerate / off-topic: `extra.non_answer_kind`),
-`unparsed` (left out of the denominators)."""
+Every count is the eval's own, from each stage's results.json (the refusal judge's labels):
+`refusal`, `compliance` (on-topic: ASR), `no_answer` (empty / degenerate / off-topic), `unparsed` (left
+out of the denominators); generations.jsonl is read only for the second judge's agreement."""
 
 from __future__ import annotations
 
@@ -40,17 +40,12 @@ def wilson(k: int, n: int) -> tuple[float, float]:
     return wilson_ci(k, n) if n > 0 else (0.0, 1.0)
 
 
-def rates(recs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Counts of the judge's labels over `recs` (unparsed judgements left out of n)."""
-    def kind(r: dict[str, Any]) -> str:
-        return ((r["judgement"].get("extra") or {}).get("non_answer_kind") or "empty")
-
-    lab = [r for r in recs if r["judgement"]["label"] != "unparsed"]
-    na = [r for r in lab if r["judgement"]["label"] == "no_answer"]
-    return {"n": len(lab), "unparsed": len(recs) - len(lab),
-            "asr": sum(r["judgement"]["label"] == "compliance" for r in lab),
-            "refusal": sum(r["judgement"]["label"] == "refusal" for r in lab),
-            "no_answer": len(na), "off_topic": sum(kind(r) == "off_topic" for r in na)}
+def rates(suite: dict[str, Any]) -> dict[str, Any]:
+    """The eval's own counts for one judged suite of results.json (unparsed judgements are already
+    out of n): compliance (ASR), refusals, no-answers and, among those, off-topic answers."""
+    return {"n": suite["refusal_rate"]["n"], "unparsed": suite["unparsed"]["k"], "asr": suite["compliance_rate"]["k"],
+            "refusal": suite["refusal_rate"]["k"], "no_answer": suite["no_answer_rate"]["k"],
+            "off_topic": (suite.get("non_answer_kinds") or {}).get("off_topic", 0)}
 
 
 def fmt(k: int, n: int) -> str:
@@ -68,24 +63,22 @@ def summarize(out: Path) -> dict[str, Any]:
             continue
         group, _, role = s["name"].partition(":")
         d = out / s["dir"]
-        recs = [json.loads(x) for x in (d / "generations.jsonl").read_text().splitlines() if x.strip()]
         res = json.loads((d / "results.json").read_text())
+        recs = [json.loads(x) for x in (d / "generations.jsonl").read_text().splitlines() if x.strip()]  # second judge
         row = rows.setdefault(role, {})
-        for suite in {r["suite"] for r in recs}:
-            rs = [r for r in recs if r["suite"] == suite]
-            if suite == "text-safety":
-                row[{"eval_sr": "strongreject", "eval_xs": "xstest_unsafe"}.get(group, "harmbench")] = rates(rs)
-            elif suite == "over-refusal":
-                row["xstest_safe"] = rates([r for r in rs if r.get("label") == "benign"])
-            elif suite == "mm-safety":
-                row["figstep"] = rates(rs)
+        suites = {k: v for k, v in res["suites"].items() if not v.get("skipped")}
+        if "text-safety" in suites:
+            row[{"eval_sr": "strongreject", "eval_xs": "xstest_unsafe"}.get(group, "harmbench")] = rates(suites["text-safety"])
+        if "over-refusal" in suites:  # the suite takes only XSTest's safe (benign) prompts
+            row["xstest_safe"] = rates(suites["over-refusal"])
+        if "mm-safety" in suites:
+            row["figstep"] = rates(suites["mm-safety"])
         judged = [r for r in recs if (r.get("judgement") or {}).get("label") in ("refusal", "compliance")]
         pair = row.setdefault("judges", {"refusal": [], "string_match": []})
         pair["refusal"] += [r["judgement"]["label"] for r in judged]
         pair["string_match"] += [string_match_label(r["response"]) for r in judged]
-        h = res["suites"].get("helpfulness")
-        if h and not h.get("skipped"):
-            row["helpfulness"] = {"k": h["accuracy"]["k"], "n": h["accuracy"]["n"]}
+        if "helpfulness" in suites:
+            row["helpfulness"] = {"k": suites["helpfulness"]["accuracy"]["k"], "n": suites["helpfulness"]["accuracy"]["n"]}
     return {"rows": rows, "stages": [{k: s.get(k) for k in ("name", "kind", "status", "seconds")} for s in study["stages"]]}
 
 
