@@ -6,17 +6,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
-import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
-from safeadapt.core.errors import SafeAdaptError
-from safeadapt.study.engine import StageFailed, plan_study, run_study
-from safeadapt.study.schema import load_study
+sys.path.insert(0, str(Path(__file__).parent))
+from _study_files import logged_calls, start_study_process, wait_for_files, write_study  # noqa: E402
+
+from safeadapt.core.errors import SafeAdaptError  # noqa: E402
+from safeadapt.study.engine import StageFailed, plan_study, run_study  # noqa: E402
+from safeadapt.study.schema import load_study  # noqa: E402
 
 FNS = '''
 import json, os, time
@@ -80,18 +80,6 @@ def slow(ctx):
 '''
 
 
-def _setup(tmp_path: Path, yaml_text: str) -> Path:
-    (tmp_path / "fns.py").write_text(FNS)
-    f = tmp_path / "study.yaml"
-    f.write_text(textwrap.dedent(yaml_text))
-    return f
-
-
-def _calls(tmp_path: Path) -> list[str]:
-    p = tmp_path / "calls.txt"
-    return p.read_text().split() if p.exists() else []
-
-
 GRID = """
 name: grid
 seed: 3
@@ -113,7 +101,7 @@ stages:
 
 
 def test_matrix_expansion_order_and_typed_substitution(tmp_path: Path) -> None:
-    study = load_study(_setup(tmp_path, GRID))
+    study = load_study(write_study(tmp_path, FNS, GRID))
     names = [s.name for s in study.stages]
     assert names == ["one", "add:1", "add:10", "pair:p-1", "pair:q-10", "sum"]
     assert study.stage("one").params["v"] == 2  # `${base}` alone keeps the int type
@@ -125,11 +113,11 @@ def test_matrix_expansion_order_and_typed_substitution(tmp_path: Path) -> None:
 
 
 def test_run_caches_and_skips(tmp_path: Path) -> None:
-    f = _setup(tmp_path, GRID)
+    f = write_study(tmp_path, FNS, GRID)
     out = tmp_path / "out"
     plan = run_study(load_study(f), out)
     assert [p.status for p in plan] == ["done"] * 6
-    assert sorted(_calls(tmp_path)) == sorted(["one", "add:1", "add:10", "pair:p-1", "pair:q-10", "sum"])
+    assert sorted(logged_calls(tmp_path)) == sorted(["one", "add:1", "add:10", "pair:p-1", "pair:q-10", "sum"])
     by = {p.stage.name: p for p in plan}
     assert (by["add:10"].dir / "x.txt").read_text() == "12"
     assert (by["pair:q-10"].dir / "x.txt").read_text() == "22"
@@ -147,12 +135,12 @@ def test_run_caches_and_skips(tmp_path: Path) -> None:
     # second run: everything cached, nothing called
     plan2 = run_study(load_study(f), out)
     assert [p.status for p in plan2] == ["cached"] * 6
-    assert len(_calls(tmp_path)) == 6
+    assert len(logged_calls(tmp_path)) == 6
     assert [p.key for p in plan2] == [p.key for p in plan]
 
 
 def test_cache_key_tracks_params_seed_and_upstream(tmp_path: Path) -> None:
-    f = _setup(tmp_path, GRID)
+    f = write_study(tmp_path, FNS, GRID)
     out = tmp_path / "out"
     base = {p.stage.name: p.key for p in plan_study(load_study(f), out)}
     run_study(load_study(f), out)
@@ -166,14 +154,14 @@ def test_cache_key_tracks_params_seed_and_upstream(tmp_path: Path) -> None:
     again = {p.stage.name: p.key for p in plan_study(load_study(f), out)}
     assert again == base
     # re-run with base=5: only re-keyed stages run, results follow the new value
-    n0 = len(_calls(tmp_path))
+    n0 = len(logged_calls(tmp_path))
     plan = {p.stage.name: p for p in run_study(load_study(f, overrides={"base": 5}), out)}
-    assert len(_calls(tmp_path)) == n0 + 6
+    assert len(logged_calls(tmp_path)) == n0 + 6
     assert (plan["add:10"].dir / "x.txt").read_text() == "15"
 
 
 def test_only_runs_a_stage_and_its_inputs(tmp_path: Path) -> None:
-    f = _setup(tmp_path, GRID)
+    f = write_study(tmp_path, FNS, GRID)
     plan = run_study(load_study(f), tmp_path / "out", only=["pair:p-*"])
     assert [p.stage.name for p in plan] == ["one", "add:1", "pair:p-1"]
     with pytest.raises(SafeAdaptError, match="matches no stage"):
@@ -183,8 +171,9 @@ def test_only_runs_a_stage_and_its_inputs(tmp_path: Path) -> None:
 def test_path_inputs_are_fingerprinted(tmp_path: Path) -> None:
     data = tmp_path / "data.txt"
     data.write_text("7")
-    f = _setup(
+    f = write_study(
         tmp_path,
+        FNS,
         """
         name: p
         stages:
@@ -199,8 +188,9 @@ def test_path_inputs_are_fingerprinted(tmp_path: Path) -> None:
 
 
 def test_failure_is_one_line_records_status_and_blocks_downstream(tmp_path: Path) -> None:
-    f = _setup(
+    f = write_study(
         tmp_path,
+        FNS,
         """
         name: fail
         stages:
@@ -230,8 +220,9 @@ def test_failure_is_one_line_records_status_and_blocks_downstream(tmp_path: Path
 
 
 def test_scratch_survives_failure_and_is_reused(tmp_path: Path) -> None:
-    f = _setup(
+    f = write_study(
         tmp_path,
+        FNS,
         """
         name: scratch
         stages:
@@ -251,8 +242,9 @@ def test_scratch_survives_failure_and_is_reused(tmp_path: Path) -> None:
 
 
 def test_resume_after_sigkill(tmp_path: Path) -> None:
-    f = _setup(
+    f = write_study(
         tmp_path,
+        FNS,
         """
         name: killme
         stages:
@@ -262,22 +254,16 @@ def test_resume_after_sigkill(tmp_path: Path) -> None:
         """,
     )
     out = tmp_path / "out"
-    env = {**os.environ, "STUDY_SLOW": "1", "SAFEADAPT_NO_PROGRESS": "1"}
-    code = "import sys; from safeadapt.study.commands import run_study_file; run_study_file(sys.argv[1], sys.argv[2])"
-    proc = subprocess.Popen([sys.executable, "-c", code, str(f), str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = start_study_process(f, out)
     try:
-        deadline = time.time() + 60
-        while not (tmp_path / "stage2_started").exists():
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            assert time.time() < deadline, "stage 2 never started"
-            time.sleep(0.05)
+        wait_for_files(proc, [tmp_path / "stage2_started"], 60, "stage 2 never started")
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
-    assert _calls(tmp_path) == ["first", "second"]
+    assert logged_calls(tmp_path) == ["first", "second"]
     # the killed stage left no complete-looking output, only a hidden partial dir + its scratch
     stages = out / "stages"
     assert [p.name.split("-")[0] for p in stages.iterdir() if not p.name.startswith(".")] == ["first"]
@@ -286,7 +272,7 @@ def test_resume_after_sigkill(tmp_path: Path) -> None:
 
     os.environ.pop("STUDY_SLOW", None)
     plan = {p.stage.name: p for p in run_study(load_study(f), out)}
-    assert _calls(tmp_path) == ["first", "second", "second", "third"]  # first not recomputed
+    assert logged_calls(tmp_path) == ["first", "second", "second", "third"]  # first not recomputed
     assert plan["first"].status == "cached" and plan["second"].status == "done"
     assert (plan["second"].dir / "x.txt").read_text() == "slow-done"
     assert (plan["second"].dir / "resumed.txt").read_text() == "True"  # scratch survived the kill
@@ -302,7 +288,7 @@ def test_resume_after_sigkill(tmp_path: Path) -> None:
 def test_concurrent_run_is_refused(tmp_path: Path) -> None:
     import fcntl
 
-    f = _setup(tmp_path, GRID)
+    f = write_study(tmp_path, FNS, GRID)
     out = tmp_path / "out"
     out.mkdir()
     with open(out / ".study.lock", "a+") as fh:
@@ -312,8 +298,9 @@ def test_concurrent_run_is_refused(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_marks_interrupted_and_leaves_no_output(tmp_path: Path) -> None:
-    f = _setup(
+    f = write_study(
         tmp_path,
+        FNS,
         """
         name: ctrlc
         stages:

@@ -8,15 +8,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 
-from safeadapt.study.engine import run_study
-from safeadapt.study.scheduler import default_jobs, threads_per_job
-from safeadapt.study.schema import load_study
+sys.path.insert(0, str(Path(__file__).parent))
+from _study_files import logged_calls, start_study_process, wait_for_files, write_study  # noqa: E402
+
+from safeadapt.study.engine import run_study  # noqa: E402
+from safeadapt.study.scheduler import default_jobs, threads_per_job  # noqa: E402
+from safeadapt.study.schema import load_study  # noqa: E402
 
 FNS = '''
 import json, os, random, time
@@ -68,18 +70,6 @@ stages:
 """
 
 
-def _setup(tmp_path: Path) -> Path:
-    (tmp_path / "fns.py").write_text(FNS)
-    f = tmp_path / "study.yaml"
-    f.write_text(textwrap.dedent(STUDY))
-    return f
-
-
-def _calls(root: Path) -> list[str]:
-    p = root / "calls.txt"
-    return sorted(p.read_text().split()) if p.exists() else []
-
-
 def _draws(out: Path) -> dict[str, dict]:
     rec = json.loads((out / "study.json").read_text())
     return {s["name"]: json.loads((out / s["dir"] / "draw.json").read_text()) for s in rec["stages"]}
@@ -95,7 +85,7 @@ def test_parallel_stages_overlap_and_match_a_serial_run(tmp_path: Path) -> None:
     par, ser = tmp_path / "par", tmp_path / "ser"
     par.mkdir()
     ser.mkdir()
-    plan = {p.stage.name: p for p in run_study(load_study(_setup(par)), par / "out", jobs=2)}
+    plan = {p.stage.name: p for p in run_study(load_study(write_study(par, FNS, STUDY)), par / "out", jobs=2)}
     assert all(p.status == "done" for p in plan.values())
     rec = json.loads((par / "out" / "study.json").read_text())
     assert rec["jobs"] == 2 and rec["threads_per_job"] == threads_per_job(2)
@@ -106,16 +96,16 @@ def test_parallel_stages_overlap_and_match_a_serial_run(tmp_path: Path) -> None:
     # one at a time, in this process: the same numbers (the pair's barrier is met in sequence
     # because each stage only waits for the *other's* start marker, written by the first one)
     (ser / "started_right").write_text("pre")  # lets `left` pass its barrier when run alone first
-    run_study(load_study(_setup(ser)), ser / "out", jobs=1)
+    run_study(load_study(write_study(ser, FNS, STUDY)), ser / "out", jobs=1)
     a, b = _draws(par / "out"), _draws(ser / "out")
     for name in a:
         assert {k: v for k, v in a[name].items() if k != "threads"} == {k: v for k, v in b[name].items() if k != "threads"}
     assert a["left"]["threads"] == threads_per_job(2)
     assert a["first"]["seed"] == 5 and a["last"]["seed"] == 9
-    assert _calls(par) == ["first", "last", "left", "right"]
+    assert logged_calls(par, sort=True) == ["first", "last", "left", "right"]
     # a cached re-run with workers requested does nothing
-    again = run_study(load_study(_setup(par)), par / "out", jobs=2)
-    assert all(p.status == "cached" for p in again) and _calls(par) == ["first", "last", "left", "right"]
+    again = run_study(load_study(write_study(par, FNS, STUDY)), par / "out", jobs=2)
+    assert all(p.status == "cached" for p in again) and logged_calls(par, sort=True) == ["first", "last", "left", "right"]
 
 
 def _alive(pid: int) -> bool:
@@ -127,17 +117,11 @@ def _alive(pid: int) -> bool:
 
 
 def test_sigkill_while_two_stages_run_then_resume(tmp_path: Path) -> None:
-    f = _setup(tmp_path)
+    f = write_study(tmp_path, FNS, STUDY)
     out = tmp_path / "out"
-    env = {**os.environ, "STUDY_SLOW": "1", "SAFEADAPT_NO_PROGRESS": "1"}
-    code = "import sys; from safeadapt.study.commands import run_study_file; run_study_file(sys.argv[1], sys.argv[2], jobs=2)"
-    proc = subprocess.Popen([sys.executable, "-c", code, str(f), str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = start_study_process(f, out, jobs=2)
     try:
-        deadline = time.time() + 90
-        while not ((tmp_path / "started_left").exists() and (tmp_path / "started_right").exists()):
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            assert time.time() < deadline, "the two stages never ran together"
-            time.sleep(0.05)
+        wait_for_files(proc, [tmp_path / "started_left", tmp_path / "started_right"], 90, "the two stages never ran together")
         time.sleep(0.3)  # both are inside their sleep, scratch written
         workers = [int((tmp_path / f"started_{n}").read_text()) for n in ("left", "right")]
         assert len(set(workers)) == 2 and proc.pid not in workers
@@ -151,7 +135,7 @@ def test_sigkill_while_two_stages_run_then_resume(tmp_path: Path) -> None:
     while any(_alive(w) for w in workers) and time.time() < deadline:
         time.sleep(0.1)
     assert not any(_alive(w) for w in workers)
-    assert _calls(tmp_path) == ["first", "left", "right"]
+    assert logged_calls(tmp_path, sort=True) == ["first", "left", "right"]
     stages = out / "stages"
     assert sorted(p.name.split("-")[0] for p in stages.iterdir() if not p.name.startswith(".")) == ["first"]
     assert sum(p.name.startswith((".left", ".right")) for p in stages.iterdir()) == 2  # hidden partials only
@@ -162,7 +146,7 @@ def test_sigkill_while_two_stages_run_then_resume(tmp_path: Path) -> None:
     (tmp_path / "started_right").write_text("resume")  # the resume runs one at a time: pass the barrier
     plan = {p.stage.name: p for p in run_study(load_study(f), out, jobs=1)}
     # first not redone; the two killed stages ran once more each; last once; nothing duplicated
-    assert _calls(tmp_path) == ["first", "last", "left", "left", "right", "right"]
+    assert logged_calls(tmp_path, sort=True) == ["first", "last", "left", "left", "right", "right"]
     assert plan["first"].status == "cached" and {plan[n].status for n in ("left", "right", "last")} == {"done"}
     assert sorted(p.name.split("-")[0] for p in stages.iterdir()) == ["first", "last", "left", "right"]
     for n in ("left", "right"):

@@ -7,16 +7,20 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from safeadapt.core.errors import SafeAdaptError
-from safeadapt.study.engine import run_study
-from safeadapt.study.replicates import across, parse_seeds, t_quantile, wilson, write_results
-from safeadapt.study.schema import load_study
+sys.path.insert(0, str(Path(__file__).parent))
+from _study_files import logged_calls, write_study  # noqa: E402
+
+from safeadapt.core.errors import SafeAdaptError  # noqa: E402
+from safeadapt.study.engine import run_study  # noqa: E402
+from safeadapt.study.replicates import across, parse_seeds, t_quantile, wilson, write_results  # noqa: E402
+from safeadapt.study.schema import load_study  # noqa: E402
 
 
 def test_across_seed_interval_t_and_wilson_floor() -> None:
@@ -79,21 +83,14 @@ stages:
 """
 
 
-def _calls(root: Path) -> list[str]:
-    p = root / "calls.txt"
-    return sorted(p.read_text().split()) if p.exists() else []
-
-
 def test_seeds_share_what_does_not_depend_on_the_seed(tmp_path: Path) -> None:
-    (tmp_path / "fns.py").write_text(FNS)
-    f = tmp_path / "study.yaml"
-    f.write_text(textwrap.dedent(STUDY))
+    f = write_study(tmp_path, FNS, STUDY)
     out = tmp_path / "out"
     # first a one-seed run (seed 1): the replicated run must reuse its outputs, not redo them
     one = load_study(f, seed=1)
     assert not one.seeds and [s.name for s in one.stages] == ["fixed", "data", "ev:a", "ev:b", "table"]
     run_study(one, out)
-    assert _calls(tmp_path) == ["data", "ev:a", "ev:b", "fixed", "table"]
+    assert logged_calls(tmp_path, sort=True) == ["data", "ev:a", "ev:b", "fixed", "table"]
     study = load_study(f)
     assert study.seeds == [0, 1, 2]
     names = [s.name for s in study.stages]
@@ -107,7 +104,7 @@ def test_seeds_share_what_does_not_depend_on_the_seed(tmp_path: Path) -> None:
     assert {r.stage for r in study.stage("table@s0").inputs.values()} == {"ev:a@s0", "ev:b@s0"}
     plan = {p.stage.name: p for p in run_study(study, out)}
     assert plan["fixed"].status == "cached" and all(plan[f"{b}@s1"].status == "cached" for b in ("data", "ev:a", "table"))
-    assert _calls(tmp_path) == sorted(["data", "ev:a", "ev:b", "fixed", "table"] +
+    assert logged_calls(tmp_path, sort=True) == sorted(["data", "ev:a", "ev:b", "fixed", "table"] +
                                       [f"{b}@s{sd}" for sd in (0, 2) for b in ("data", "ev:a", "ev:b", "table")])
     for sd in (0, 1, 2):
         random.seed(sd)
@@ -131,9 +128,7 @@ def test_seeds_on_the_command_line(tmp_path: Path) -> None:
 
     from safeadapt.study import commands
 
-    (tmp_path / "fns.py").write_text(FNS)
-    f = tmp_path / "study.yaml"
-    f.write_text(textwrap.dedent(STUDY).replace("seeds: [0, 1, 2]\n", ""))
+    f = write_study(tmp_path, FNS, textwrap.dedent(STUDY).replace("seeds: [0, 1, 2]\n", ""))
     app = typer.Typer()
     app.callback()(lambda: None)
     commands.register(app)
