@@ -173,6 +173,7 @@ def main() -> None:
     ap.add_argument("--json-out", default=None)
     a = ap.parse_args()
     os.environ.setdefault("SAFEADAPT_NO_PROGRESS", "1")
+    os.environ["SAFEADAPT_CALIBRATE_IN_PROCESS"] = "0"  # the calibration child is what is measured
     fam = build_family(Path(a.root) / a.dtype, BENCH_125M, a.dtype)
     result: dict = {"shape": "BENCH_125M (hidden 768, 12 layers, vocab 32000, ~134M params)", "dtype": a.dtype}
     if a.skip != "scoring":

@@ -358,3 +358,30 @@ def test_calibration_in_child_process_equals_in_process(llms, tmp_path):
         assert all(torch.equal(v, got["child"][n][k]) for k, v in scores.items()), n
     assert got["here"]["snip_s"]["model.layers.0.mlp.up_proj.weight"].abs().sum() > 0
     assert Path(paths["snip_s"]).is_dir() and "lm_head.weight" not in got["here"]["snip_s"]
+
+
+def test_small_models_are_calibrated_in_process_large_ones_in_a_child(llms, tmp_path, monkeypatch):
+    """Unset, SAFEADAPT_CALIBRATE_IN_PROCESS picks by the scored checkpoints' size (a child costs a
+    fresh interpreter): the tiny model is scored here; with the threshold below its size, or with
+    the variable at 0, in the spawned child; both give the same bytes."""
+    import safeadapt.repair.api as api
+    import safeadapt.repair.calibrate_child as cc
+    from safeadapt.repair.api import repair
+
+    spawned = []
+    real = cc.compute_scores_in_child
+    monkeypatch.setattr(cc, "compute_scores_in_child", lambda job: spawned.append(1) or real(job))
+    monkeypatch.delenv("SAFEADAPT_CALIBRATE_IN_PROCESS", raising=False)
+    rec = {"repair_method": "antidote", "adapted": str(llms["adapted"]), "parameters": {"ratio": 0.1},
+           "calibration": {"safety": calib(tmp_path / "c.jsonl", n=4)}}
+    here = sd(repair(rec, tmp_path / "here"))
+    assert spawned == []
+    monkeypatch.setattr(api, "IN_PROCESS_MAX_BYTES", 1024)
+    child = sd(repair(rec, tmp_path / "child"))
+    assert spawned == [1]
+    monkeypatch.setattr(api, "IN_PROCESS_MAX_BYTES", 1 << 40)
+    monkeypatch.setenv("SAFEADAPT_CALIBRATE_IN_PROCESS", "0")
+    repair(rec, tmp_path / "forced")
+    assert spawned == [1, 1]
+    assert set(here) == set(child) and all(torch.equal(here[k], child[k]) for k in here)
+    assert sum(int((here[k] == 0).sum()) for k in here) > sum(int((sd(llms["adapted"])[k] == 0).sum()) for k in here)

@@ -160,11 +160,12 @@ def test_planted_image_feature_shows_in_wanda_norms(llava, tmp_path):
     assert float(with_img[k][j]) > 1.0 and float(with_img[k][j]) > 10 * float(with_img[k].median())
 
 
-def test_text_only_model_with_image_rows_is_one_line_error(tmp_path):
+def test_text_only_model_with_image_rows_is_one_line_error(tmp_path, monkeypatch):
     from safeadapt.core.errors import SafeAdaptError
     from safeadapt.repair.api import repair
 
     # through the spawned calibration child, which re-raises the one-line error in the parent
+    monkeypatch.setenv("SAFEADAPT_CALIBRATE_IN_PROCESS", "0")
     llm = build_tiny_llama(tmp_path / "llm", seed=1)
     spec = _rows(tmp_path / "c.jsonl")
     rec = {"repair_method": "antidote", "adapted": str(llm), "calibration": {"safety": spec}}
@@ -227,6 +228,7 @@ def test_antidote_on_image_rows_prunes_the_image_driven_column(llava, tmp_path, 
     k = "language_model.model.layers.0.self_attn.o_proj.weight"
     a = load_file(vlm / "model.safetensors")[k]
     outs = {}
+    monkeypatch.setenv("SAFEADAPT_CALIBRATE_IN_PROCESS", "0")
     for name, images in (("img", True), ("txt", False)):  # the image run in the spawned child, the other in process
         (tmp_path / name).mkdir()
         rec = {"repair_method": "antidote", "adapted": str(vlm), "parameters": {"ratio": 1 / 32},

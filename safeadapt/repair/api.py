@@ -112,6 +112,20 @@ def _calibration_texts(rec: RepairRecipe, seed: int) -> dict[str, list[list[dict
     return out
 
 
+#: scored checkpoints up to this size are calibrated in the repairing process: a spawned child costs a
+#: fresh interpreter (~4-5 s of imports) and only pays off when the model's memory matters
+IN_PROCESS_MAX_BYTES = 256 << 20
+
+
+def in_process(scored_bytes: int) -> bool:
+    """Whether the calibration pass runs in this process: SAFEADAPT_CALIBRATE_IN_PROCESS=1 (always) /
+    0 (never, always a child); unset, when the scored checkpoints total at most IN_PROCESS_MAX_BYTES."""
+    env = os.environ.get("SAFEADAPT_CALIBRATE_IN_PROCESS", "").strip()
+    if env in ("0", "1"):
+        return env == "1"
+    return scored_bytes <= IN_PROCESS_MAX_BYTES
+
+
 def _calibrate(rec: RepairRecipe, plan: MergePlan, idx: dict[str, int], seed: int,
                texts: dict[str, list[list[dict[str, str]]]], tmp: Path, allow_pickle: bool = False) -> dict[str, Any]:
     """Run each score set the method needs (one model load per role) -> name -> store with .get(key)."""
@@ -133,8 +147,9 @@ def _calibrate(rec: RepairRecipe, plan: MergePlan, idx: dict[str, int], seed: in
                          texts=texts, max_length=cal.max_length, batch_size=cal.batch_size, out_dir=str(tmp), seed=seed,
                          threads=torch.get_num_threads(), allow_pickle=allow_pickle)
     # a spawned child computes the scores and exits: the model, transformers' model code and SNIP's
-    # buffers never live in this (streaming) process; SAFEADAPT_CALIBRATE_IN_PROCESS=1 runs it here
-    run = compute_scores if os.environ.get("SAFEADAPT_CALIBRATE_IN_PROCESS") == "1" else compute_scores_in_child
+    # buffers never live in this (streaming) process. Small models are scored here (`in_process`)
+    scored = sum(plan.models[idx[r]].source.total_bytes() for r in job.inputs)
+    run = compute_scores if in_process(scored) else compute_scores_in_child
     for name, path in run(job).items():
         stores[name] = LazyScores(path)
     return stores
