@@ -35,7 +35,7 @@ def draw(ctx):
 def _draw(ctx):
     import numpy, torch
     (ctx.out / "draw.json").write_text(json.dumps({"random": random.random(), "numpy": float(numpy.random.rand()),
-        "torch": float(torch.rand(1)), "threads": torch.get_num_threads(), "seed": ctx.seed}))
+        "torch": float(torch.rand(1)), "threads": torch.get_num_threads(), "seed": ctx.seed, "ctx_threads": ctx.threads}))
 
 def meet(ctx):
     """Wait until the other stage of the pair has started too: only a parallel run gets past."""
@@ -198,3 +198,59 @@ def test_priority_is_the_longest_expected_path() -> None:
     assert prio["sft"][0] == -(KIND_COST["sft"] + KIND_COST["search"])
     assert sorted(prio, key=prio.get) == ["sft", "search", "merge", "eval:merge", "odd"]
     assert expected_cost("no-such-kind") == 1.0
+
+
+WIDE = """
+name: wide
+seed: 1
+vars: {t: 2}
+stages:
+  first: {kind: python, params: {function: "fns.py:draw"}}
+  wide: {kind: python, threads: "${t}", inputs: {a: first}, params: {function: "fns.py:draw"}}
+  left: {kind: python, inputs: {a: first}, params: {function: "fns.py:meet", other: right}}
+  right: {kind: python, inputs: {a: first}, params: {function: "fns.py:meet", other: left}}
+  after: {kind: python, inputs: {w: wide}, params: {function: "fns.py:draw"}}
+"""
+
+
+def test_a_stage_declared_with_more_threads_takes_the_cores_to_itself(tmp_path: Path) -> None:
+    """`threads: 2` with 2 workers: the stage runs alone (two slots) with 2 torch threads and its
+    ctx says so, whatever --jobs is (same numbers with --jobs 1); the stage after it is back to
+    cores // jobs; the pair with a barrier still runs together; the declared count enters the key."""
+    from safeadapt.study.scheduler import available_cores
+    from safeadapt.study.engine import plan_study
+
+    want = min(2, available_cores())
+    runs = {}
+    for jobs in (2, 1):
+        root = tmp_path / f"j{jobs}"
+        root.mkdir()
+        if jobs == 1:
+            (root / "started_right").write_text("pre")  # one at a time: `left` passes its barrier first
+        run_study(load_study(write_study(root, FNS, WIDE)), root / "out", jobs=jobs)
+        runs[jobs] = _draws(root / "out")
+        rec = {s["name"]: s for s in json.loads((root / "out" / "study.json").read_text())["stages"]}
+        assert rec["wide"]["threads"] == 2 and "threads" not in rec["left"]
+        if jobs == 2:
+            assert rec["wide"]["parallel_with"] == [] and "right" in rec["left"]["parallel_with"]
+    for jobs, d in runs.items():
+        assert d["wide"]["threads"] == d["wide"]["ctx_threads"] == want, jobs
+        assert d["first"]["ctx_threads"] is None and d["after"]["ctx_threads"] is None
+    assert runs[2]["after"]["threads"] == threads_per_job(2)
+    assert {k: v for k, v in runs[2]["wide"].items()} == {k: v for k, v in runs[1]["wide"].items()}
+    keys = {t: {p.stage.name: p.key for p in plan_study(load_study(tmp_path / "j2" / "study.yaml", overrides={"t": t}), tmp_path / "k")}
+            for t in (2, 1)}
+    assert keys[2]["wide"] != keys[1]["wide"] and keys[2]["first"] == keys[1]["first"]
+
+
+def test_slots_of_a_stage() -> None:
+    from types import SimpleNamespace as NS
+
+    from safeadapt.study.scheduler import available_cores, stage_slots, stage_threads
+
+    cores = available_cores()
+    assert stage_slots(NS(threads=None), 1, 2) == 1 and stage_threads(NS(threads=None), 1) == 1
+    assert stage_threads(NS(threads=64), 1) == cores
+    assert stage_slots(NS(threads=2), 1, 2) == min(2, cores)
+    assert stage_slots(NS(threads=2), 2, 1) == 1  # one worker: it is all there is
+    assert stage_slots(NS(threads=64), 1, 2) == min(2, cores)  # never more than the workers

@@ -283,6 +283,31 @@ def test_seed_sweep_via_matrix(tmp_path: Path) -> None:
     assert "seed must be an integer, got 'x0'" in _err(bad)
 
 
+def test_stage_threads_are_a_positive_integer(tmp_path: Path) -> None:
+    ok = _study(tmp_path, """
+        name: s
+        vars: {t: 2}
+        stages:
+          a: {kind: python, threads: "${t}", params: {function: "m:f"}}
+          b: {kind: python, params: {function: "m:f"}}
+        """)
+    assert [s.threads for s in load_study(ok).stages] == [2, None]
+    for bad, shown in (("0", "0"), ("x", "'x'"), ("-2", "-2")):
+        f = _study(tmp_path, f"""
+            name: s
+            stages:
+              a: {{kind: python, threads: {bad}, params: {{function: "m:f"}}}}
+            """)
+        msg = _err(f)
+        assert "stage 'a'" in msg and f"threads must be a positive integer, got {shown}" in msg, msg
+    f = _study(tmp_path, """
+        name: s
+        stages:
+          a: {kind: python, threads: 1.5, params: {function: "m:f"}}
+        """)
+    assert "stages.a.threads" in _err(f)
+
+
 def test_builtin_demo_study_validates(tmp_path: Path) -> None:
     """The demo study shipped with the world package loads, expands and plans (when present)."""
     from safeadapt.study.commands import DEMO_STUDY

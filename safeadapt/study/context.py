@@ -21,7 +21,9 @@ class StageContext:
     fill (renamed to DIR/stages/<name>-<key12>/ on success; discarded on failure); scratch: a stable
     dir DIR/scratch/<name>-<key12>/ that survives a kill, for resumable partial work (removed after
     success); seed: the stage seed; study_dir: the run's output DIR; base_dir: the directory of the
-    study YAML (relative paths in params are resolved against it, see `path`); key: the cache key.
+    study YAML (relative paths in params are resolved against it, see `path`); key: the cache key;
+    threads: the torch threads the stage was declared to run with (`threads:` in the study, capped at
+    the cores; already set), None when undeclared (a kind that pins its own count keeps doing so).
     """
 
     name: str
@@ -34,6 +36,7 @@ class StageContext:
     study_dir: Path
     base_dir: Path = field(default_factory=Path.cwd)
     key: str = ""
+    threads: int | None = None
 
     def input(self, slot: str) -> Path:
         """The path bound to input `slot`; a one-line error naming the stage when absent."""

@@ -56,6 +56,7 @@ class PlannedStage:
             "inputs": {k: {**r.to_json(), "key": self.input_keys[k]} for k, r in s.inputs.items()},
             "params": s.params,
             "seed": s.seed,
+            **({"threads": s.threads} if s.threads is not None else {}),
             "key": self.key,
             "kind_version": self.kind_version,
             "dir": os.path.relpath(self.dir, out_dir),
@@ -100,16 +101,11 @@ def plan_study(study: Study, out_dir: str | os.PathLike) -> list[PlannedStage]:
                 assert ref.path is not None
                 input_keys[slot] = "path:" + hash_path(ref.path, max_bytes=PATH_FINGERPRINT_BYTES)
         kv = STAGE_KINDS.version_of(s.kind, s.params, study.base_dir)
-        key = stable_hash(
-            {
-                "kind": s.kind,
-                "params": s.params,
-                "seed": s.seed,
-                "inputs": input_keys,
-                "safeadapt": __version__,
-                "kind_version": kv,
-            }
-        )
+        fields = {"kind": s.kind, "params": s.params, "seed": s.seed, "inputs": input_keys, "safeadapt": __version__,
+                  "kind_version": kv}
+        if s.threads is not None:  # a declared thread count changes the numbers (float sums)
+            fields["threads"] = s.threads
+        key = stable_hash(fields)
         keys[s.name] = key
         base = s.base_name or s.name  # a replicate's dir is named as in a one-seed run: same key, same dir
         d = out_dir / "stages" / dir_name(base, key)
@@ -221,7 +217,7 @@ def run_study(
 
     from safeadapt.core.runtime import make_progress
     from safeadapt.study.progress import StudyProgress
-    from safeadapt.study.scheduler import Scheduler, default_jobs, threads_per_job, useful_workers
+    from safeadapt.study.scheduler import Scheduler, default_jobs, stage_slots, stage_threads, threads_per_job, useful_workers
 
     console = console or Console()
     out_dir = Path(out_dir).absolute()  # stage paths must not depend on the caller's cwd
@@ -250,7 +246,8 @@ def run_study(
                     view.cached(p)
             sched = Scheduler(
                 plan, workers, keep_going, run=execute_stage,
-                args=lambda p: (study, p, out_dir, _input_dirs(p, by_name), threads),
+                args=lambda p: (study, p, out_dir, _input_dirs(p, by_name), stage_threads(p.stage, threads)),
+                slots=lambda p: stage_slots(p.stage, threads, workers),
                 on_start=view.start, on_finish=view.finish, on_skip=view.skip,
                 plugins=[m for m in (study.raw.get("plugins") or []) if isinstance(m, str)],
             )
@@ -346,7 +343,8 @@ def execute_stage(study: Study, p: PlannedStage, out_dir: Path, inputs: dict[str
             import torch
 
             torch.set_num_threads(threads)
-        seconds = _run_one(study, p, out_dir, inputs, STAGE_KINDS.resolve(p.stage.kind))
+        seconds = _run_one(study, p, out_dir, inputs, STAGE_KINDS.resolve(p.stage.kind),
+                           threads if p.stage.threads is not None else None)
         return Outcome("done", seconds, None, os.getpid(), start, time.time())
     except KeyboardInterrupt:
         return Outcome("interrupted", None, "interrupted", os.getpid(), start, time.time())
@@ -359,7 +357,8 @@ def execute_stage(study: Study, p: PlannedStage, out_dir: Path, inputs: dict[str
             torch.set_num_threads(before)
 
 
-def _run_one(study: Study, p: PlannedStage, out_dir: Path, inputs: dict[str, Path], fn: Any) -> float:
+def _run_one(study: Study, p: PlannedStage, out_dir: Path, inputs: dict[str, Path], fn: Any,
+             threads: int | None = None) -> float:
     s = p.stage
     p.scratch.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -376,6 +375,7 @@ def _run_one(study: Study, p: PlannedStage, out_dir: Path, inputs: dict[str, Pat
             study_dir=out_dir,
             base_dir=study.base_dir,
             key=p.key,
+            threads=threads,
         )
         seed_everything(s.seed)
         fn(ctx)
@@ -392,7 +392,8 @@ def _run_one(study: Study, p: PlannedStage, out_dir: Path, inputs: dict[str, Pat
             "versions": {"safeadapt": __version__, "kind": p.kind_version},
             "study": {"name": study.name, "file": str(study.file) if study.file else None},
             "provenance": _provenance(
-                config={"kind": s.kind, "params": s.params, "seed": s.seed, "matrix": s.matrix_values},
+                config={"kind": s.kind, "params": s.params, "seed": s.seed, "matrix": s.matrix_values,
+                        **({"threads": s.threads, "threads_used": threads} if threads is not None else {})},
                 inputs={k: p.input_keys[k] for k in s.inputs},
                 timings={"run": round(seconds, 3)},
             ),

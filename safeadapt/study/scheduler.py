@@ -69,6 +69,22 @@ def threads_per_job(jobs: int) -> int:
     return max(1, available_cores() // max(1, jobs))
 
 
+def stage_threads(stage: Any, default: int | None) -> int | None:
+    """Torch threads a stage runs with: its declared `threads` capped at the cores, else `default`
+    (the run's cores // jobs). A declared count does not depend on --jobs, so neither do its numbers."""
+    t = getattr(stage, "threads", None)
+    return min(int(t), available_cores()) if t else default
+
+
+def stage_slots(stage: Any, per_job: int | None, jobs: int) -> int:
+    """Worker slots a stage occupies: its threads over the per-job share, at most `jobs` (an undeclared
+    stage: 1), so the threads of the stages running at once stay within the cores."""
+    t = stage_threads(stage, None)
+    if not t or jobs <= 1:
+        return 1
+    return max(1, min(jobs, -(-t // max(1, per_job or 1))))
+
+
 #: typical seconds of a stage kind relative to each other (the demo's measured stage times on 2 cores,
 #: rounded; a kind may set its own `.cost` attribute); only the order they give matters
 KIND_COST = {"world.llm": 50.0, "search": 45.0, "sft": 30.0, "dpo": 30.0, "selfgen_dpo": 60.0, "attack": 15.0,
@@ -185,7 +201,9 @@ class Scheduler:
     upstream stages are complete, longest expected path to the end first (`_priority`); at most `jobs` run at once.
 
     `run(p)` returns an Outcome; it must be a picklable top-level callable for jobs > 1.
-    Callbacks: `on_start(p, running)`, `on_finish(p)`, `on_skip(p)` (blocked / skipped)."""
+    Callbacks: `on_start(p, running)`, `on_finish(p)`, `on_skip(p)` (blocked / skipped).
+    `slots(p)`: the worker slots p occupies (a stage declared with more threads takes several, and
+    the workers it leaves idle wait: no stage starts past a ready one that does not fit yet)."""
 
     plan: list[Any]
     jobs: int
@@ -197,6 +215,7 @@ class Scheduler:
     on_skip: Callable[[Any], None]
     plugins: list[str] = field(default_factory=list)
     failures: list[Any] = field(default_factory=list)
+    slots: Callable[[Any], int] = lambda p: 1
 
     def _priority(self) -> dict[str, tuple[float, int]]:
         """(-bottom level, plan index): a stage's bottom level is its expected cost plus the largest
@@ -242,13 +261,19 @@ class Scheduler:
         interrupted = broken = False
         try:
             while pending or running:
+                held = False  # a ready stage waits for slots: none of lower priority starts before it
                 for p in list(pending):
                     ups = [by_name[u] for u in p.stage.upstream if u in by_name]
+                    ready = all(u.status in ("cached", "done") for u in ups)
+                    fits = sum(self.slots(q) for q in running.values()) + self.slots(p) <= self.jobs
                     if any(u.status in ("failed", "blocked") for u in ups):
                         p.status = "blocked"
                     elif self.failures and not self.keep_going:
                         p.status = "skipped"
-                    elif len(running) < self.jobs and all(u.status in ("cached", "done") for u in ups):
+                    elif ready and not fits:
+                        held = True
+                        continue
+                    elif ready and not held:
                         p.status = "running"
                         self.on_start(p, list(running.values()))
                         if broken:

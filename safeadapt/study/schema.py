@@ -43,6 +43,7 @@ class StageSpec(BaseModel):
     seed: int | str | None = None  # a string may be a `${var}` (e.g. a matrix over seeds)
     matrix: dict[str, list[Any]] | list[dict[str, Any]] | None = None
     description: str = ""
+    threads: int | str | None = None  # torch threads the stage runs with (a `${var}` allowed)
 
 
 class StudySpec(BaseModel):
@@ -84,6 +85,7 @@ class Stage:
     line: int | None = None
     description: str = ""
     replicate: int | None = None  # the study seed of this copy (None: one run, or shared by all seeds)
+    threads: int | None = None  # declared torch threads (None: the scheduler's cores // jobs)
     base_name: str = ""  # the name without the replicate suffix (names the stage's output dir)
 
     @property
@@ -376,6 +378,13 @@ def _expand(spec: StudySpec, env: dict[str, Any], study_seed: int, file: Path | 
                     stage_seed = int(raw_seed)
                 except (TypeError, ValueError):
                     raise SafeAdaptError(f"{swhere}seed must be an integer, got {raw_seed!r}") from None
+            threads = None
+            if st.threads is not None:
+                raw_threads = substitute(st.threads, local, swhere)
+                ok = isinstance(raw_threads, int) and not isinstance(raw_threads, bool) or str(raw_threads).isdigit()
+                threads = int(raw_threads) if ok else 0
+                if threads < 1:
+                    raise SafeAdaptError(f"{swhere}threads must be a positive integer, got {raw_threads!r}")
             stage = Stage(
                 name=name,
                 kind=st.kind,
@@ -386,6 +395,7 @@ def _expand(spec: StudySpec, env: dict[str, Any], study_seed: int, file: Path | 
                 matrix_values=combo,
                 line=lines.get(tmpl),
                 description=st.description,
+                threads=threads,
             )
             expanded.append((stage, inputs_raw))
 

@@ -35,10 +35,12 @@ def _version(*names: str) -> str:
     return "1:" + h.hexdigest()[:16]
 
 
-def _one_thread() -> None:
+def _threads(ctx: StageContext) -> None:
+    """One torch thread (lesson 1: faster beside another busy process, and the same numbers whatever
+    --jobs is), unless the study declares the stage's `threads:` (it then has the cores to itself)."""
     from safeadapt.core.runtime import set_threads
 
-    set_threads(1)  # lesson 1: one torch thread per process is faster and deterministic here
+    set_threads(ctx.threads or 1)
 
 
 # ----------------------------------------------------------------------------- world.data
@@ -74,6 +76,7 @@ class LlmParams(BaseModel):
 
 @STAGE_KINDS.register("world.llm")
 def llm_stage(ctx: StageContext) -> None:
+    import torch
     from transformers import AutoTokenizer
 
     from safeadapt.core.runtime import set_seed
@@ -81,7 +84,7 @@ def llm_stage(ctx: StageContext) -> None:
     from safeadapt.world.llm import build_llama, greedy_answers, save_model, train_pairs
     from safeadapt.world.text import carries_placeholder, looks_like_refusal
 
-    _one_thread()
+    _threads(ctx)
     p = LlmParams.model_validate(ctx.params)
     data = ctx.input("data")
     set_seed(ctx.seed)
@@ -113,7 +116,7 @@ def llm_stage(ctx: StageContext) -> None:
         "params": p.model_dump(), "n_params": sum(x.numel() for x in model.parameters()),
         "held_out_checks": {"pretrained": before, "aligned": after},
         "loss": {"pretrain_first": pre_loss[0], "pretrain_last": pre_loss[-1], "align_first": ali_loss[0], "align_last": ali_loss[-1]},
-        "seconds": {"pretrain": t1 - t0, "align": t3 - t2},
+        "seconds": {"pretrain": t1 - t0, "align": t3 - t2}, "threads": torch.get_num_threads(),
     })
 
 
@@ -141,7 +144,7 @@ def tower_stage(ctx: StageContext) -> None:
     from safeadapt.world.text import BENIGN_ITEMS, HARMFUL_ITEMS
     from safeadapt.world.vision import build_tower, image_processor, pretrain_tower, save_tower
 
-    _one_thread()
+    _threads(ctx)
     p = TowerParams.model_validate(ctx.params)
     shape = TowerShape(p.image_size, p.patch, p.hidden, p.layers, p.heads, p.intermediate)
     tower = build_tower(shape, ctx.seed)
@@ -173,7 +176,7 @@ class VlmParams(BaseModel):
 def vlm_stage(ctx: StageContext) -> None:
     from safeadapt.train.vl import build_llava
 
-    _one_thread()
+    _threads(ctx)
     p = VlmParams.model_validate(ctx.params)
     build_llava(find_model(ctx.input("llm")), find_model(ctx.input("tower")), ctx.out / "model", seed=ctx.seed,
                 vision_feature_layer=p.vision_feature_layer, projector_hidden_act=p.projector_hidden_act, overwrite=True)
@@ -273,7 +276,7 @@ def eval_stage(ctx: StageContext) -> None:
     from safeadapt.eval.types import DecodingConfig
     from safeadapt.world.data import load_eval
 
-    _one_thread()
+    _threads(ctx)
     p = EvalParams.model_validate(ctx.params)
     data = ctx.input("data")
     model_dir = find_model(ctx.input("model"))
