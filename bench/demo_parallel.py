@@ -9,8 +9,9 @@ results.json (values, counts, intervals, targets) is identical between the two r
 
 `--simulate` measures nothing: it replays the per-stage seconds of a finished run (its study.json;
 one seed of a multi-seed run) through the scheduler's rule (a stage starts when its inputs are
-done, most stages downstream first) with 1 and 2 workers and prints the predicted walls and
-ratio, ignoring worker start-up and contention between the two workers.
+done and its slots are free, longest expected path first; a stage declared with `threads:` takes
+several slots) with 1 and 2 workers and prints the predicted walls and ratio, ignoring worker
+start-up and contention between the two workers.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,18 +81,30 @@ def simulate(study_dir: Path, replicate: int | None, jobs: int) -> float:
     names = {s["name"] for s in stages}
     ups = {s["name"]: {i["stage"] for i in s["inputs"].values() if i.get("stage") in names} for s in stages}
     secs = {s["name"]: float(s.get("seconds") or 0.0) for s in stages}
-    below: dict[str, set[str]] = {}
+    # the scheduler's own rule: HLFET priority on the kinds' expected costs, slots by declared threads
+    sys.path.insert(0, str(ROOT))
+    from safeadapt.study.registry import import_plugin
+    from safeadapt.study.scheduler import expected_cost, stage_slots
+
+    for mod in rec.get("plugins") or ["safeadapt.world.stages"]:
+        import_plugin(mod)
+    kids = {n: [c for c in names if n in ups[c]] for n in names}
+    level: dict[str, float] = {}
     for s in reversed(stages):  # topological order reversed: children first
-        n = s["name"]
-        below[n] = set().union(*[{c} | below[c] for c in names if n in ups[c]]) if any(n in ups[c] for c in names) else set()
-    order = {s["name"]: (-len(below[s["name"]]) if jobs > 1 else 0, i) for i, s in enumerate(stages)}
+        level[s["name"]] = expected_cost(s["kind"]) + max((level[c] for c in kids[s["name"]]), default=0.0)
+    order = {s["name"]: (-level[s["name"]] if jobs > 1 else 0, i) for i, s in enumerate(stages)}
+    slots = {s["name"]: stage_slots(SimpleNamespace(threads=s.get("threads")), 1, jobs) for s in stages}
     done: set[str] = set()
     running: list[tuple[float, str]] = []
     pending = sorted(names, key=order.get)
     now = 0.0
     while pending or running:
+        held = False
         for n in list(pending):
-            if len(running) < jobs and ups[n] <= done:
+            ready, fits = ups[n] <= done, sum(slots[m] for _, m in running) + slots[n] <= jobs
+            if ready and not fits:
+                held = True
+            elif ready and not held:
                 heapq.heappush(running, (now + secs[n], n))
                 pending.remove(n)
         now, n = heapq.heappop(running)
