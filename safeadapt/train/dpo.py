@@ -9,19 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from safeadapt.core.errors import SafeAdaptError
+from safeadapt.train.chat import _content_parts, _where, check_messages, load_image
 from safeadapt.train.common import (
     StepClock,
     TrainOptions,
-    _content_parts,
-    _where,
     apply_freezing,
-    check_messages,
     check_out,
     config_kwargs,
     input_fingerprints,
     is_processor,
     load_for_training,
-    load_image,
     lora_config,
     save_trained,
 )
