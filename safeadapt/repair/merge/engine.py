@@ -1,5 +1,5 @@
 """The merge engine: plans every output tensor (names, shapes, dtypes, which inputs take part) from
-headers alone, then streams tensor by tensor — load each input's tensor, cast to the compute dtype,
+headers alone (the inputs are opened and checked in inputs.py), then streams tensor by tensor — load each input's tensor, cast to the compute dtype,
 run the registered method, cast to the output dtype, append to the open shard, free — so peak memory
 is one tensor per input, never a whole model. VLM x VLM and VLM x LLM merges go through the
 canonical (LLM-style) names of safeadapt.io.names; vision tower and projector pass through from
@@ -8,20 +8,23 @@ canonical (LLM-style) names of safeadapt.io.names; vision tower and projector pa
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.runtime import track
-from safeadapt.io.models import is_vlm_config, read_config_dict
-from safeadapt.io.names import Layout, canonical_part, detect_layout, from_canonical, layer_index, text_config, to_canonical
-from safeadapt.io.resolve import ModelRef, resolve_model_ref
-from safeadapt.io.tensors import TensorSource, open_tensors
+from safeadapt.io.names import Layout, canonical_part, from_canonical, layer_index, text_config
 from safeadapt.io.writer import PlannedTensor, StreamingShardWriter
 from safeadapt.repair.merge.config import MergeConfig, resolve_params
+from safeadapt.repair.merge.inputs import (  # noqa: F401 - InputModel / open_inputs re-exported for callers
+    InputModel,
+    _check_architectures,
+    _check_shared_vocab,
+    _index_of,
+    open_inputs,
+)
 from safeadapt.repair.merge.methods import MergeMethod, PrepareJob, TensorJob
 
 _EMBED = re.compile(r"(^|\.)(embed_tokens|wte|word_embeddings|embed_in)\.weight$")
@@ -41,23 +44,6 @@ def _dtype_name(s: str | None, what: str) -> str | None:
     if s not in _FLOAT:
         raise SafeAdaptError(f"unknown {what} {s!r}; use one of {', '.join(_FLOAT)}")
     return s
-
-
-@dataclass
-class InputModel:
-    label: str  # as written in the config
-    ref: ModelRef
-    source: TensorSource
-    layout: Layout
-    config: dict[str, Any] | None
-    canon: dict[str, str] = field(default_factory=dict)  # canonical key -> on-disk name
-
-    @property
-    def is_vlm(self) -> bool:
-        return self.layout != "llm" or is_vlm_config(self.config)
-
-    def where(self) -> str:
-        return str(self.ref.file if self.ref.kind in ("gguf", "safetensors_file") else self.ref.path)
 
 
 @dataclass
@@ -90,101 +76,6 @@ class MergePlan:
 def tensor_seed(seed: int, key: str) -> int:
     """Per-tensor seed derived from the global seed and the (canonical) tensor name."""
     return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:7], "little")
-
-
-def _resolve_model(label: str, cfg_dir: Path | None, allow_pickle: bool) -> ModelRef:
-    p = Path(label).expanduser()
-    if not p.exists() and cfg_dir is not None and (cfg_dir / label).exists():
-        return resolve_model_ref(str(cfg_dir / label), allow_pickle=allow_pickle)
-    return resolve_model_ref(label, allow_pickle=allow_pickle)
-
-
-def open_inputs(cfg: MergeConfig, cfg_dir: Path | None, allow_pickle: bool) -> list[InputModel]:
-    out: list[InputModel] = []
-    try:
-        for label in cfg.model_order():
-            ref = _resolve_model(label, cfg_dir, allow_pickle)
-            if ref.kind != "gguf" and (ref.path / "adapter_config.json").is_file() and not (ref.path / "config.json").is_file():
-                raise SafeAdaptError(f"{ref.path} is a PEFT adapter, not a full checkpoint; merge it into its base first "
-                                     "(e.g. `peft` merge_and_unload + save_pretrained)")
-            src = open_tensors(ref, allow_pickle=allow_pickle)
-            names = src.keys()
-            layout = detect_layout(names)
-            m = InputModel(label, ref, src, layout, read_config_dict(ref) or getattr(src, "config", None))
-            for n in names:
-                k = to_canonical(n, layout)
-                if k in m.canon:
-                    raise SafeAdaptError(f"tensor names {m.canon[k]} and {n} collide in {m.where()}")
-                m.canon[k] = n
-            out.append(m)
-    except BaseException:
-        for m in out:
-            m.source.close()
-        raise
-    return out
-
-
-def _index_of(models: list[InputModel], label: str | None, what: str) -> int | None:
-    if label is None:
-        return None
-    for i, m in enumerate(models):
-        if m.label == label:
-            return i
-    p = Path(label).expanduser()
-    if p.exists():  # the same model written differently (trailing slash, relative path)
-        for i, m in enumerate(models):
-            if p.resolve() in (m.ref.path.resolve(), m.ref.file.resolve()):
-                return i
-    raise SafeAdaptError(f"{what} {label!r} is not one of the merged models ({', '.join(m.label for m in models)})")
-
-
-def _check_architectures(models: list[InputModel]) -> None:
-    def arch(m: InputModel) -> str | None:
-        if m.config is None:
-            return None
-        tc = text_config(m.config)
-        return tc.get("model_type")
-
-    ref = next((m for m in models if arch(m)), None)
-    if ref is None:
-        return
-    for m in models:
-        a = arch(m)
-        if a is not None and a != arch(ref):
-            raise SafeAdaptError(f"architecture mismatch: {ref.where()} is {arch(ref)} but {m.where()} is {a} (language model types must match)")
-
-
-def _tokenizer_vocab(m: InputModel) -> dict[int, str] | None:
-    d = m.ref.config_dir
-    f = d / "tokenizer.json" if d else None
-    if f is None or not f.is_file():
-        return None
-    try:
-        tj = json.loads(f.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    vocab = (tj.get("model") or {}).get("vocab")
-    out: dict[int, str] = {}
-    if isinstance(vocab, dict):
-        out = {int(i): tok for tok, i in vocab.items()}
-    elif isinstance(vocab, list):
-        out = {i: (e[0] if isinstance(e, list) else str(e)) for i, e in enumerate(vocab)}
-    for a in tj.get("added_tokens") or []:
-        out[int(a["id"])] = a["content"]
-    return out
-
-
-def _check_shared_vocab(models: list[InputModel], shared: int) -> None:
-    vocabs = [(m, _tokenizer_vocab(m)) for m in models]
-    vocabs = [(m, v) for m, v in vocabs if v is not None]
-    for m, v in vocabs[1:]:
-        m0, v0 = vocabs[0]
-        for i in range(shared):
-            if v0.get(i) != v.get(i):
-                raise SafeAdaptError(
-                    f"tokenizers disagree on token id {i} ({v0.get(i)!r} in {m0.where()} vs {v.get(i)!r} in {m.where()}); "
-                    "merged embedding rows would mix different tokens"
-                )
 
 
 def plan_merge(cfg: MergeConfig, method: MergeMethod, models: list[InputModel]) -> MergePlan:
