@@ -224,3 +224,19 @@ def test_stratified_proxy_subset():
     assert sub == stratified_subset(items, 0.25, seed=0)  # fixed seed: same items
     assert [s.id for s in sub] != [s.id for s in stratified_subset(items, 0.25, seed=1)]
     assert [items.index(s) for s in sub] == sorted(items.index(s) for s in sub)  # dataset order kept
+
+
+def test_dataset_specs_resolve_against_the_space_folder(tmp_path):
+    """`adapter:relative/path`, a plain relative path and `{path: ...}` read against the space file's
+    folder (as study eval stages do), whatever the working directory; hub ids and absent paths stay."""
+    from safeadapt.repair.search.evaluate import resolve_spec
+
+    (tmp_path / "d").mkdir()
+    f = tmp_path / "d" / "x.csv"
+    f.write_text("prompt\nhi\n")
+    assert resolve_spec("xstest:d/x.csv", tmp_path) == f"xstest:{f}"
+    assert resolve_spec("d/x.csv", tmp_path) == str(f)
+    assert resolve_spec({"path": "d/x.csv", "adapter": "table"}, tmp_path) == {"path": str(f), "adapter": "table"}
+    assert resolve_spec("harmbench:org/name", tmp_path) == "harmbench:org/name"
+    assert resolve_spec("hf:org/name", tmp_path) == "hf:org/name"
+    assert resolve_spec(f"xstest:{f}", tmp_path / "elsewhere") == f"xstest:{f}"

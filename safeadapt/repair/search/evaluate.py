@@ -32,6 +32,23 @@ class Evaluator(Protocol):
     def __call__(self, method: str, params: dict[str, Any], fidelity: str, work: Path) -> dict[str, Any]: ...
 
 
+def resolve_spec(spec: str | dict[str, Any], base_dir: Path) -> str | dict[str, Any]:
+    """A dataset spec with its relative path read against the space file's folder, as `safeadapt eval`
+    and study stages read theirs: a plain path, `adapter:path` (xstest:data/x.csv) or a dict with
+    `path`. A path that does not exist there (a hub id, an absolute path) is left as given."""
+
+    def here(p: str) -> str:
+        q = Path(p).expanduser()
+        return str(base_dir / q) if not q.is_absolute() and (base_dir / q).exists() else p
+
+    if isinstance(spec, dict):
+        return {**spec, "path": here(spec["path"])} if isinstance(spec.get("path"), str) else spec
+    head, sep, tail = spec.partition(":")
+    if sep and tail and "/" not in head and head != "hf":
+        return f"{head}:{here(tail)}"
+    return here(spec)
+
+
 def stratified_subset(samples: list[Sample], frac: float, seed: int, salt: str = "") -> list[Sample]:
     """About `frac` of the samples from every stratum (category x modality x attack), at least one
     each, chosen by a seeded hash of the sample id; dataset order kept. frac >= 1: all samples."""
@@ -127,9 +144,7 @@ class ModelEvaluator:
         for s in suites:
             spec = self.spec.datasets.get(s)
             if spec is not None:
-                if isinstance(spec, str) and not Path(spec).is_absolute() and (self.space.base_dir / spec).exists():
-                    spec = str(self.space.base_dir / spec)
-                samples = list(load_samples(spec))
+                samples = list(load_samples(resolve_spec(spec, self.space.base_dir)))
             else:
                 samples = get_suite(s).default_samples(ctx)
             out[s] = limit_items(samples, self.spec.limit)
