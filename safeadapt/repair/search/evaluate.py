@@ -132,7 +132,7 @@ class ModelEvaluator:
 
     def _suite_samples(self, suites: list[str]) -> dict[str, list[Sample]]:
         from safeadapt.data.loaders import load_samples
-        from safeadapt.eval.suites.base import SuiteContext, get_suite, limit_items
+        from safeadapt.eval.suites.base import SuiteContext, get_suite, limit_items, select_by_label
         from safeadapt.eval.types import DecodingConfig
 
         unknown = sorted(set(self.spec.datasets) - set(suites))
@@ -147,6 +147,9 @@ class ModelEvaluator:
                 samples = list(load_samples(resolve_spec(spec, self.space.base_dir)))
             else:
                 samples = get_suite(s).default_samples(ctx)
+            # the suite's own prompts first (XSTest's safe ones for over-refusal), then the limit: the
+            # items `safeadapt eval` with the same limit measures
+            samples, _ = select_by_label(samples, get_suite(s).wants_label, s)
             out[s] = limit_items(samples, self.spec.limit)
         return out
 

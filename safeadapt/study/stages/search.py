@@ -51,4 +51,5 @@ def search_stage(ctx: StageContext) -> None:
 
 
 search_stage.params_model = SearchStageParams  # type: ignore[attr-defined]
-search_stage.version = "1"  # type: ignore[attr-defined]
+# 2: eval.limit counts the suite's own prompts, after its label filter (as `safeadapt eval` does)
+search_stage.version = "2"  # type: ignore[attr-defined]
