@@ -121,6 +121,33 @@ def _second_judge(rows: dict[str, dict[str, Any]]) -> list[str]:
     return L
 
 
+def _search(out: Path) -> list[str]:
+    """The Pareto search's front (full-suite re-evaluations, Wilson intervals) and what it cost."""
+    L: list[str] = []
+    for d in sorted((out / "stages").glob("search-*")):
+        if not (d / "pareto.json").is_file():
+            continue
+        front, summ = json.loads((d / "pareto.json").read_text()), json.loads((d / "summary.json").read_text())
+        fid, cost = summ.get("fidelity", {}), summ.get("cost", {})
+        L += ["", "## Pareto search (stage `search`)", "",
+              f"{summ['complete']} trials ({summ['unique_candidates']} distinct candidates, sampler {summ['sampler']}) over "
+              "linear and TIES merges of `vl` and `vl_sft` and RESTA's gamma, each scored on a stratified proxy of "
+              f"{summ['proxy_frac']:.0%} of each suite; the {fid.get('proxy_front')} proxy-front points were re-evaluated "
+              f"on the full suites ({fid.get('stay_on_full_front')} stay on the full front; Spearman proxy vs full "
+              + ", ".join(f"{k} {v:.2f}" for k, v in (fid.get("spearman_proxy_vs_full") or {}).items() if v is not None)
+              + f"). Cost: {cost.get('proxy', {}).get('items')} proxy items and {cost.get('full', {}).get('items')} "
+              f"full items; {summ['seconds'] / 60:.1f} min. Full-suite values:", "",
+              "| method | parameters | HarmBench ASR | XSTest safe over-refusal | helpfulness | on the full front |",
+              "|---|---|---|---|---|---|"]
+        for p in front:
+            m = p["metrics"]
+            cells = [fmt(m[f"{k}_count"]["k"], m[f"{k}_count"]["n"]) if f"{k}_count" in m else "-"
+                     for k in ("text_asr", "over_refusal", "helpfulness")]
+            params = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in p["params"].items())
+            L.append(f"| {p['method']} | {params} | " + " | ".join(cells) + f" | {'yes' if p.get('on_full_front') else 'no'} |")
+    return L
+
+
 def write_results(out: Path, summary: dict[str, Any], dest: Path, command: str, wall: float | None,
                   sets: list[str] | None = None, machine: str = "2 CPU cores, no GPU") -> None:
     rows, stages = summary["rows"], summary["stages"]
@@ -158,6 +185,7 @@ def write_results(out: Path, summary: dict[str, Any], dest: Path, command: str, 
         cells.append(fmt(hp["k"], hp["n"]) if hp else "not run")
         L.append("| " + " | ".join(cells) + " |")
     L += _findings(rows)
+    L += _search(out)
     L += _second_judge(rows)
     sg = out / "stages"
     for p in sorted(sg.glob("align-*/selfgen.json")):

@@ -56,9 +56,13 @@ def test_recipe_runs_end_to_end_on_a_tiny_model(tmp_path, shared_data):
     harmful = [json.loads(x) for x in (d["repair_data"] / "harmful.jsonl").read_text().splitlines()]
     assert counts["harmful"] == len(harmful) == sel["harmful"]["kept"] >= 1
     assert json.loads((d["unaligned"] / "model" / "safeadapt_train.json").read_text())["train"]["rows"] == len(harmful)
-    for r in ("repair:resta-0.5", "repair:antidote-0.05", "repair:graft-0.1", "repair:safemerge-0.35"):
+    for r in ("repair:resta-0.5", "repair:antidote-0.05", "repair:graft-0.1", "repair:safemerge-0.35", "repair:somf-30"):
         assert (d[r] / "model" / "model.safetensors").is_file(), r
         assert json.loads((d[f"eval:{r}"] / "results.json").read_text())["suites"]["text-safety"]["n_items"] == 3
+    trials = [json.loads(x) for x in (d["search"] / "trials.jsonl").read_text().splitlines()]
+    assert len(trials) == 2 and {t["method"] for t in trials} <= {"linear", "ties", "resta"}
+    front = json.loads((d["search"] / "pareto.json").read_text())
+    assert front and front[0]["metrics"]["text_asr_count"]["n"] == 3  # full suites: eval_limit items of HarmBench
     xs = [json.loads(x) for x in (d["eval_xs:vl"] / "generations.jsonl").read_text().splitlines()]
     assert xs and {g["source"] for g in xs} == {"xstest"} and {g["label"] for g in xs} == {"harmful"}
     again = run_study(load_study(RECIPE, overrides=_vars(shared_data, llm), profile="tiny"), tmp_path / "run")
