@@ -79,7 +79,19 @@ def summarize(out: Path) -> dict[str, Any]:
         pair["string_match"] += [string_match_label(r["response"]) for r in judged]
         if "helpfulness" in suites:
             row["helpfulness"] = {"k": suites["helpfulness"]["accuracy"]["k"], "n": suites["helpfulness"]["accuracy"]["n"]}
-    return {"rows": rows, "stages": [{k: s.get(k) for k in ("name", "kind", "status", "seconds")} for s in study["stages"]]}
+    stages = [{k: s.get(k) for k in ("name", "kind", "status", "seconds")} for s in study["stages"]]
+    for st, s in zip(stages, study["stages"]):
+        if st["status"] == "cached":  # built by an earlier invocation: its own marker has the seconds
+            st["seconds"] = _marker_seconds(out / s["dir"])
+    return {"rows": rows, "stages": stages,
+            "search_dirs": [out / s["dir"] for s in study["stages"] if s["kind"] == "search" and s["status"] in ("done", "cached")]}
+
+
+def _marker_seconds(d: Path) -> float | None:
+    try:
+        return json.loads((d / "_stage.json").read_text())["provenance"]["timings_s"]["run"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _findings(rows: dict[str, dict[str, Any]]) -> list[str]:
@@ -121,10 +133,10 @@ def _second_judge(rows: dict[str, dict[str, Any]]) -> list[str]:
     return L
 
 
-def _search(out: Path) -> list[str]:
+def _search(dirs: list[Path]) -> list[str]:
     """The Pareto search's front (full-suite re-evaluations, Wilson intervals) and what it cost."""
     L: list[str] = []
-    for d in sorted((out / "stages").glob("search-*")):
+    for d in dirs:
         if not (d / "pareto.json").is_file():
             continue
         front, summ = json.loads((d / "pareto.json").read_text()), json.loads((d / "summary.json").read_text())
@@ -136,7 +148,8 @@ def _search(out: Path) -> list[str]:
               f"on the full suites ({fid.get('stay_on_full_front')} stay on the full front; Spearman proxy vs full "
               + ", ".join(f"{k} {v:.2f}" for k, v in (fid.get("spearman_proxy_vs_full") or {}).items() if v is not None)
               + f"). Cost: {cost.get('proxy', {}).get('items')} proxy items and {cost.get('full', {}).get('items')} "
-              f"full items; {summ['seconds'] / 60:.1f} min. Full-suite values:", "",
+              f"full items; the proxy trials took {summ['seconds'] / 60:.1f} min"
+              + (f", the whole stage {total / 60:.1f} min" if (total := _marker_seconds(d)) else "") + ". Full-suite values:", "",
               "| method | parameters | HarmBench ASR | XSTest safe over-refusal | helpfulness | on the full front |",
               "|---|---|---|---|---|---|"]
         for p in front:
@@ -185,7 +198,7 @@ def write_results(out: Path, summary: dict[str, Any], dest: Path, command: str, 
         cells.append(fmt(hp["k"], hp["n"]) if hp else "not run")
         L.append("| " + " | ".join(cells) + " |")
     L += _findings(rows)
-    L += _search(out)
+    L += _search(summary.get("search_dirs", []))
     L += _second_judge(rows)
     sg = out / "stages"
     for p in sorted(sg.glob("align-*/selfgen.json")):
@@ -198,7 +211,8 @@ def write_results(out: Path, summary: dict[str, Any], dest: Path, command: str, 
               f"{s['pairs']} DPO pairs in all."]
     ran = [s for s in stages if s["status"] in ("done", "cached")]
     not_ran = [s for s in stages if s["status"] not in ("done", "cached")]
-    L += ["", "## What ran", ""] + [f"- `{s['name']}` ({s['kind']}): {s['status']}"
+    L += ["", "## What ran", "", "(cached: built by an earlier invocation on the same directory; seconds from its marker)", ""]
+    L += [f"- `{s['name']}` ({s['kind']}): {s['status']}"
                                     + (f", {s['seconds']:.0f} s" if s.get("seconds") else "") for s in ran]
     L += ["", "## What did not run here", ""]
     from safeadapt.study.schema import load_study
