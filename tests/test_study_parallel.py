@@ -254,3 +254,33 @@ def test_slots_of_a_stage() -> None:
     assert stage_slots(NS(threads=2), 1, 2) == min(2, cores)
     assert stage_slots(NS(threads=2), 2, 1) == 1  # one worker: it is all there is
     assert stage_slots(NS(threads=64), 1, 2) == min(2, cores)  # never more than the workers
+
+
+BIG = """
+name: big
+seed: 1
+stages:
+  first: {kind: python, params: {function: "fns.py:draw"}}
+  big: {kind: python, memory_gb: 3, inputs: {a: first}, params: {function: "fns.py:draw"}}
+  huge: {kind: python, memory_gb: 10, inputs: {a: first}, params: {function: "fns.py:draw"}}
+  left: {kind: python, inputs: {a: first}, params: {function: "fns.py:meet", other: right}}
+  right: {kind: python, inputs: {a: first}, params: {function: "fns.py:meet", other: left}}
+"""
+
+
+def test_stages_declared_with_more_memory_run_without_company(tmp_path: Path, monkeypatch) -> None:
+    """A 4 GiB budget and 1.5 GiB a stage by default: `big` (memory_gb 3) never shares it, `huge`
+    (10, above the budget) still runs, alone; the two undeclared stages with a barrier run together.
+    memory_gb is recorded in study.json and does not enter the cache key."""
+    from safeadapt.study.engine import plan_study
+
+    monkeypatch.setenv("SAFEADAPT_MEMORY_GB", "4")
+    monkeypatch.setenv("SAFEADAPT_JOB_MEMORY_GB", "1.5")
+    plan = run_study(load_study(write_study(tmp_path, FNS, BIG)), tmp_path / "out", jobs=2)
+    assert {p.status for p in plan} == {"done"}
+    rec = {s["name"]: s for s in json.loads((tmp_path / "out" / "study.json").read_text())["stages"]}
+    assert rec["big"]["parallel_with"] == [] and rec["huge"]["parallel_with"] == []
+    assert "right" in rec["left"]["parallel_with"]
+    assert rec["big"]["memory_gb"] == 3.0 and "memory_gb" not in rec["left"]
+    plain = load_study(write_study(tmp_path, FNS, BIG.replace("memory_gb: 3, ", "").replace("memory_gb: 10, ", "")))
+    assert [p.key for p in plan_study(plain, tmp_path / "k")] == [p.key for p in plan]

@@ -308,6 +308,25 @@ def test_stage_threads_are_a_positive_integer(tmp_path: Path) -> None:
     assert "stages.a.threads" in _err(f)
 
 
+def test_stage_memory_is_a_positive_number(tmp_path: Path) -> None:
+    ok = _study(tmp_path, """
+        name: s
+        vars: {m: 2.5}
+        stages:
+          a: {kind: python, memory_gb: "${m}", params: {function: "m:f"}}
+          b: {kind: python, params: {function: "m:f"}}
+        """)
+    assert [s.memory_gb for s in load_study(ok).stages] == [2.5, None]
+    for bad, shown in (("0", "0"), ("-1", "-1"), ("x", "'x'")):
+        f = _study(tmp_path, f"""
+            name: s
+            stages:
+              a: {{kind: python, memory_gb: {bad}, params: {{function: "m:f"}}}}
+            """)
+        msg = _err(f)
+        assert "stage 'a'" in msg and f"memory_gb must be a positive number of GiB, got {shown}" in msg, msg
+
+
 def test_builtin_demo_study_validates(tmp_path: Path) -> None:
     """The demo study shipped with the world package loads, expands and plans (when present)."""
     from safeadapt.study.commands import DEMO_STUDY

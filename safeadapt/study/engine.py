@@ -138,7 +138,16 @@ def run_study(
 
     from safeadapt.core.runtime import make_progress
     from safeadapt.study.progress import StudyProgress
-    from safeadapt.study.scheduler import Scheduler, default_jobs, stage_slots, stage_threads, threads_per_job, useful_workers
+    from safeadapt.study.scheduler import (
+        Scheduler,
+        memory_budget_gb,
+        default_jobs,
+        stage_memory_gb,
+        stage_slots,
+        stage_threads,
+        threads_per_job,
+        useful_workers,
+    )
 
     console = console or Console()
     out_dir = Path(out_dir).absolute()  # stage paths must not depend on the caller's cwd
@@ -169,6 +178,7 @@ def run_study(
                 plan, workers, keep_going, run=execute_stage,
                 args=lambda p: (study, p, out_dir, _input_dirs(p, by_name), stage_threads(p.stage, threads)),
                 slots=lambda p: stage_slots(p.stage, threads, workers),
+                memory=lambda p: stage_memory_gb(p.stage), memory_budget=memory_budget_gb() if workers > 1 else None,
                 on_start=view.start, on_finish=view.finish, on_skip=view.skip,
                 plugins=[m for m in (study.raw.get("plugins") or []) if isinstance(m, str)],
             )

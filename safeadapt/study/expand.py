@@ -126,6 +126,15 @@ def expand_stages(spec: StudySpec, env: dict[str, Any], study_seed: int, file: P
                 threads = int(raw_threads) if ok else 0
                 if threads < 1:
                     raise SafeAdaptError(f"{swhere}threads must be a positive integer, got {raw_threads!r}")
+            memory_gb = None
+            if st.memory_gb is not None:
+                raw_mem = substitute(st.memory_gb, local, swhere)
+                try:
+                    memory_gb = float(raw_mem) if not isinstance(raw_mem, bool) else -1.0
+                except (TypeError, ValueError):
+                    memory_gb = -1.0
+                if not memory_gb > 0 or memory_gb == float("inf"):
+                    raise SafeAdaptError(f"{swhere}memory_gb must be a positive number of GiB, got {raw_mem!r}")
             stage = Stage(
                 name=name,
                 kind=st.kind,
@@ -137,6 +146,7 @@ def expand_stages(spec: StudySpec, env: dict[str, Any], study_seed: int, file: P
                 line=lines.get(tmpl),
                 description=st.description,
                 threads=threads,
+                memory_gb=memory_gb,
             )
             expanded.append((stage, inputs_raw))
 

@@ -50,6 +50,7 @@ class PlannedStage:
             "params": s.params,
             "seed": s.seed,
             **({"threads": s.threads} if s.threads is not None else {}),
+            **({"memory_gb": s.memory_gb} if s.memory_gb is not None else {}),
             "key": self.key,
             "kind_version": self.kind_version,
             "dir": os.path.relpath(self.dir, out_dir),

@@ -76,6 +76,23 @@ def stage_threads(stage: Any, default: int | None) -> int | None:
     return min(int(t), available_cores()) if t else default
 
 
+def memory_budget_gb() -> float | None:
+    """RAM the running stages may share: $SAFEADAPT_MEMORY_GB, else MemAvailable at the start of the
+    run (None where unknown: no memory check)."""
+    env = os.environ.get("SAFEADAPT_MEMORY_GB", "").strip()
+    try:
+        return float(env) if env else available_memory_gb()
+    except ValueError:
+        return available_memory_gb()
+
+
+def stage_memory_gb(stage: Any) -> float:
+    """GiB a stage is expected to peak at: its declared `memory_gb`, else the per-job budget
+    (SAFEADAPT_JOB_MEMORY_GB or JOB_MEMORY_GB)."""
+    declared = getattr(stage, "memory_gb", None)
+    return float(declared) if declared else float(os.environ.get("SAFEADAPT_JOB_MEMORY_GB") or JOB_MEMORY_GB)
+
+
 def stage_slots(stage: Any, per_job: int | None, jobs: int) -> int:
     """Worker slots a stage occupies: its threads over the per-job share, at most `jobs` (an undeclared
     stage: 1), so the threads of the stages running at once stay within the cores."""
@@ -203,7 +220,9 @@ class Scheduler:
     `run(p)` returns an Outcome; it must be a picklable top-level callable for jobs > 1.
     Callbacks: `on_start(p, running)`, `on_finish(p)`, `on_skip(p)` (blocked / skipped).
     `slots(p)`: the worker slots p occupies (a stage declared with more threads takes several, and
-    the workers it leaves idle wait: no stage starts past a ready one that does not fit yet)."""
+    the workers it leaves idle wait: no stage starts past a ready one that does not fit yet).
+    `memory(p)` / `memory_budget`: GiB p is expected to peak at / the RAM the running stages may
+    share; a stage that does not fit waits the same way (alone it always runs, even above the budget)."""
 
     plan: list[Any]
     jobs: int
@@ -216,6 +235,8 @@ class Scheduler:
     plugins: list[str] = field(default_factory=list)
     failures: list[Any] = field(default_factory=list)
     slots: Callable[[Any], int] = lambda p: 1
+    memory: Callable[[Any], float] = lambda p: 0.0
+    memory_budget: float | None = None
 
     def _priority(self) -> dict[str, tuple[float, int]]:
         """(-bottom level, plan index): a stage's bottom level is its expected cost plus the largest
@@ -265,7 +286,9 @@ class Scheduler:
                 for p in list(pending):
                     ups = [by_name[u] for u in p.stage.upstream if u in by_name]
                     ready = all(u.status in ("cached", "done") for u in ups)
-                    fits = sum(self.slots(q) for q in running.values()) + self.slots(p) <= self.jobs
+                    fits = sum(self.slots(q) for q in running.values()) + self.slots(p) <= self.jobs and (
+                        self.memory_budget is None or not running
+                        or sum(self.memory(q) for q in running.values()) + self.memory(p) <= self.memory_budget)
                     if any(u.status in ("failed", "blocked") for u in ups):
                         p.status = "blocked"
                     elif self.failures and not self.keep_going:

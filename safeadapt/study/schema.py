@@ -36,6 +36,7 @@ class StageSpec(BaseModel):
     matrix: dict[str, list[Any]] | list[dict[str, Any]] | None = None
     description: str = ""
     threads: int | str | None = None  # torch threads the stage runs with (a `${var}` allowed)
+    memory_gb: float | str | None = None  # the stage's expected peak RAM (scheduling only; a `${var}` allowed)
 
 
 class StudySpec(BaseModel):
@@ -78,6 +79,7 @@ class Stage:
     description: str = ""
     replicate: int | None = None  # the study seed of this copy (None: one run, or shared by all seeds)
     threads: int | None = None  # declared torch threads (None: the scheduler's cores // jobs)
+    memory_gb: float | None = None  # declared peak RAM in GiB (None: the per-job budget)
     base_name: str = ""  # the name without the replicate suffix (names the stage's output dir)
 
     @property
