@@ -283,48 +283,35 @@ def test_seed_sweep_via_matrix(tmp_path: Path) -> None:
     assert "seed must be an integer, got 'x0'" in _err(bad)
 
 
-def test_stage_threads_are_a_positive_integer(tmp_path: Path) -> None:
-    ok = _study(tmp_path, """
+@pytest.mark.parametrize("field, value, want, bad, message", [
+    ("threads", 2, 2, (("0", "0"), ("x", "'x'"), ("-2", "-2")), "threads must be a positive integer"),
+    ("memory_gb", 2.5, 2.5, (("0", "0"), ("-1", "-1"), ("x", "'x'")), "memory_gb must be a positive number of GiB"),
+])
+def test_stage_threads_and_memory_are_validated(tmp_path: Path, field: str, value: float, want: float,
+                                                bad: tuple, message: str) -> None:
+    ok = _study(tmp_path, f"""
         name: s
-        vars: {t: 2}
+        vars: {{v: {value}}}
         stages:
-          a: {kind: python, threads: "${t}", params: {function: "m:f"}}
-          b: {kind: python, params: {function: "m:f"}}
+          a: {{kind: python, {field}: "${{v}}", params: {{function: "m:f"}}}}
+          b: {{kind: python, params: {{function: "m:f"}}}}
         """)
-    assert [s.threads for s in load_study(ok).stages] == [2, None]
-    for bad, shown in (("0", "0"), ("x", "'x'"), ("-2", "-2")):
+    assert [getattr(s, field) for s in load_study(ok).stages] == [want, None]
+    for raw, shown in bad:
         f = _study(tmp_path, f"""
             name: s
             stages:
-              a: {{kind: python, threads: {bad}, params: {{function: "m:f"}}}}
+              a: {{kind: python, {field}: {raw}, params: {{function: "m:f"}}}}
             """)
         msg = _err(f)
-        assert "stage 'a'" in msg and f"threads must be a positive integer, got {shown}" in msg, msg
-    f = _study(tmp_path, """
-        name: s
-        stages:
-          a: {kind: python, threads: 1.5, params: {function: "m:f"}}
-        """)
-    assert "stages.a.threads" in _err(f)
-
-
-def test_stage_memory_is_a_positive_number(tmp_path: Path) -> None:
-    ok = _study(tmp_path, """
-        name: s
-        vars: {m: 2.5}
-        stages:
-          a: {kind: python, memory_gb: "${m}", params: {function: "m:f"}}
-          b: {kind: python, params: {function: "m:f"}}
-        """)
-    assert [s.memory_gb for s in load_study(ok).stages] == [2.5, None]
-    for bad, shown in (("0", "0"), ("-1", "-1"), ("x", "'x'")):
-        f = _study(tmp_path, f"""
+        assert "stage 'a'" in msg and f"{message}, got {shown}" in msg, msg
+    if field == "threads":  # pydantic's own message for a non-integer
+        f = _study(tmp_path, """
             name: s
             stages:
-              a: {{kind: python, memory_gb: {bad}, params: {{function: "m:f"}}}}
+              a: {kind: python, threads: 1.5, params: {function: "m:f"}}
             """)
-        msg = _err(f)
-        assert "stage 'a'" in msg and f"memory_gb must be a positive number of GiB, got {shown}" in msg, msg
+        assert "stages.a.threads" in _err(f)
 
 
 def test_builtin_demo_study_validates(tmp_path: Path) -> None:
