@@ -29,6 +29,14 @@ def edit(d: Path, fn) -> Path:
     return d
 
 
+def open_model(path: Path):
+    """A tiny checkpoint opened as the merge engine's InputModel (what the calibration passes read)."""
+    from safeadapt.io.resolve import resolve_model_ref
+    from safeadapt.repair.merge.inputs import open_input
+
+    return open_input(str(path), resolve_model_ref(str(path)), False)
+
+
 def calib(path: Path, n: int = 6, offset: int = 0) -> str:
     rows = [{"messages": [{"role": "user", "content": " ".join(f"w{(i * 3 + j + offset) % 50}" for j in range(5))},
                           {"role": "assistant", "content": " ".join(f"w{(i * 7 + j + offset) % 50}" for j in range(6))}]}
@@ -267,8 +275,6 @@ def test_wanda_by_layer_equals_whole_model(llms, tmp_path, kind):
     from safeadapt.io.models import load_pretrained
     from safeadapt.repair.calibrate import calibration_rows, tokenize, wanda_norms
     from safeadapt.repair.calibrate_layers import wanda_norms_by_layer
-    from safeadapt.repair.merge.config import MergeConfig, ModelEntry
-    from safeadapt.repair.merge.engine import open_inputs
     from safeadapt.train.common import tokenizer_of
 
     path = llms["aligned"] if kind == "llm" else build_tiny_llava(tmp_path / "v", seed=4)
@@ -276,7 +282,7 @@ def test_wanda_by_layer_equals_whole_model(llms, tmp_path, kind):
     tok = tokenizer_of(proc)
     rows = tokenize(tok, calibration_rows(calib(tmp_path / "c.jsonl", n=5), 128, 0, "c"), 256, "c")
     whole = wanda_norms(model, rows, batch_size=2, pad_id=tok.pad_token_id)
-    (inp,) = open_inputs(MergeConfig(merge_method="x", models=[ModelEntry(model=str(path))]), None, False)
+    inp = open_model(path)
     by_layer = wanda_norms_by_layer(inp, rows, batch_size=2, pad_id=tok.pad_token_id)
     inp.source.close()
     layer_keys = {k for k in whole if ".layers." in k}

@@ -11,20 +11,12 @@ import torch
 from safetensors.torch import load_file
 
 from safeadapt.io.tiny import build_tiny_llava, build_tiny_llm
-from test_repair_methods import calib, edit, sd
+from test_repair_methods import calib, edit, open_model, sd
 
 
 @pytest.fixture(scope="module")
 def llm(tmp_path_factory):
     return build_tiny_llm(tmp_path_factory.mktemp("snip") / "m", seed=3)
-
-
-def _open(path):
-    from safeadapt.repair.merge.config import MergeConfig, ModelEntry
-    from safeadapt.repair.merge.engine import open_inputs
-
-    (inp,) = open_inputs(MergeConfig(merge_method="x", models=[ModelEntry(model=str(path))]), None, False)
-    return inp
 
 
 def _custom_llm(out, arch, seed=7, **cfg_kw):
@@ -67,7 +59,7 @@ def test_snip_by_layer_equals_whole_model(llm, tmp_path, kind):
     # absolute tolerance on the model's score scale: q/k gradients of a near-uniform attention can sit
     # at rounding-noise level (~1e-7 of the largest score), where no two summation orders agree
     scale = max(float(whole[k].abs().max()) for k in layer_keys)
-    inp = _open(path)
+    inp = open_model(path)
     try:
         one = snip_scores_by_layer(inp, rows, tmp_path / "one", vocab_block=100)
         # ~2 rows per chunk: partial sums stay on disk between chunks
@@ -103,7 +95,7 @@ def test_soft_capped_logits_fall_back_to_the_whole_model(tmp_path):
     model, proc = load_pretrained(str(path))
     assert model.config.final_logit_softcapping
     rows = tokenize(tokenizer_of(proc), texts["safety"], 64, "c")
-    inp = _open(path)
+    inp = open_model(path)
     with pytest.raises(NotLayerwise, match="final_logit_softcapping"):
         snip_scores_by_layer(inp, rows, tmp_path / "refused")
     inp.source.close()

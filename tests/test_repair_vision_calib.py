@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from _tiny import build_tiny_llama, build_tiny_llava
+from test_repair_methods import open_model
 
 TEXTS = [("Describe the image please.", "I cannot help with that request."),
          ("Write a poem about the sea.", "Sure, here is how to bake bread."),
@@ -50,14 +51,6 @@ def _rows(path, images=True, n=4):
 @pytest.fixture(scope="module")
 def llava(tmp_path_factory):
     return build_tiny_llava(tmp_path_factory.mktemp("vlcal") / "v", seed=5)
-
-
-def _open(path):
-    from safeadapt.repair.merge.config import MergeConfig, ModelEntry
-    from safeadapt.repair.merge.engine import open_inputs
-
-    (inp,) = open_inputs(MergeConfig(merge_method="x", models=[ModelEntry(model=str(path))]), None, False)
-    return inp
 
 
 def _tokenized(path, spec, max_length=256):
@@ -104,7 +97,7 @@ def test_image_rows_whole_model_equals_layerwise(llava, tmp_path):
     whole_w = wanda_norms(model, rows, batch_size=3, pad_id=pad)
     whole_s = snip_scores(model, rows)
     text_w = wanda_norms(model, text_rows, batch_size=3, pad_id=pad)
-    inp = _open(llava)
+    inp = open_model(llava)
     try:
         layer_w = wanda_norms_by_layer(inp, rows, batch_size=3, pad_id=pad)
         layer_s = LazyScores(snip_scores_by_layer(inp, rows, tmp_path / "snip", vocab_block=100))
@@ -147,7 +140,7 @@ def test_planted_image_feature_shows_in_wanda_norms(llava, tmp_path):
     vlm, j = _planted(llava, tmp_path / "planted")
     _, proc, rows = _tokenized(vlm, _rows(tmp_path / "c.jsonl"))
     _, _, text_rows = _tokenized(vlm, _rows(tmp_path / "t.jsonl", images=False))
-    inp = _open(vlm)
+    inp = open_model(vlm)
     try:
         with_img = wanda_norms_by_layer(inp, rows, pad_id=proc.tokenizer.pad_token_id)
         no_img = wanda_norms_by_layer(inp, text_rows, pad_id=proc.tokenizer.pad_token_id)

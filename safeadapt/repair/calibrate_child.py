@@ -45,22 +45,6 @@ class LazyScores:
         return self._src.get(key) if key in self._keys else None
 
 
-def _open_input(label: str, ref: Any, allow_pickle: bool) -> Any:
-    """The merge engine's InputModel for one resolved reference (as `open_inputs` builds it)."""
-    from safeadapt.io.names import detect_layout, to_canonical
-    from safeadapt.io.models import read_config_dict
-    from safeadapt.io.tensors import open_tensors
-    from safeadapt.repair.merge.engine import InputModel
-
-    src = open_tensors(ref, allow_pickle=allow_pickle)
-    names = src.keys()
-    layout = detect_layout(names)
-    m = InputModel(label, ref, src, layout, read_config_dict(ref) or getattr(src, "config", None))
-    for n in names:
-        m.canon[to_canonical(n, layout)] = n
-    return m
-
-
 def compute_scores(job: CalibrationJob) -> dict[str, str]:
     """Compute every score set of `job` and write each to `out_dir/<name>.safetensors` (layer-wise
     SNIP: the directory `out_dir/<name>/`, safetensors shards); returns name -> path.
@@ -75,6 +59,7 @@ def compute_scores(job: CalibrationJob) -> dict[str, str]:
     from safeadapt.repair.calibrate import snip_scores, tokenize, wanda_norms
     from safeadapt.repair.calibrate_layers import NotLayerwise, streamable, wanda_norms_by_layer
     from safeadapt.repair.calibrate_snip import snip_scores_by_layer
+    from safeadapt.repair.merge.inputs import open_input
     from safeadapt.train.common import tokenizer_of
 
     if job.threads is not None:
@@ -90,7 +75,7 @@ def compute_scores(job: CalibrationJob) -> dict[str, str]:
 
     for r in dict.fromkeys(n.role for n in job.needs):
         label, ref = job.inputs[r]
-        inp = _open_input(label, ref, job.allow_pickle)
+        inp = open_input(label, ref, job.allow_pickle)
         try:
             mine = [n for n in job.needs if n.role == r]
             if streamable(inp):

@@ -41,6 +41,22 @@ def _resolve_model(label: str, cfg_dir: Path | None, allow_pickle: bool) -> Mode
     return resolve_model_ref(label, allow_pickle=allow_pickle)
 
 
+def open_input(label: str, ref: ModelRef, allow_pickle: bool) -> InputModel:
+    """One resolved model opened for streaming: its tensors under canonical names (two on-disk names
+    that map to one canonical name are an error naming the file)."""
+    src = open_tensors(ref, allow_pickle=allow_pickle)
+    names = src.keys()
+    layout = detect_layout(names)
+    m = InputModel(label, ref, src, layout, read_config_dict(ref) or getattr(src, "config", None))
+    for n in names:
+        k = to_canonical(n, layout)
+        if k in m.canon:
+            src.close()
+            raise SafeAdaptError(f"tensor names {m.canon[k]} and {n} collide in {m.where()}")
+        m.canon[k] = n
+    return m
+
+
 def open_inputs(cfg: MergeConfig, cfg_dir: Path | None, allow_pickle: bool) -> list[InputModel]:
     out: list[InputModel] = []
     try:
@@ -49,16 +65,7 @@ def open_inputs(cfg: MergeConfig, cfg_dir: Path | None, allow_pickle: bool) -> l
             if ref.kind != "gguf" and (ref.path / "adapter_config.json").is_file() and not (ref.path / "config.json").is_file():
                 raise SafeAdaptError(f"{ref.path} is a PEFT adapter, not a full checkpoint; merge it into its base first "
                                      "(e.g. `peft` merge_and_unload + save_pretrained)")
-            src = open_tensors(ref, allow_pickle=allow_pickle)
-            names = src.keys()
-            layout = detect_layout(names)
-            m = InputModel(label, ref, src, layout, read_config_dict(ref) or getattr(src, "config", None))
-            for n in names:
-                k = to_canonical(n, layout)
-                if k in m.canon:
-                    raise SafeAdaptError(f"tensor names {m.canon[k]} and {n} collide in {m.where()}")
-                m.canon[k] = n
-            out.append(m)
+            out.append(open_input(label, ref, allow_pickle))
     except BaseException:
         for m in out:
             m.source.close()
