@@ -81,19 +81,18 @@ def simulate(study_dir: Path, replicate: int | None, jobs: int) -> float:
     names = {s["name"] for s in stages}
     ups = {s["name"]: {i["stage"] for i in s["inputs"].values() if i.get("stage") in names} for s in stages}
     secs = {s["name"]: float(s.get("seconds") or 0.0) for s in stages}
-    # the scheduler's own rule: HLFET priority on the kinds' expected costs, slots by declared threads
+    # the scheduler's own rule (its priority and its fit test), on stand-ins for the planned stages
     sys.path.insert(0, str(ROOT))
     from safeadapt.study.registry import import_plugin
-    from safeadapt.study.scheduler import expected_cost, stage_slots
+    from safeadapt.study.scheduler import Scheduler, stage_slots
 
     for mod in rec.get("plugins") or ["safeadapt.world.stages"]:
         import_plugin(mod)
-    kids = {n: [c for c in names if n in ups[c]] for n in names}
-    level: dict[str, float] = {}
-    for s in reversed(stages):  # topological order reversed: children first
-        level[s["name"]] = expected_cost(s["kind"]) + max((level[c] for c in kids[s["name"]]), default=0.0)
-    order = {s["name"]: (-level[s["name"]] if jobs > 1 else 0, i) for i, s in enumerate(stages)}
-    slots = {s["name"]: stage_slots(SimpleNamespace(threads=s.get("threads")), 1, jobs) for s in stages}
+    items = {s["name"]: SimpleNamespace(stage=SimpleNamespace(name=s["name"], kind=s["kind"], upstream=sorted(ups[s["name"]]),
+                                                              threads=s.get("threads")), status="to-run") for s in stages}
+    sched = Scheduler(plan=list(items.values()), jobs=jobs, keep_going=False, run=None, args=None,  # type: ignore[arg-type]
+                      on_start=None, on_finish=None, on_skip=None, slots=lambda p: stage_slots(p.stage, 1, jobs))  # type: ignore[arg-type]
+    order = sched._priority() if jobs > 1 else {n: (0, i) for i, n in enumerate(items)}
     done: set[str] = set()
     running: list[tuple[float, str]] = []
     pending = sorted(names, key=order.get)
@@ -101,10 +100,11 @@ def simulate(study_dir: Path, replicate: int | None, jobs: int) -> float:
     while pending or running:
         held = False
         for n in list(pending):
-            ready, fits = ups[n] <= done, sum(slots[m] for _, m in running) + slots[n] <= jobs
-            if ready and not fits:
+            if not ups[n] <= done:
+                continue
+            if not sched.fits(items[n], [items[m] for _, m in running]):
                 held = True
-            elif ready and not held:
+            elif not held:
                 heapq.heappush(running, (now + secs[n], n))
                 pending.remove(n)
         now, n = heapq.heappop(running)

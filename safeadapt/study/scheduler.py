@@ -260,6 +260,14 @@ class Scheduler:
             level(p.stage.name)
         return {p.stage.name: (-level(p.stage.name), i) for i, p in enumerate(self.plan)}
 
+    def fits(self, p: Any, running: list[Any]) -> bool:
+        """Whether p can start beside `running`: its slots within `jobs` and, with a memory budget,
+        its expected peak beside theirs within it (a stage alone always fits)."""
+        if sum(self.slots(q) for q in running) + self.slots(p) > self.jobs:
+            return False
+        return self.memory_budget is None or not running or \
+            sum(self.memory(q) for q in running) + self.memory(p) <= self.memory_budget
+
     def _executor(self) -> cf.Executor:
         if self.jobs <= 1:
             return _Inline()
@@ -286,14 +294,11 @@ class Scheduler:
                 for p in list(pending):
                     ups = [by_name[u] for u in p.stage.upstream if u in by_name]
                     ready = all(u.status in ("cached", "done") for u in ups)
-                    fits = sum(self.slots(q) for q in running.values()) + self.slots(p) <= self.jobs and (
-                        self.memory_budget is None or not running
-                        or sum(self.memory(q) for q in running.values()) + self.memory(p) <= self.memory_budget)
                     if any(u.status in ("failed", "blocked") for u in ups):
                         p.status = "blocked"
                     elif self.failures and not self.keep_going:
                         p.status = "skipped"
-                    elif ready and not fits:
+                    elif ready and not self.fits(p, list(running.values())):
                         held = True
                         continue
                     elif ready and not held:
