@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from pydantic import ValidationError
 
@@ -55,6 +55,18 @@ def _keep(row: Row, adapter: str, opts: dict[str, Any]) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
+def map_spec_path(spec: str | dict[str, Any], fn: Callable[[str], str]) -> str | dict[str, Any]:
+    """`spec` with its local location passed through `fn` (to resolve a relative path): a dict's
+    `path`, the location of `adapter:loc`, or a plain path; hub locations (`hf:...`, a dict's `hub`)
+    are left as they are."""
+    if isinstance(spec, dict):
+        return {**spec, "path": fn(spec["path"])} if isinstance(spec.get("path"), str) else spec
+    head, sep, rest = spec.partition(":")
+    if sep and head in ADAPTERS and rest:
+        return f"{head}:{fn(rest)}"
+    return spec if sep and head == "hf" else fn(spec)
+
+
 def _parse_spec(spec: str | os.PathLike | dict, opts: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
     """-> (adapter name, location, options)."""
     if isinstance(spec, dict):

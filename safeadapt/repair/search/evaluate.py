@@ -33,20 +33,16 @@ class Evaluator(Protocol):
 
 
 def resolve_spec(spec: str | dict[str, Any], base_dir: Path) -> str | dict[str, Any]:
-    """A dataset spec with its relative path read against the space file's folder, as `safeadapt eval`
-    and study stages read theirs: a plain path, `adapter:path` (xstest:data/x.csv) or a dict with
-    `path`. A path that does not exist there (a hub id, an absolute path) is left as given."""
+    """A dataset spec with its relative path read against the space file's folder, as study stages
+    read theirs (`map_spec_path`: a plain path, `adapter:path`, a dict's `path`). A path that does
+    not exist there (a hub id, an absolute path) is left as given."""
+    from safeadapt.data.loaders import map_spec_path
 
     def here(p: str) -> str:
         q = Path(p).expanduser()
         return str(base_dir / q) if not q.is_absolute() and (base_dir / q).exists() else p
 
-    if isinstance(spec, dict):
-        return {**spec, "path": here(spec["path"])} if isinstance(spec.get("path"), str) else spec
-    head, sep, tail = spec.partition(":")
-    if sep and tail and "/" not in head and head != "hf":
-        return f"{head}:{here(tail)}"
-    return here(spec)
+    return map_spec_path(spec, here)
 
 
 def stratified_subset(samples: list[Sample], frac: float, seed: int, salt: str = "") -> list[Sample]:

@@ -41,18 +41,11 @@ class EvalStageParams(BaseModel):
 
 
 def _dataset_spec(ctx: StageContext, spec: str | dict[str, Any]) -> str | dict[str, Any]:
-    """Resolve paths inside a loader spec: `name:path`, a plain path, or a dict with 'path'."""
-    if isinstance(spec, dict):
-        out = dict(spec)
-        if isinstance(out.get("path"), str):
-            out["path"] = resolve_ref(ctx, out["path"])
-        return out
-    if spec.startswith("input:"):
-        return resolve_ref(ctx, spec)
-    head, sep, tail = spec.partition(":")
-    if sep and "/" not in head and tail:
-        return f"{head}:{resolve_ref(ctx, tail)}"
-    return resolve_ref(ctx, spec)
+    """Resolve paths inside a loader spec (`map_spec_path`: `adapter:path`, a plain path or
+    `input:<slot>/file`, a dict's 'path') against the study file's dir / the stage's inputs."""
+    from safeadapt.data.loaders import map_spec_path
+
+    return map_spec_path(spec, lambda p: resolve_ref(ctx, p))
 
 
 @STAGE_KINDS.register("eval")
