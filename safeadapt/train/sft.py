@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from safeadapt.core.console import quiet_trainer
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.train.common import (
     StepClock,
@@ -143,6 +144,7 @@ def _make_trainer(model: Any, proc: Any, dataset: Any, opts: SFTOptions, work: P
         model=model, args=args, train_dataset=dataset, processing_class=proc, peft_config=peft_cfg,
         data_collator=collator,
     )
+    quiet_trainer(trainer)
     if opts.lora and (opts.train_modules or opts.freeze_modules):
         # PEFT freezes the base; keep the caller's extra trainable modules (e.g. a projector) trainable
         for n, p in trainer.model.named_parameters():
