@@ -4,7 +4,6 @@ metric). `SUITES` is the registry; each suite lives in its own module with one r
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -16,24 +15,16 @@ from safeadapt.eval.backends.common import load_image
 from safeadapt.eval.cache import GenerationCache, cached_generate, cached_loglikelihood
 from safeadapt.eval.types import Backend, DecodingConfig, GenRequest, Judge, JudgeItem, LoglikRequest
 
-#: name -> Suite class (no I/O at registration)
-SUITES: Registry[type["Suite"]] = Registry("suite")
-
-BUILTIN_SUITE_MODULES = ("text_safety", "jailbreak", "over_refusal", "mm_safety", "helpfulness")
-
-
-def load_builtin_suites() -> None:
-    for mod in BUILTIN_SUITE_MODULES:
-        importlib.import_module(f"safeadapt.eval.suites.{mod}")
+#: name -> Suite class (no I/O at registration); `register` sets the class's `name`. Every module
+#: of this package is loaded on the first lookup.
+SUITES: Registry[type["Suite"]] = Registry("suite", builtins="safeadapt.eval.suites", name_attr="name")
 
 
 def get_suite(name: str) -> "Suite":
-    load_builtin_suites()
     return SUITES.get(name)()
 
 
 def suite_names() -> list[str]:
-    load_builtin_suites()
     return SUITES.names()
 
 
@@ -66,7 +57,7 @@ class SuiteResult:
 
 
 class Suite:
-    """Subclasses set `name`, `metric` and implement `default_samples`, `query_count`, `run`."""
+    """Subclasses set `metric` and implement `default_samples`, `query_count`, `run`."""
 
     name: str = ""
     metric: str = ""
