@@ -8,6 +8,8 @@ import os
 
 import typer
 
+from safeadapt.core.cli_support import COMMANDS
+
 app = typer.Typer(
     name="safeadapt",
     help="Measure and repair the safety cost of adapting aligned language models.",
@@ -24,7 +26,7 @@ _STAGES = (
     "safeadapt.eval.judges.commands",  # judge
     "safeadapt.diagnose.commands",  # diagnose weights|activations|recommend
     "safeadapt.train.commands",  # train sft|dpo|vl-adapt|attack
-    "safeadapt.study.commands",  # run, demo
+    "safeadapt.study.commands",  # run
     "safeadapt.repair.search.commands",  # search
     "safeadapt.report.commands",  # report
 )
@@ -36,6 +38,8 @@ def _root() -> None:
 
 for _mod in _STAGES:
     importlib.import_module(_mod).register(app)
+for _name, _add in COMMANDS.items():  # commands of plugins (e.g. the miniature world's `demo`)
+    _add(app)
 
 
 @app.command("version")

@@ -8,6 +8,7 @@ import pkgutil
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
 from safeadapt.core.errors import SafeAdaptError
+from safeadapt.core.plugins import load_plugins
 
 T = TypeVar("T")
 
@@ -29,7 +30,7 @@ class Registry(Generic[T]):
     """`Registry(kind, builtins="pkg.path")`: `register(name, **meta)` records an object and its
     metadata (each `meta` item is also set on the object as an attribute, e.g. a stage kind's
     `params_model` and `version`); with `name_attr`, the name too (a suite's `name`). `builtins`
-    (a package, or a module) is imported on the first lookup; `skip` leaves modules of it out.
+    (a package, or a module) is imported on the first lookup, and the plugins with it; `skip` leaves modules of it out.
     Unknown names give a one-line SafeAdaptError listing the known ones."""
 
     def __init__(self, kind: str, builtins: str | None = None, *, name_attr: str | None = None,
@@ -56,15 +57,16 @@ class Registry(Generic[T]):
         return deco
 
     def load(self) -> None:
-        """Import the built-ins once (a failed import is retried on the next lookup)."""
-        if self._loaded or self.builtins is None:
-            return
-        self._loaded = True  # set first: a built-in module may look names up while it loads
-        try:
-            load_builtins(self.builtins, self._skip)
-        except BaseException:
-            self._loaded = False
-            raise
+        """Import the built-ins, then the plugins (`core.plugins`), once each; a failed import is
+        retried on the next lookup."""
+        if not self._loaded and self.builtins is not None:
+            self._loaded = True  # set first: a built-in module may look names up while it loads
+            try:
+                load_builtins(self.builtins, self._skip)
+            except BaseException:
+                self._loaded = False
+                raise
+        load_plugins()
 
     def get(self, name: str) -> T:
         self.load()
