@@ -42,6 +42,25 @@ for _name, _add in COMMANDS.items():  # commands of plugins (e.g. the miniature 
     _add(app)
 
 
+@app.command("plugins")
+def plugins() -> None:
+    """List the plugins loaded and every registered judge, suite, backend, method and stage kind."""
+    from safeadapt.core.plugins import load_plugins
+    from safeadapt.eval.backends import backend_kinds
+    from safeadapt.eval.judges.registry import judge_names
+    from safeadapt.eval.suites.base import suite_names
+    from safeadapt.repair.merge.methods import METHODS
+    from safeadapt.repair.methods import REPAIRS
+    from safeadapt.repair.search.evals import SEARCH_EVALS
+    from safeadapt.study.stages import STAGE_KINDS
+
+    rows = {"judges": judge_names(), "suites": suite_names(), "backends": backend_kinds(),
+            "merge methods": METHODS.names(), "repair methods": REPAIRS.names(), "stage kinds": STAGE_KINDS.names(),
+            "search eval kinds": ["suites", *SEARCH_EVALS.names()], "commands": COMMANDS.names(), "plugins": load_plugins()}
+    for k, v in rows.items():
+        typer.echo(f"{k}: {', '.join(v)}")
+
+
 @app.command("version")
 def version() -> None:
     """Print tool and library versions."""

@@ -95,7 +95,7 @@ def register(app: typer.Typer) -> None:
         temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="sampling temperature; 0 = greedy"),
         top_p: float = typer.Option(1.0, "--top-p", min=0.0, max=1.0, help="nucleus sampling mass (with --temperature > 0)"),
         bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="bootstrap resamples for means of judge scores (proportions use Wilson intervals)"),
-        backend: str = typer.Option("auto", "--backend", help="auto (vllm when installed and a GPU is present, else hf) | hf (transformers, local) | vllm | openai (an OpenAI-compatible server)"),
+        backend: str = typer.Option("auto", "--backend", help="auto (vllm when installed and a GPU is present, else hf) | hf (transformers, local) | vllm | openai (an OpenAI-compatible server) | a plugin's kind (`safeadapt plugins`)"),
         dtype: str = typer.Option("float32", "--dtype", help="weights dtype for hf/vllm: float32, bfloat16, float16"),
         base_url: Optional[str] = typer.Option(None, "--base-url", help="openai backend: http://host:port/v1"),
         api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="openai backend: env var holding the API key"),
@@ -126,8 +126,12 @@ def register(app: typer.Typer) -> None:
             opts = {"api_key_env": api_key_env, **({"base_url": base_url} if base_url else {})}
         elif backend == "vllm":
             opts = {"dtype": dtype, "trust_remote_code": trust_remote_code}
-        else:
-            raise SafeAdaptError(f"unknown backend {backend!r}; known: auto, hf, vllm, openai")
+        else:  # a plugin's backend kind takes its own defaults
+            from safeadapt.eval.backends import backend_kinds
+
+            if backend not in backend_kinds():
+                raise SafeAdaptError(f"unknown backend {backend!r}; known: {', '.join(backend_kinds())}")
+            opts = {}
         dec = DecodingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size)
         res = evaluate(model, names, out, judge=judge_obj, datasets=datasets, decoding=dec, seed=seed,
                        bootstrap=bootstrap, limit=limit, backend=backend, backend_options=opts)
