@@ -103,9 +103,9 @@ def register(app: typer.Typer) -> None:
         trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="run the model repository's own Python code; off by default"),
     ) -> None:
         """Evaluate MODEL on safety and helpfulness suites (generate once, grade many)."""
-        from rich.console import Console
         from rich.table import Table
 
+        from safeadapt.core.console import console, say
         from safeadapt.core.errors import SafeAdaptError
         from safeadapt.eval.runner import evaluate, resolve_judge, validate_suites
         from safeadapt.eval.types import DecodingConfig
@@ -146,5 +146,5 @@ def register(app: typer.Typer) -> None:
             else:
                 table.add_row(name, m, f"{v['value']:.3f}", f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}]", f"{v['k']}/{v['n']}",
                               _note(block))
-        Console().print(table)
-        typer.echo(f"wrote {Path(out) / 'results.json'} and {Path(out) / 'generations.jsonl'}")
+        console().print(table)
+        say(f"wrote {Path(out) / 'results.json'} and {Path(out) / 'generations.jsonl'}")

@@ -30,15 +30,14 @@ def run_study_file(
     seeds: str | list[int] | None = None,
 ) -> Any:
     """Validate, then plan (dry run) or run a study. Returns the plan."""
-    from rich.console import Console
-
+    from safeadapt.core.console import console as the_console
     from safeadapt.study.engine import plan_study, print_plan, run_study
     from safeadapt.study.replicates import parse_seeds
     from safeadapt.study.schema import load_study, parse_overrides
 
     seed_list = parse_seeds(seeds, "--seeds: ") if seeds is not None else None
     study = load_study(study_file, overrides=parse_overrides(sets), profile=profile, seed=seed, seeds=seed_list)
-    console = Console()
+    console = the_console()
     if dry_run:
         from safeadapt.study.engine import select
 
@@ -79,9 +78,10 @@ def register(app: typer.Typer) -> None:
             write_study_report(out)  # what finished before the failure, in report.html too
             raise
         if not dry_run:
+            from safeadapt.core.console import say
             from safeadapt.study.replicates import write_results
 
             if plan and any(p.stage.replicate is not None for p in plan) and write_results(out) is not None:
-                typer.echo(f"across-seed metrics written to {out / 'results.json'}")
+                say(f"across-seed metrics written to {out / 'results.json'}")
             report = write_study_report(out)
-            typer.echo(f"study written to {out} (study.json{', report.html' if report else ''})")
+            say(f"study written to {out} (study.json{', report.html' if report else ''})")

@@ -10,6 +10,7 @@ from typing import Any, Optional
 import typer
 
 from safeadapt.core.cli_support import user_errors
+from safeadapt.core.console import say
 
 LLM_JUDGES = ("rubric", "strongreject", "guard")
 
@@ -167,4 +168,4 @@ def register(app: typer.Typer) -> None:
             msg += f", harmfulness score {summary['harmfulness_score']:.2f}, rate {summary['harmfulness_rate']:.1%}"
         if summary["resumed_rows"]:
             msg += f" ({summary['resumed_rows']} rows from checkpoint)"
-        typer.echo(f"{msg} -> {out}")
+        say(f"{msg} -> {out}")
