@@ -114,16 +114,16 @@ def merged_slurm(study: Any, stage: Any, cli: dict[str, Any] | None = None) -> d
 
 def sbatch_resources(study: Any, stage: Any, cli: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the stage's job asks for, as submitit's SlurmExecutor parameters: cpus_per_task
-    (`slurm.cpus_per_task`, else `threads`), mem_gb (`memory_gb`), gpus_per_node (`gpus`, else the
+    (`slurm.cpus_per_task`, else `threads`), mem (`memory_gb`, in MiB), gpus_per_node (`gpus`, else the
     processes of `launch:`), partition, time (minutes or a SLURM time), account, qos, constraint,
     setup lines and additional_parameters (the extra sbatch options)."""
     s = merged_slurm(study, stage, cli)
-    res: dict[str, Any] = {"job_name": f"safeadapt:{study.name}:{stage.name}", "nodes": 1, "tasks_per_node": 1}
+    res: dict[str, Any] = {"job_name": f"safeadapt:{study.name}:{stage.name}", "nodes": 1, "ntasks_per_node": 1}
     cpus = s.get("cpus_per_task") or getattr(stage, "threads", None)
     if cpus:
         res["cpus_per_task"] = int(cpus)
     if getattr(stage, "memory_gb", None):
-        res["mem_gb"] = float(stage.memory_gb)
+        res["mem"] = f"{max(1, round(float(stage.memory_gb) * 1024))}M"
     gpus = getattr(stage, "gpus", None)
     if gpus is None:
         gpus = launch_processes(stage, study.base_dir)
@@ -150,12 +150,12 @@ def describe(res: dict[str, Any]) -> dict[str, str]:
     t = res.get("time")
     extra = " ".join(f"--{k.replace('_', '-')}" + ("" if v is True else f"={v}")
                      for k, v in (res.get("additional_parameters") or {}).items())
-    mem = res.get("mem_gb")
+    mem = res.get("mem")
     return {
         "partition": str(res.get("partition") or "-"),
         "time": "-" if t is None else (f"{t} min" if isinstance(t, int) else str(t)),
         "cpus": str(res.get("cpus_per_task") or "-"),
-        "mem": f"{mem:g}G" if mem else "-",
+        "mem": f"{int(mem[:-1]) / 1024:g}G" if mem else "-",
         "gpus": str(res.get("gpus_per_node") or "-"),
         "other": " ".join(x for x in (
             f"account={res['account']}" if res.get("account") else "",
