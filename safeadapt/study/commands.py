@@ -12,8 +12,11 @@ from safeadapt.core.cli_support import user_errors
 
 SEEDS_HELP = ("Replicate the study over these seeds, e.g. 0,1,2: stages that do not depend on the seed run once; "
               "results.json gets per-seed values and the across-seed mean and 95% interval of every metric.")
+EXECUTOR_HELP = ("Where stages run: local (worker processes on this machine) or slurm (one SLURM job a stage, "
+                 "resources from each stage's threads / memory_gb / gpus / slurm:; see docs/study.md).")
 JOBS_HELP = ("Stages run at once, each in its own worker process with cores/N torch threads (default: the "
-             "number of cores, capped by available memory at 1.5 GB a job; 1 = one at a time in this process).")
+             "number of cores, capped by available memory at 1.5 GB a job; 1 = one at a time in this process). "
+             "With --executor slurm: the most SLURM jobs queued at once (default: no limit).")
 
 
 def run_study_file(
@@ -28,8 +31,11 @@ def run_study_file(
     keep_going: bool = False,
     jobs: int | None = None,
     seeds: str | list[int] | None = None,
+    executor: str = "local",
+    slurm: dict[str, Any] | None = None,
 ) -> Any:
-    """Validate, then plan (dry run) or run a study. Returns the plan."""
+    """Validate, then plan (dry run) or run a study (`executor`: local or slurm, with `slurm` the
+    command line's SLURM settings). Returns the plan."""
     from safeadapt.core.console import console as the_console
     from safeadapt.study.engine import plan_study, print_plan, run_study
     from safeadapt.study.replicates import parse_seeds
@@ -45,9 +51,14 @@ def run_study_file(
 
         plan = select(plan_study(study, out), only)
         print_plan(plan, console, out)
+        if executor == "slurm":
+            from safeadapt.study.status import print_resources
+
+            print_resources(study, plan, slurm, console)
         print_refs(check_refs(study), console)  # hub ids validated as names, offline
         return plan
-    return run_study(study, out, only=only, keep_going=keep_going, console=console, jobs=jobs)
+    return run_study(study, out, only=only, keep_going=keep_going, console=console, jobs=jobs, executor=executor,
+                     slurm=slurm)
 
 
 def register(app: typer.Typer) -> None:
@@ -56,8 +67,8 @@ def register(app: typer.Typer) -> None:
     @app.command("run")
     @user_errors
     def run(
-        study: Path = typer.Argument(..., help="Study YAML (see docs/study.md)."),
-        out: Path = typer.Option(..., "--out", "-o", help="Study directory (stages/, scratch/, study.json)."),
+        study: Optional[Path] = typer.Argument(None, help="Study YAML (see docs/study.md)."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Study directory (stages/, scratch/, study.json)."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (kind, inputs, cached/to-run, key); run nothing."),
         seed: Optional[int] = typer.Option(None, "--seed", help="Override the study seed."),
         profile: Optional[str] = typer.Option(None, "--profile", help="Apply a named profile of variable overrides."),
@@ -66,14 +77,36 @@ def register(app: typer.Typer) -> None:
         keep_going: bool = typer.Option(False, "--keep-going", help="After a failure, still run stages that do not depend on it."),
         jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help=JOBS_HELP),
         seeds: Optional[str] = typer.Option(None, "--seeds", help=SEEDS_HELP),
+        executor: str = typer.Option("local", "--executor", help=EXECUTOR_HELP),
+        slurm_partition: Optional[str] = typer.Option(None, "--slurm-partition", help="SLURM partition of every job."),
+        slurm_time: Optional[str] = typer.Option(None, "--slurm-time", help="Time limit of every job: minutes or D-HH:MM:SS."),
+        slurm_account: Optional[str] = typer.Option(None, "--slurm-account", help="SLURM account charged."),
+        slurm_qos: Optional[str] = typer.Option(None, "--slurm-qos", help="SLURM quality of service."),
+        slurm_constraint: Optional[str] = typer.Option(None, "--slurm-constraint", help="Node features required (sbatch --constraint)."),
+        slurm_option: Optional[list[str]] = typer.Option(None, "--slurm-option", help="Extra sbatch option of every job, e.g. --exclusive (repeatable; write it as --slurm-option=--exclusive)."),
+        status: Optional[Path] = typer.Option(None, "--status", help="Show each stage's state (and SLURM job) in this study directory; run nothing."),
     ) -> None:
         """Run a study DAG with content-addressed caching; a re-run resumes where it stopped."""
         from safeadapt.report.commands import write_study_report
         from safeadapt.study.engine import StageFailed
 
+        if status is not None:
+            from safeadapt.study.status import print_status
+
+            print_status(status)
+            return
+        if study is None or out is None:
+            raise SafeAdaptError("give a study file and --out DIR (or --status DIR)")
+        from safeadapt.study.executors.resources import parse_slurm
+
+        cli = {"partition": slurm_partition, "account": slurm_account, "qos": slurm_qos, "constraint": slurm_constraint,
+               "time": int(slurm_time) if slurm_time and slurm_time.isdigit() else slurm_time, "sbatch": slurm_option}
+        slurm = parse_slurm({k: v for k, v in cli.items() if v}, "--slurm-")
+        if slurm and executor != "slurm":
+            raise SafeAdaptError("--slurm-* options need --executor slurm")
         try:
             plan = run_study_file(study, out, dry_run=dry_run, seed=seed, profile=profile, sets=set_, only=only,
-                                  keep_going=keep_going, jobs=jobs, seeds=seeds)
+                                  keep_going=keep_going, jobs=jobs, seeds=seeds, executor=executor, slurm=slurm)
         except StageFailed:
             write_study_report(out)  # what finished before the failure, in report.html too
             raise
