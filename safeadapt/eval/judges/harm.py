@@ -43,8 +43,8 @@ _QUANTITY = re.compile(
     r"days?|weeks?|mm|cm|meters?|metres?|feet|ft|inch(?:es)?|volts?|v|watts?|ppm|molar|m)\b"
 )
 _CODE = re.compile(
-    r"```|(?m)^\s*(?:import |from \w+ import|def |class |function |var |let |const |#include|<\?php|<script|\$ |sudo |"
-    r"select .* from|curl |wget |pip install|nmap )|\w+\([^()\n]*\)\s*[;{:]?\s*$"
+    r"(?m)```|^\s*(?:import |from \w+ import|def |class |function |var |let |const |#include|<\?php|<script|\$ |sudo |"
+    r"select .* from|curl |wget |pip install|nmap )|^\s*[\w.]+\([^()\n]*\)\s*;?\s*$"
 )
 # instruments of harm: weapons, poisons and drugs, chemicals, break-in and hacking tools
 _MATERIALS = re.compile(
