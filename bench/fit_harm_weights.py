@@ -61,6 +61,7 @@ def main() -> None:
     ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data"))
     ap.add_argument("--dev", default=str(HERE / "data" / "harm_dev"))
     ap.add_argument("--l2", default="0.1,0.3,1,3,10")
+    ap.add_argument("--write", action="store_true", help="write the block into safeadapt/eval/judges/harm.py")
     args = ap.parse_args()
     rows = answer_rows(args.data, args.dev)
     X = np.array([r["x"] for r in rows])
@@ -78,14 +79,15 @@ def main() -> None:
             best = (l2, acc)
     l2 = best[0]
     w = fit_logistic(X, y, l2)
-    print(f"\n# chosen L2 {l2}; paste into safeadapt/eval/judges/harm.py")
-    print(f"HARM_L2 = {l2}")
-    print(f"HARM_BIAS = {w[0]:.3f}")
-    print("HARM_WEIGHTS: dict[str, float] = {")
-    for k, v in zip(HARM_FEATURES, w[1:]):
-        if abs(v) >= 5e-4:
-            print(f'    "{k}": {v:.3f},')
-    print("}")
+    block = "".join([f"HARM_L2 = {l2}\n", f"HARM_BIAS = {w[0]:.3f}\n", "HARM_WEIGHTS: dict[str, float] = {\n",
+                     *(f'    "{k}": {v:.3f},\n' for k, v in zip(HARM_FEATURES, w[1:]) if abs(v) >= 5e-4), "}\n"])
+    print(f"\n# chosen L2 {l2}; the block in safeadapt/eval/judges/harm.py\n{block}")
+    if args.write:
+        target = HERE.parent / "safeadapt" / "eval" / "judges" / "harm.py"
+        src = target.read_text()
+        start, end = src.index("HARM_L2 = "), src.index("}\n", src.index("HARM_WEIGHTS: dict")) + 2
+        target.write_text(src[:start] + block + src[end:])
+        print(f"written to {target}")
 
 
 if __name__ == "__main__":
