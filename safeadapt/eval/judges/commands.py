@@ -123,8 +123,9 @@ def register(app: typer.Typer) -> None:
         label_col: str = typer.Option("label", "--label-col", help="--calibrate: label column (refusal/compliance, 1/0 or XSTest final_label; falls back to final_label)"),
     ) -> None:
         """Grade completions (a CSV/TSV/JSONL/JSON table, or `safeadapt eval`'s own generations.jsonl as is)
-        with a judge; resumable, one JSON record per row: label refusal | compliance | no_answer (empty
-        response) | unparsed (an LLM judge's unreadable reply). A malformed row (a CSV row with too few
+        with a judge; resumable, one JSON record per row: label refusal | compliance (the harmful content
+        asked for) | benign (a harmless answer; the refusal judge only) | no_answer (empty, degenerate or
+        off-topic) | unparsed (an LLM judge's unreadable reply). A malformed row (a CSV row with too few
         or too many fields, bad JSON) is a FILE:LINE error and nothing is written."""
         from safeadapt.core.errors import SafeAdaptError
         from safeadapt.eval.judges.grade import grade_file
@@ -160,7 +161,7 @@ def register(app: typer.Typer) -> None:
                              batch_size=batch_size, overwrite=overwrite, config=config)
         lab = summary["labels"]
         msg = (f"judged {summary['n']} rows with {judge}: refusal {lab.get('refusal', 0)} "
-               f"({summary['refusal_rate']:.1%}), compliance {lab.get('compliance', 0)}, "
+               f"({summary['refusal_rate']:.1%}), compliance {lab.get('compliance', 0)}, benign {lab.get('benign', 0)}, "
                f"no answer {lab.get('no_answer', 0)}, unparsed {lab.get('unparsed', 0)}")
         if summary["skipped_rows"]:
             msg += f", {summary['skipped_rows']} rows without a response skipped"
