@@ -58,6 +58,29 @@ def _note(block: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _judge_options(pairs: list[str], model: str | None, backend: str, endpoint: str | None, api_key_env: str) -> dict[str, Any]:
+    """judge_options for `resolve_judge` from the --judge-* flags (KEY=VALUE values read as YAML scalars)."""
+    import yaml
+
+    from safeadapt.core.errors import SafeAdaptError
+
+    opts: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SafeAdaptError(f"--judge-option wants KEY=VALUE, got {pair!r}")
+        opts[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    if endpoint:
+        if not model:
+            raise SafeAdaptError("--judge-endpoint needs --judge-model NAME (the model name the endpoint serves)")
+        opts.update(model=model, backend="openai", base_url=endpoint, api_key_env=api_key_env)
+    elif model:
+        opts.update(model=model, backend=backend)
+    elif backend != "auto":
+        raise SafeAdaptError("--judge-backend needs --judge-model")
+    return opts
+
+
 def _p(*lines: str) -> str:
     return " ".join(lines)
 
@@ -86,7 +109,12 @@ def register(app: typer.Typer) -> None:
     def eval_cmd(
         model: str = typer.Argument(..., help="model: HF dir, .gguf file, hub id (offline cache), or served model name with --backend openai"),
         suite: str = typer.Option(DEFAULT_SUITES, "--suite", help="comma-separated suites: text-safety, jailbreak, mm-safety (ASR on harmful prompts), over-refusal (refusal rate on benign prompts), helpfulness (accuracy, text and visual apart)"),
-        judge: str = typer.Option("refusal", "--judge", help="judge for the judged suites: refusal (offline, default), world; LLM judges rubric/strongreject/guard/ensemble need a judge backend (see `safeadapt judge`)"),
+        judge: str = typer.Option("refusal", "--judge", help="judge for the judged suites: refusal (offline, default), world; LLM judges harmbench, strongreject-ft, guard, rubric, strongreject need --judge-model (docs/judges.md)"),
+        judge_model: Optional[str] = typer.Option(None, "--judge-model", help="LLM judges: the judge checkpoint (HF dir / hub id / GGUF), or the served model name with --judge-endpoint"),
+        judge_backend: str = typer.Option("auto", "--judge-backend", help="LLM judges: auto | hf | vllm (how --judge-model runs; openai with --judge-endpoint)"),
+        judge_endpoint: Optional[str] = typer.Option(None, "--judge-endpoint", help="LLM judges: OpenAI-compatible base URL serving --judge-model (http://host:port/v1)"),
+        judge_api_key_env: str = typer.Option("OPENAI_API_KEY", "--judge-api-key-env", help="--judge-endpoint: env var holding its API key"),
+        judge_option: list[str] = typer.Option([], "--judge-option", help="KEY=VALUE (repeatable) for the judge or its backend, e.g. variant=mistral (harmbench), native=true (guard), threshold=0.5, dtype=bfloat16"),
         out: Path = typer.Option(..., "--out", help="output directory (results.json, generations.jsonl, cache/); created only once the model has loaded"),
         max_new_tokens: int = typer.Option(128, "--max-new-tokens", min=1, help="generation budget per response (tokens)"),
         batch_size: int = typer.Option(16, "--batch-size", min=1, help="prompts generated together (also the log-likelihood batch)"),
@@ -113,7 +141,8 @@ def register(app: typer.Typer) -> None:
         from safeadapt.eval.types import DecodingConfig
 
         names = validate_suites(suite)
-        judge_obj = resolve_judge(judge)  # unknown judge -> one-line error before loading the model
+        judge_opts = _judge_options(judge_option, judge_model, judge_backend, judge_endpoint, judge_api_key_env)
+        judge_obj = resolve_judge(judge, **judge_opts)  # unknown judge -> one-line error before loading the model
         datasets = _parse_datasets(dataset)
         for k in datasets:
             if k not in names:
