@@ -57,6 +57,28 @@ def _note(block: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def judges_table(res: dict[str, Any]) -> Any:
+    """Each judge's rate per judged suite, with the agreement and kappa against the primary judge."""
+    from rich.table import Table
+
+    t = Table(title="judges on the same generations (first = primary)")
+    for col in ("suite", "judge", "metric", "value", "95% CI", "k/n", "agreement / kappa with primary (binary; label)", "human agreement"):
+        t.add_column(col)
+    for name, block in res["suites"].items():
+        per, m = block.get("judges") or {}, block["metric"]
+        first = next(iter(per), None)
+        pair = {p["b"]: p for p in block.get("judge_agreement") or [] if p["a"] == first}
+        for jn, jb in per.items():
+            v = jb[m]
+            a = pair.get(jn)
+            agree = "-" if a is None or a["binary"]["agreement"] is None else (
+                f"{a['binary']['agreement']:.2f} / {a['binary']['kappa']:.2f}; {a['label']['agreement']:.2f} / {a['label']['kappa']:.2f}")
+            t.add_row(name, jn, m, "-" if v["value"] is None else f"{v['value']:.3f}",
+                      "-" if v["value"] is None else f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}]", f"{v['k']}/{v['n']}", agree,
+                      jb.get("human_agreement") or "-")
+    return t
+
+
 def _p(*lines: str) -> str:
     return " ".join(lines)
 
@@ -84,7 +106,7 @@ def register(app: typer.Typer) -> None:
     def eval_cmd(
         model: str = typer.Argument(..., help="model: HF dir, .gguf file, hub id (offline cache), or served model name with --backend openai"),
         suite: str = typer.Option(DEFAULT_SUITES, "--suite", help="comma-separated suites: text-safety, jailbreak, mm-safety (ASR on harmful prompts), over-refusal (refusal rate on benign prompts), helpfulness (accuracy, text and visual apart)"),
-        judge: str = typer.Option("refusal", "--judge", help="judge for the judged suites: refusal (offline, default), world; LLM judges rubric/strongreject/guard/ensemble need a judge backend (see `safeadapt judge`)"),
+        judge: str = typer.Option("refusal", "--judge", help="judge(s) for the judged suites, comma-separated: refusal (offline, default), world; LLM judges rubric/strongreject/guard/ensemble need a judge backend (see `safeadapt judge`). Several (--judge a,b) grade the same generations: the first is primary (headline numbers), results.json adds each judge's rate and the pairwise agreement and kappa"),
         out: Path = typer.Option(..., "--out", help="output directory (results.json, generations.jsonl, cache/); created only once the model has loaded"),
         max_new_tokens: int = typer.Option(128, "--max-new-tokens", min=1, help="generation budget per response (tokens)"),
         batch_size: int = typer.Option(16, "--batch-size", min=1, help="prompts generated together (also the log-likelihood batch)"),
@@ -101,17 +123,24 @@ def register(app: typer.Typer) -> None:
         api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="openai backend: env var holding the API key"),
         allow_pickle: bool = typer.Option(False, "--allow-pickle", help="allow loading pickle (.bin/.pt) weights; off by default"),
         trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="run the model repository's own Python code; off by default"),
+        jailbreak_templates: Optional[Path] = typer.Option(None, "--jailbreak-templates", help="jailbreak styles from a file (.json/.jsonl/.yaml): a list of templates, a list of {name, template} or a mapping name -> template, each with a {prompt} or [INSERT PROMPT HERE] slot; they replace the built-in styles of the jailbreak suite"),
     ) -> None:
         """Evaluate MODEL on safety and helpfulness suites (generate once, grade many)."""
         from rich.console import Console
         from rich.table import Table
 
         from safeadapt.core.errors import SafeAdaptError
-        from safeadapt.eval.runner import evaluate, resolve_judge, validate_suites
+        from safeadapt.eval.runner import evaluate, resolve_judges, validate_suites
         from safeadapt.eval.types import DecodingConfig
 
         names = validate_suites(suite)
-        judge_obj = resolve_judge(judge)  # unknown judge -> one-line error before loading the model
+        judges = resolve_judges(judge)  # unknown judge -> one-line error before loading the model
+        if jailbreak_templates is not None:
+            from safeadapt.data.attack_files import load_jailbreak_templates
+
+            if "jailbreak" not in names:
+                raise SafeAdaptError(f"--jailbreak-templates applies to the jailbreak suite, which is not in --suite {','.join(names)}")
+            load_jailbreak_templates(jailbreak_templates)  # a bad file fails before the model loads
         datasets = _parse_datasets(dataset)
         for k in datasets:
             if k not in names:
@@ -129,8 +158,9 @@ def register(app: typer.Typer) -> None:
         else:
             raise SafeAdaptError(f"unknown backend {backend!r}; known: auto, hf, vllm, openai")
         dec = DecodingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size)
-        res = evaluate(model, names, out, judge=judge_obj, datasets=datasets, decoding=dec, seed=seed,
-                       bootstrap=bootstrap, limit=limit, backend=backend, backend_options=opts)
+        res = evaluate(model, names, out, judge=list(judges.values()), datasets=datasets, decoding=dec, seed=seed,
+                       bootstrap=bootstrap, limit=limit, backend=backend, backend_options=opts,
+                       jailbreak_templates=jailbreak_templates)
         table = Table(title=f"safeadapt eval: {model}")
         for col in ("suite", "metric", "value", "95% CI", "k/n", "note"):
             table.add_column(col)
@@ -143,4 +173,6 @@ def register(app: typer.Typer) -> None:
                 table.add_row(name, m, f"{v['value']:.3f}", f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}]", f"{v['k']}/{v['n']}",
                               _note(block))
         Console().print(table)
+        if len(judges) > 1:
+            Console().print(judges_table(res))
         typer.echo(f"wrote {Path(out) / 'results.json'} and {Path(out) / 'generations.jsonl'}")

@@ -308,6 +308,8 @@ class RefusalJudge:
 
     name = "refusal"
     score_scale = "0-1"  # P(refusal)
+    #: known agreement with human labels (docs/benchmarks.md, "Refusal judge out of family"), shown in reports
+    human_agreement = "0.916 on 592 held-out human-labelled replies (3-way); XSTest held-out 0.951 Llama-2, 0.930 Mistral"
 
     def __init__(self, threshold: float = 0.5, calibration: str | Path | None = None, calibration_l2: float = L2_PENALTY,
                  prompt_col: str = "prompt", response_col: str = "completion", label_col: str = "label",
