@@ -143,3 +143,19 @@ def test_cli_unknown_second_judge_one_line(tmp_path):
     err = r.stderr if hasattr(r, "stderr") else r.output
     lines = [x for x in err.strip().splitlines() if x.strip()]
     assert len(lines) == 1 and "unknown judge 'nope'" in lines[0] and not (tmp_path / "out").exists()
+
+
+def test_single_judge_specs_keep_their_hashes():
+    """The eval stage's params and the search's eval spec dump as before the judge list and the
+    templates field existed (hashes computed on main before the change): study keys and search
+    fingerprints of existing files are unchanged."""
+    from safeadapt.core.provenance import stable_hash
+    from safeadapt.repair.search.space import EvalSpec
+    from safeadapt.study.stages.eval import EvalStageParams
+
+    d = EvalStageParams.model_validate({"suites": ["text-safety", "jailbreak"], "judge": "refusal",
+                                        "datasets": {"text-safety": "x.csv"}}).model_dump(mode="json")
+    assert stable_hash(d) == "fbac23575cce30386f88620fbe0f6e664bf3a9b0759120a9587a5896db0476b5"
+    assert stable_hash(EvalSpec().model_dump(mode="json")) == "d8bc6e3628c97029b73b4a074c4ff45dc73aa248bf6f40dfdd4478184672c3c3"
+    two = EvalStageParams.model_validate({"suites": ["jailbreak"], "judge": ["refusal", "ensemble"], "jailbreak_templates": "t.yaml"})
+    assert two.model_dump(mode="json")["judge"] == ["refusal", "ensemble"] and two.model_dump()["jailbreak_templates"] == "t.yaml"
