@@ -64,11 +64,13 @@ def _check(out: Path, console_text: str) -> None:
     for line in LIBRARY_LINES:
         assert line not in console_text, (line, console_text)
     assert "done" in console_text and "a (python)" in console_text
-    # the failing stage: its log kept under logs/, its last lines (the traceback's end) on the console
+    # the failing stage: its log kept under logs/, its last lines on the console (never a traceback:
+    # that is in logs/*.err)
     [failed_log] = list((out / "logs").glob("bad-*.log"))
-    assert "boom line 29" in failed_log.read_text() and "RuntimeError: kaput" in failed_log.read_text()
+    assert "boom line 29" in failed_log.read_text()
     assert "failed" in console_text and "boom line 29" in console_text and "RuntimeError: kaput" in console_text
-    assert "boom line 0\n" not in console_text  # only the tail
+    assert "boom line 0\n" not in console_text and "boom line 14\n" not in console_text  # only the tail (15)
+    assert "Traceback" not in console_text
     assert str(failed_log) in console_text.replace("\n", "")
 
 

@@ -45,10 +45,7 @@ def _describe_failure(e: BaseException, p: PlannedStage, out_dir: Path) -> str:
     if isinstance(e, SafeAdaptError):
         return e.one_line()
     log = out_dir / "logs" / f"{dir_name(p.stage.name, p.key)}.err"
-    tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
-    atomic_write_text(log, tb)
-    with open(stage_log(out_dir, p), "a", encoding="utf-8") as f:  # its tail is what a failure shows
-        f.write(tb)
+    atomic_write_text(log, "".join(traceback.format_exception(type(e), e, e.__traceback__)))
     msg = " ".join(str(e).split())[:300]
     return f"{type(e).__name__}: {msg} (traceback: {log})"
 
