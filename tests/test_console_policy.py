@@ -34,6 +34,8 @@ def noisy(ctx):
         "`CLIPImageProcessor` requires torchvision (not installed); falling back")
     import warnings
     warnings.warn("PY-WARNING from the stage")
+    from safeadapt.core.console import console
+    console().print("RICH-PRINT from the stage")  # a stage's own console line (a search's trial rows)
     (ctx.out / "x.txt").write_text(ctx.name)
 
 def boom(ctx):
@@ -95,6 +97,10 @@ def test_parallel_study_console_is_quiet_and_logs_everything(tmp_path: Path) -> 
                            env={"SAFEADAPT_NO_PROGRESS": "1", "COLUMNS": "200"})
     assert r.exit_code != 0
     _check(out, r.output)
+    # in a worker even the stage's console prints go to its log (the worker's console is not the user's)
+    assert "RICH-PRINT" not in r.output
+    assert all("RICH-PRINT from the stage" in (d / "log.txt").read_text()
+               for d in (out / "stages").iterdir() if d.name.startswith(("a-", "b-")))
 
 
 def test_torchvision_note_is_filtered_on_the_console_but_kept_in_a_stage_log(

@@ -26,6 +26,17 @@ NOISE_WARNINGS = (
 )
 
 
+_OWNER: int | None = None  # the process whose console is the user's (the CLI's, the study's)
+
+
+def claim_console() -> None:
+    """Mark this process as the one whose console the user sees (the CLI, a study run). A stage
+    captured here keeps the console for the study's rows; a stage in a worker or a batch job (a
+    process that never claimed it) sends even its console prints to its log."""
+    global _OWNER
+    _OWNER = os.getpid()
+
+
 def console() -> Any:
     """The one rich Console of the process (rich's own global console, so progress displays that are
     not handed one draw on it too). Commands print their progress, tables and paths through it."""
@@ -55,7 +66,8 @@ def wide(min_width: int = 120) -> Iterator[Any]:
 
 def set_verbose(verbose: bool) -> None:
     """`--verbose`: library logging at INFO with their progress bars, here and in stage workers
-    (SAFEADAPT_VERBOSE=1 does the same); otherwise quiet them."""
+    (SAFEADAPT_VERBOSE=1 does the same); otherwise quiet them. Claims the console (the CLI's)."""
+    claim_console()
     if verbose:
         os.environ[VERBOSE_ENV] = "1"
     quiet_libraries()
@@ -180,7 +192,9 @@ def capture_output(log_path: Path) -> Iterator[Path]:
             shown_fd = shown.fileno()
         except Exception:  # noqa: BLE001 - a StringIO, a test runner's buffer: no descriptor
             shown_fd = None
-        if shown_fd in saved:  # the console writes to fd 1/2, about to point at the log: keep a copy
+        if _OWNER != os.getpid():  # a worker's console is not the user's: into the log with the rest
+            con.file = fh
+        elif shown_fd in saved:  # the console writes to fd 1/2, about to point at the log: keep a copy
             private = os.fdopen(os.dup(saved[shown_fd]), "w", encoding=getattr(shown, "encoding", None) or "utf-8",
                                 buffering=1, errors="replace")
             con.file = private

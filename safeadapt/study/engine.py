@@ -140,6 +140,7 @@ def run_study(
     On a stage failure the remaining stages that depend on it are 'blocked'; the others stop
     too unless `keep_going` (stages already running finish). Raises `StageFailed` (one line)
     after writing study.json."""
+    from safeadapt.core.console import claim_console
     from safeadapt.core.console import console as the_console
     from safeadapt.core.runtime import make_progress
     from safeadapt.study.progress import StudyProgress
@@ -154,6 +155,7 @@ def run_study(
         useful_workers,
     )
 
+    claim_console()  # this process shows the study's rows; its stages' own prints go to their logs
     console = console or the_console()
     out_dir = Path(out_dir).absolute()  # stage paths must not depend on the caller's cwd
     started = time.time()
