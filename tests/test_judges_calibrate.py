@@ -25,7 +25,8 @@ from safeadapt.eval.judges.calibrate import (
     fit_signed,
     read_labelled,
 )
-from safeadapt.eval.judges.refusal import BIAS, FEATURE_NAMES, FEATURE_SIGN, L2_PENALTY, WEIGHTS, RefusalJudge
+from safeadapt.eval.judges.refusal import BIAS, L2_PENALTY, WEIGHTS, RefusalJudge
+from safeadapt.eval.judges.refusal_features import FEATURE_NAMES, FEATURE_SIGN
 from safeadapt.eval.types import JudgeItem
 
 from tests.test_judges_refusal import COMPLIANCES, REFUSALS

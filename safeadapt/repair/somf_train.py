@@ -13,7 +13,7 @@ from typing import Any
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.repair.merge.engine import tensor_seed
 from safeadapt.repair.methods.base import in_scope
-from safeadapt.repair.methods.somf import constant_keeps, fuse_masked
+from safeadapt.repair.somf_fuse import constant_keeps, fuse_masked
 
 
 def _module():

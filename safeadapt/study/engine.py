@@ -27,7 +27,7 @@ from safeadapt.study.record import (
     record_parallel,
     study_record,
 )
-from safeadapt.study.schema import Study
+from safeadapt.study.types import Study
 
 __all__ = ["MARKER", "PATH_FINGERPRINT_BYTES", "PlannedStage", "StageFailed", "dir_name", "execute_stage",
            "is_complete", "plan_study", "print_plan", "print_summary", "run_study", "seed_everything", "select"]

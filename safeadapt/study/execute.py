@@ -16,7 +16,7 @@ from safeadapt.core.atomic import atomic_dir, atomic_write_json, atomic_write_te
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.study.context import StageContext
 from safeadapt.study.record import MARKER, PlannedStage, dir_name, run_provenance
-from safeadapt.study.schema import Study
+from safeadapt.study.types import Study
 
 
 def current_threads(load: bool = False) -> int | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from safeadapt.core.errors import SafeAdaptError
-from safeadapt.study.schema import Study
+from safeadapt.study.types import Study
 
 _PATHLIKE = re.compile(r"^(?:\.{1,2}/|/|~)|\.(?:jsonl?|csv|tsv|txt|parquet|gguf|safetensors|ya?ml|png|jpe?g)$")
 MODEL_KEYS = ("model", "vision_tower", "tokenizer", "base")

@@ -58,7 +58,7 @@ def read_labelled(path: str | os.PathLike, *, prompt_col: str = "prompt", respon
 
 
 def feature_matrix(prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
-    from safeadapt.eval.judges.refusal import FEATURE_NAMES, extract_features
+    from safeadapt.eval.judges.refusal_features import FEATURE_NAMES, extract_features
 
     X = np.zeros((len(responses), len(FEATURE_NAMES)))
     col = {k: j for j, k in enumerate(FEATURE_NAMES)}
@@ -91,7 +91,7 @@ def fit_signed(X: np.ndarray, y: np.ndarray, l2: float, sign: np.ndarray | None 
     (+1: may only push towards refusal, -1: only towards compliance) is dropped (weight 0) and the
     rest refit, until every weight agrees with its sign. Returns [intercept, w...] over all columns."""
     if sign is None:
-        from safeadapt.eval.judges.refusal import FEATURE_NAMES, FEATURE_SIGN
+        from safeadapt.eval.judges.refusal_features import FEATURE_NAMES, FEATURE_SIGN
 
         sign = np.array([FEATURE_SIGN[k] for k in FEATURE_NAMES])
     active = np.ones(X.shape[1], dtype=bool)
@@ -111,7 +111,7 @@ def fit_signed(X: np.ndarray, y: np.ndarray, l2: float, sign: np.ndarray | None 
 def fit_refusal_weights(prompts: Sequence[str], responses: Sequence[str], labels: Sequence[int],
                         l2: float) -> tuple[float, dict[str, float]]:
     """(bias, {feature: weight}) for `RefusalJudge`, fit on labelled completions (sign-constrained)."""
-    from safeadapt.eval.judges.refusal import FEATURE_NAMES
+    from safeadapt.eval.judges.refusal_features import FEATURE_NAMES
 
     if l2 <= 0:
         raise SafeAdaptError(f"calibration L2 penalty must be > 0, got {l2}")
