@@ -143,3 +143,91 @@ def test_plugin_merge_method_runs(site: Path, tmp_path: Path) -> None:
     first, second = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
     assert merged.keys() == first.keys() and all(bool((merged[k] == first[k]).all()) for k in first)
     assert not all(bool((merged[k] == second[k]).all()) for k in first)
+
+
+# ------------------------------------------------------------------------------- the import graph
+def _module_of(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """safeadapt module -> the safeadapt modules it imports, every import statement counted (those
+    inside functions too): `from a.b import c` is an edge to a.b.c when that is a module, else to a.b."""
+    import ast
+
+    files = {_module_of(p): p for p in (ROOT / "safeadapt").rglob("*.py")}
+
+    def owner(name: str) -> str | None:
+        while name and name not in files:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {}
+    for mod, path in files.items():
+        pkg = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                edges.update(o for a in node.names if (o := owner(a.name)))
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
+                    base = ".".join(up + ([node.module] if node.module else []))
+                for a in node.names:
+                    o = f"{base}.{a.name}" if f"{base}.{a.name}" in files else owner(base)
+                    if o:
+                        edges.add(o)
+        edges.discard(mod)
+        graph[mod] = edges
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_cycle_finder_finds_a_planted_cycle() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles_and_the_world_is_a_plugin() -> None:
+    graph = import_graph()
+    assert len(graph) > 150 and "safeadapt.repair.calibrate.child" in graph["safeadapt.repair.calibrate"]
+    assert cycles(graph) == []
+    outside = {m: sorted(e for e in edges if e.startswith("safeadapt.world"))
+               for m, edges in graph.items() if not m.startswith("safeadapt.world")}
+    assert {m: e for m, e in outside.items() if e} == {}

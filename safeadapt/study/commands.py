@@ -32,7 +32,8 @@ def run_study_file(
     """Validate, then plan (dry run) or run a study. Returns the plan."""
     from rich.console import Console
 
-    from safeadapt.study.engine import plan_study, print_plan, run_study
+    from safeadapt.study.engine import plan_study, run_study
+    from safeadapt.study.record import print_plan
     from safeadapt.study.replicates import parse_seeds
     from safeadapt.study.schema import load_study, parse_overrides
 

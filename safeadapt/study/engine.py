@@ -15,22 +15,19 @@ from safeadapt import __version__
 from safeadapt.core.atomic import atomic_write_json
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.provenance import hash_path, stable_hash
-from safeadapt.study.execute import current_threads, execute_stage, seed_everything
+from safeadapt.study.execute import current_threads, execute_stage
 from safeadapt.study.record import (
-    MARKER,
     PlannedStage,
     dir_name,
     is_complete,
     mark_interrupted,
-    print_plan,
     print_summary,
     record_parallel,
     study_record,
 )
 from safeadapt.study.types import Study
 
-__all__ = ["MARKER", "PATH_FINGERPRINT_BYTES", "PlannedStage", "StageFailed", "dir_name", "execute_stage",
-           "is_complete", "plan_study", "print_plan", "print_summary", "run_study", "seed_everything", "select"]
+__all__ = ["PATH_FINGERPRINT_BYTES", "StageFailed", "plan_study", "run_study", "select"]
 
 PATH_FINGERPRINT_BYTES = 1 << 20  # external inputs: size + first/last MiB of each file
 

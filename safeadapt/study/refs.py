@@ -56,7 +56,7 @@ def classify(ref: str, base_dir: Path, *, model: bool) -> tuple[str, str | None]
 
 def _dataset_loc(spec: Any) -> str | None:
     """The location inside an eval `datasets` spec (`adapter:loc`, `hf:org/name`, a dict)."""
-    from safeadapt.data.loaders import ADAPTERS
+    from safeadapt.data.adapters import ADAPTERS
 
     if isinstance(spec, dict):
         loc = spec.get("path") or spec.get("hub")

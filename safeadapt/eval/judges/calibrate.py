@@ -32,9 +32,9 @@ def read_labelled(path: str | os.PathLike, *, prompt_col: str = "prompt", respon
                   label_col: str = "label") -> tuple[list[str], list[str], list[int]]:
     """(prompts, responses, 0/1 labels) from a .csv/.tsv/.jsonl/.json file. `label_col` falls back
     to `final_label` (XSTest) and `response_col` to `response` when the named column is absent."""
-    from safeadapt.eval.judges.grade import read_rows
+    from safeadapt.eval.judges.grade import table_rows
 
-    rows = read_rows(path)
+    rows = table_rows(path)
     cols = set(rows[0]) if rows else set()
     if label_col not in cols and "final_label" in cols:
         label_col = "final_label"
