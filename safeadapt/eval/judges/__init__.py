@@ -3,4 +3,6 @@
 Built-ins (`safeadapt.eval.judges.registry.get_judge(name, **kwargs)`): "refusal" (offline regex
 concepts + logistic weights, score = P(refusal) in [0, 1], refittable with `calibration=`), "rubric" (Qi et al. 1-5 harmfulness, score = 1..5),
 "strongreject" (score in [0, 1]), "guard" (Llama-Guard-style safe/unsafe + S1-S14, score 1 = unsafe),
-"ensemble" (majority/primary vote + pairwise kappa). LLM judges take `backend=` (any eval Backend)."""
+"ensemble" (majority/primary vote + pairwise kappa). LLM judges take `backend=` (any eval Backend).
+A new judge is one module here registering itself (`@JUDGES.register("name", needs_backend=...,
+default_max_new_tokens=...)`; see docs/plugins.md); helper modules (llm, nonanswer, grade, ...) register none."""

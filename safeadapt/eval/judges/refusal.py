@@ -54,6 +54,7 @@ WEIGHTS: dict[str, float] = {
 }
 
 
+@JUDGES.register("refusal")
 class RefusalJudge:
     """Concept-feature logistic refusal classifier. `score` = P(refusal) in [0, 1];
     `extra["evidence"]` maps every fired rule (and every non-zero non-rule feature) to its signed
@@ -132,6 +133,3 @@ class RefusalJudge:
                 reason = f"non-answer: {kind}" + (f"; {reason}" if ev else "")
             out.append(Judgement(label=label, score=round(s, 6), reason=reason, extra=extra))
         return out
-
-
-JUDGES.register("refusal")(RefusalJudge)
