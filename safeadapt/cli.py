@@ -32,8 +32,14 @@ _STAGES = (
 )
 
 @app.callback()
-def _root() -> None:
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the libraries' logging and progress bars "
+                                 "(transformers, datasets, TRL, accelerate, tqdm); by default they are quiet."),
+) -> None:
     """Measure and repair the safety cost of adapting aligned language models."""
+    from safeadapt.core.console import set_verbose
+
+    set_verbose(verbose)
 
 
 for _mod in _STAGES:

@@ -11,7 +11,8 @@ import yaml
 from pydantic import ValidationError
 
 from safeadapt.core.errors import SafeAdaptError
-from safeadapt.study.expand import expand_stages, toposort
+from safeadapt.study.executors.resources import parse_slurm
+from safeadapt.study.expand import expand_stages, substitute, toposort
 from safeadapt.study.parsing import parse_yaml, pydantic_msg, where_prefix
 from safeadapt.study.replicates import merge_replicates, parse_seeds
 from safeadapt.study.types import Study, StudySpec
@@ -111,4 +112,5 @@ def load_study(
         description=spec.description,
         raw=data,
         seeds=seed_list if len(seed_list) > 1 else [],
+        slurm=parse_slurm(substitute(spec.slurm, env, top), top),
     )

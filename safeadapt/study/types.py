@@ -34,6 +34,8 @@ class StageSpec(BaseModel):
     description: str = ""
     threads: int | str | None = None  # torch threads the stage runs with (a `${var}` allowed)
     memory_gb: float | str | None = None  # the stage's expected peak RAM (scheduling only; a `${var}` allowed)
+    gpus: int | str | None = None  # GPUs of the stage's SLURM job (default: its `launch:` processes)
+    slurm: dict[str, Any] | None = None  # SLURM job settings (executors/resources.py: SlurmSpec)
 
 
 class StudySpec(BaseModel):
@@ -47,6 +49,7 @@ class StudySpec(BaseModel):
     seeds: list[int] = []  # replicate the study over these seeds (shared stages run once)
     vars: dict[str, Any] = {}
     profiles: dict[str, dict[str, Any]] = {}
+    slurm: dict[str, Any] | None = None  # SLURM settings of every stage's job (a stage's own block wins)
     stages: dict[str, StageSpec]
 
 
@@ -77,6 +80,8 @@ class Stage:
     replicate: int | None = None  # the study seed of this copy (None: one run, or shared by all seeds)
     threads: int | None = None  # declared torch threads (None: the scheduler's cores // jobs)
     memory_gb: float | None = None  # declared peak RAM in GiB (None: the per-job budget)
+    gpus: int | None = None  # declared GPUs (SLURM jobs; None: the processes of `launch:`, else none)
+    slurm: dict[str, Any] = field(default_factory=dict)  # the stage's own `slurm:` block (validated)
     base_name: str = ""  # the name without the replicate suffix (names the stage's output dir)
 
     @property
@@ -98,6 +103,7 @@ class Study:
     description: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=list)  # replicate seeds (empty: one run with `seed`)
+    slurm: dict[str, Any] = field(default_factory=dict)  # the study's `slurm:` block (validated)
 
     def stage(self, name: str) -> Stage:
         for s in self.stages:

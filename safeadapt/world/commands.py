@@ -64,7 +64,9 @@ def run_demo(out: Path, *, seed: int = 0, quick: bool = False, dry_run: bool = F
         res = summarize(out)
         report = write_study_report(out)
         if report:
-            print(f"report: {report}")
+            from safeadapt.core.console import say
+
+            say(f"report: {report}")
         return res
     _print_outputs(out)
     write_study_report(out)
@@ -75,7 +77,7 @@ def _print_outputs(out: Path) -> None:
     """Fallback summary: each stage's output dir and files."""
     import json
 
-    from rich.console import Console
+    from safeadapt.core.console import console
     from rich.markup import escape
     from rich.table import Table
 
@@ -87,4 +89,4 @@ def _print_outputs(out: Path) -> None:
         d = out / s["dir"]
         files = sorted(p.name for p in d.iterdir()) if d.is_dir() else []
         t.add_row(escape(s["name"]), s["status"], escape(s["dir"]), escape(", ".join(files[:8]) + (" ..." if len(files) > 8 else "")))
-    Console().print(t)
+    console().print(t)

@@ -24,12 +24,12 @@ def judge_names() -> list[str]:
 
 
 def judge_needs(name: str) -> dict[str, Any]:
-    """What judge `name` declared: needs_backend (bool), default_max_new_tokens (int | None),
-    takes_threshold (bool)."""
-    meta = JUDGES.meta(name)
-    return {"needs_backend": bool(meta.get("needs_backend", False)),
-            "default_max_new_tokens": meta.get("default_max_new_tokens"),
-            "takes_threshold": bool(meta.get("takes_threshold", True))}
+    """What judge `name` declares (in its register line, or as class attributes, as `LLMJudge` does):
+    needs_backend (bool), default_max_new_tokens (int | None), takes_threshold (bool)."""
+    factory = JUDGES.get(name)
+    return {"needs_backend": bool(getattr(factory, "needs_backend", False)),
+            "default_max_new_tokens": getattr(factory, "default_max_new_tokens", None),
+            "takes_threshold": bool(getattr(factory, "takes_threshold", True))}
 
 
 def llm_judges() -> list[str]:
@@ -40,5 +40,6 @@ def llm_judges() -> list[str]:
 def get_judge(name: str, **kwargs: Any) -> Judge:
     """Build the judge registered as `name` (unknown name -> one-line SafeAdaptError).
 
-    LLM judges (`llm_judges()`: "rubric", "strongreject", "guard") need `backend=` (any eval Backend)."""
+    LLM judges (`llm_judges()`: "rubric", "strongreject", "guard", "harmbench", "strongreject-ft") need
+    `backend=` (any eval Backend); `safeadapt.eval.judges.build.build_judge` also builds that backend."""
     return JUDGES.get(name)(**kwargs)

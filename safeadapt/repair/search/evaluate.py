@@ -102,7 +102,7 @@ class ModelEvaluator:
         self._backend: Callable[[str], Any] | None = None
 
     def prepare(self) -> None:
-        from safeadapt.eval.runner import resolve_judge, validate_suites
+        from safeadapt.eval.runner import resolve_judge, resolve_judges, validate_suites
         from safeadapt.eval.suites.base import limit_items
 
         spec = self.spec
@@ -111,10 +111,16 @@ class ModelEvaluator:
             kind = SEARCH_EVALS.get(spec.kind)
             data = self.space.base_dir / spec.data if not Path(spec.data).is_absolute() else Path(spec.data)
             self.full = {s: limit_items(items, spec.limit) for s, items in kind.load(data, suites).items()}
-            self.judge = resolve_judge(kind.judge)
+            self.judge: Any = resolve_judge(kind.judge)
         else:
             self.full = self._suite_samples(suites)
-            self.judge = resolve_judge(spec.judge, **spec.judge_options)
+            self.judge = list(resolve_judges(spec.judge, spec.judge_options).values())  # the first is scored
+        self.templates = None
+        if spec.jailbreak_templates:
+            from safeadapt.data.attack_files import load_jailbreak_templates
+
+            q = Path(spec.jailbreak_templates).expanduser()
+            self.templates = load_jailbreak_templates(q if q.is_absolute() else self.space.base_dir / q)
         for s, items in self.full.items():
             if not items:
                 raise SafeAdaptError(f"eval: suite {s!r} has no samples")
@@ -176,7 +182,7 @@ class ModelEvaluator:
             data = self.proxy if fidelity == "proxy" else self.full
             res = evaluate(be, list(data), work / "eval", judge=self.judge, datasets=data, decoding=self.decoding,
                            seed=sp.seed, bootstrap=self.spec.proxy_bootstrap if fidelity == "proxy" else self.spec.bootstrap,
-                           cache_path=self.out / "cache" / "generations.jsonl")
+                           cache_path=self.out / "cache" / "generations.jsonl", jailbreak_templates=self.templates)
         finally:
             if not sp.cfg.search.keep_models:
                 shutil.rmtree(model_dir, ignore_errors=True)

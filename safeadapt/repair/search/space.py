@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_serializer
 
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.provenance import stable_hash
@@ -55,8 +55,8 @@ class EvalSpec(BaseModel):
     kind: str = "suites"
     data: Optional[str] = None
     suites: list[str] = ["text-safety", "jailbreak", "over-refusal", "mm-safety", "helpfulness"]
-    judge: str = "refusal"
-    judge_options: dict[str, Any] = {}
+    judge: Union[str, list[str]] = "refusal"  # several: all grade each candidate, the first is scored
+    judge_options: dict[str, Any] = {}  # several judges: judge name -> its options
     datasets: dict[str, Union[str, dict[str, Any]]] = {}
     decoding: dict[str, Any] = {}
     backend: str = "hf"
@@ -64,6 +64,15 @@ class EvalSpec(BaseModel):
     limit: Optional[int] = None
     bootstrap: int = 1000
     proxy_bootstrap: int = 200
+    jailbreak_templates: Optional[str] = None  # a templates file (relative to the space file)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        # left at None it is not written: the space fingerprint of existing searches is unchanged
+        d = handler(self)
+        if d.get("jailbreak_templates") is None:
+            d.pop("jailbreak_templates", None)
+        return d
 
 
 class ObjectiveSpec(BaseModel):
