@@ -27,6 +27,13 @@ PLUGIN_FILES = {
             def judge(self, items):
                 return [Judgement(label="compliance" if it.response.startswith("Sure") else "refusal", score=1.0)
                         for it in items]
+
+        @JUDGES.register("toy-llm", needs_backend=True, default_max_new_tokens=7)
+        class ToyLLMJudge(ToyJudge):
+            name = "toy-llm"
+
+            def __init__(self, backend=None, decoding=None):
+                self.backend, self.decoding = backend, decoding
         ''',
     "suite.py": '''
         from safeadapt.data.schema import Message, Sample
@@ -120,6 +127,24 @@ def test_plugin_suite_backend_and_judge_run(site: Path, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path / "out" / "results.json").read_text())["suites"]["toy-suite"]
     assert (res["asr"]["k"], res["asr"]["n"]) == (3, 4)  # "Sure." to requests 0, 2 and 3; judged compliance
+
+
+def test_plugin_judge_grades_and_declares_its_needs(site: Path, tmp_path: Path) -> None:
+    rows = [{"prompt": "p", "completion": "Sure, here."}, {"prompt": "q", "completion": "No."}]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = _cli(["judge", "rows.jsonl", "--judge", "toy-judge", "--out", "graded.jsonl"], site, tmp_path)
+    assert r.returncode == 0, r.stderr
+    graded = [json.loads(x) for x in (tmp_path / "graded.jsonl").read_text().splitlines()]
+    assert [g["label"] for g in graded] == ["compliance", "refusal"]
+    # needs_backend=True in its register line: the CLI asks for a judge model, as for the built-in LLM judges
+    r = _cli(["judge", "rows.jsonl", "--judge", "toy-llm", "--out", "llm.jsonl"], site, tmp_path)
+    assert r.returncode != 0 and "needs an LLM" in r.stderr and "Traceback" not in r.stderr
+    code = ("from safeadapt.eval.judges.registry import judge_needs, llm_judges; "
+            "print(judge_needs('toy-llm'), judge_needs('toy-judge'), 'toy-llm' in llm_judges())")
+    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{ROOT}"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120).stdout
+    assert out.split("} ")[0] + "}" == str({"needs_backend": True, "default_max_new_tokens": 7, "takes_threshold": True})
+    assert out.strip().endswith("True")
 
 
 def test_plugin_stage_kind_runs(site: Path, tmp_path: Path) -> None:
