@@ -8,6 +8,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from safeadapt.core.console import quiet_trainer
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.train.chat import _content_parts, _where, check_messages, load_train_image
 from safeadapt.train.common import (
@@ -153,6 +154,7 @@ def dpo(
             processing_class=processing_class,
             peft_config=lora_config(mdl, opts) if opts.lora else None,
         )
+        quiet_trainer(trainer)
         counts["trainable"] = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
         clock.mark("trainer")
         trainer.train()
