@@ -172,6 +172,8 @@ def run_study(
         _clean_partials(out_dir / "stages", keep=ex.keep_dirs() if ex else frozenset())
         plan = select(plan_study(study, out_dir), only)
         by_name = {p.stage.name: p for p in plan}
+        if ex is not None:
+            ex.adopt(plan)
         if ex is None:
             workers = useful_workers(plan, jobs)
             # every stage starts with the same thread count, whatever ran before it and wherever it

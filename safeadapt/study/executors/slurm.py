@@ -56,8 +56,8 @@ def job_states(ids: list[str]) -> dict[str, str] | None:
 
 
 def previous_jobs(study_json: Path) -> dict[str, dict[str, Any]]:
-    """Stage key -> the SLURM job recorded for it by an earlier run of this study dir (with the
-    stage's dir), for stages that earlier run left unfinished."""
+    """Stage key -> the SLURM job an earlier run of this study dir recorded for it (with the
+    stage's dir and status in that run)."""
     try:
         rec = json.loads(study_json.read_text())
     except (OSError, ValueError):
@@ -65,17 +65,19 @@ def previous_jobs(study_json: Path) -> dict[str, dict[str, Any]]:
     out = {}
     for s in rec.get("stages") or []:
         job = s.get("job") or {}
-        if job.get("executor") == "slurm" and job.get("id") and s.get("status") in ("running", "to-run"):
-            out[str(s.get("key"))] = {**job, "dir": s.get("dir"), "name": s.get("name")}
+        if job.get("executor") == "slurm" and job.get("id"):
+            out[str(s.get("key"))] = {**job, "dir": s.get("dir"), "status": s.get("status")}
     return out
 
 
 def log_tail(paths: list[Path], n: int = LOG_TAIL) -> list[str]:
-    """The last `n` non-empty lines of each existing log, each block headed by its path."""
+    """The last `n` non-empty lines of each existing log (submitit's own INFO lines left out), each
+    block headed by its path."""
     out: list[str] = []
     for p in paths:
         try:
-            lines = [ln for ln in p.read_text(errors="replace").splitlines() if ln.strip()]
+            lines = [ln for ln in p.read_text(errors="replace").splitlines()
+                     if ln.strip() and not ln.startswith("submitit INFO")]
         except OSError:
             continue
         if lines:
@@ -150,15 +152,24 @@ class SlurmExecutor:
         self.running: dict[cf.Future, _Job] = {}
         self.lock = threading.Lock()
         self.stop = threading.Event()
-        prev = previous_jobs(self.out_dir / "study.json")
-        states = job_states([j["id"] for j in prev.values()]) or {}
-        self.reattach = {k: j for k, j in prev.items() if states.get(str(j["id"])) in LIVE}
+        self.previous = previous_jobs(self.out_dir / "study.json")
+        unfinished = {k: j for k, j in self.previous.items() if j["status"] not in ("done", "cached")}
+        states = job_states([j["id"] for j in unfinished.values()]) or {}
+        self.reattach = {k: j for k, j in unfinished.items() if states.get(str(j["id"])) in LIVE}
         self.watcher = threading.Thread(target=self._watch, name="safeadapt-slurm-watch", daemon=True)
         self.watcher.start()
 
     def keep_dirs(self) -> set[str]:
         """Stage dir names whose (still running) job may have a temp dir in stages/ to keep."""
         return {Path(str(j["dir"])).name for j in self.reattach.values() if j.get("dir")}
+
+    def adopt(self, plan: list[Any]) -> None:
+        """Before the run's first study.json write: a cached stage keeps the job that built it, a
+        stage whose job still runs gets that job (so a driver killed again cannot lose its id)."""
+        for p in plan:
+            old = self.reattach.get(p.key) if p.status != "cached" else self.previous.get(p.key)
+            if old is not None:  # (the last run's study.json: no other run can have built it since)
+                p.extra["job"] = {k: old[k] for k in ("executor", "id", "log") if k in old}
 
     def submit(self, p: Any, fn: Callable[..., Outcome], args: tuple[Any, ...]) -> cf.Future:
         import submitit
@@ -219,7 +230,10 @@ class SlurmExecutor:
                 return
         o = self._load(j)
         if o.status == "failed":
-            tail = log_tail([j.job.paths.stderr, j.job.paths.stdout])
+            from safeadapt.study.record import dir_name
+
+            trace = self.out_dir / "logs" / f"{dir_name(j.p.stage.name, j.p.key)}.err"  # execute.py's traceback
+            tail = log_tail([j.job.paths.stdout, j.job.paths.stderr, trace])
             self.say("\n".join([f"  SLURM job {j.job.job_id} of stage {j.p.stage.name} failed; the end of its log:"]
                                + [f"    {ln}" for ln in tail]))
             o.error = f"{o.error} (SLURM job {j.job.job_id}, log: {j.job.paths.stdout})"
