@@ -180,7 +180,7 @@ def run_study(
             # runs: cores // jobs (follows the requested jobs, not the stages left, so it does not
             # depend on what is cached); with jobs=1, this process's count at the start of the run
             threads = threads_per_job(jobs) if jobs > 1 else current_threads(load=True)
-            run_info: dict[str, Any] = {"executor": "local", "jobs": workers, "threads_per_job": threads}
+            run_info: dict[str, Any] = {"jobs": workers, "threads_per_job": threads}
         else:  # a job's threads are decided on its node (run_job): declared, else its CPUs
             workers = max(1, min(cap or len(plan), len(plan)))
             threads = None
