@@ -15,7 +15,7 @@ from safeadapt import __version__
 from safeadapt.core.atomic import atomic_write_json
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.provenance import hash_path, stable_hash
-from safeadapt.study.execute import current_threads, execute_stage, seed_everything
+from safeadapt.study.execute import current_threads, execute_stage, seed_everything, stage_log
 from safeadapt.study.record import (
     MARKER,
     PlannedStage,
@@ -140,8 +140,7 @@ def run_study(
     On a stage failure the remaining stages that depend on it are 'blocked'; the others stop
     too unless `keep_going` (stages already running finish). Raises `StageFailed` (one line)
     after writing study.json."""
-    from rich.console import Console
-
+    from safeadapt.core.console import console as the_console
     from safeadapt.core.runtime import make_progress
     from safeadapt.study.progress import StudyProgress
     from safeadapt.study.scheduler import (
@@ -155,7 +154,7 @@ def run_study(
         useful_workers,
     )
 
-    console = console or Console()
+    console = console or the_console()
     out_dir = Path(out_dir).absolute()  # stage paths must not depend on the caller's cwd
     started = time.time()
     plugins = [m for m in (study.raw.get("plugins") or []) if isinstance(m, str)]
@@ -192,7 +191,7 @@ def run_study(
 
         write("running")
         with make_progress() as prog, mark_interrupted(study, out_dir, plan, started, run_info):
-            view = StudyProgress(prog, len(plan), workers, write)
+            view = StudyProgress(prog, len(plan), workers, write, log_of=lambda p: stage_log(out_dir, p))
             for p in plan:
                 if p.status == "cached":
                     view.cached(p)
@@ -212,8 +211,9 @@ def run_study(
         failures = sched.failures
         record_parallel(plan)
         write("failed" if failures else "complete")
-    with contextlib.suppress(OSError):
-        (out_dir / "scratch").rmdir()  # only when empty
+    for empty in ("scratch", "logs"):  # only when empty (logs/ keeps the logs of failed stages)
+        with contextlib.suppress(OSError):
+            (out_dir / empty).rmdir()
     print_summary(plan, console, time.time() - started)
     if failures:
         f = failures[0]

@@ -79,7 +79,6 @@ def _locked(out: Path) -> bool:
 
 def print_status(out: Path) -> dict[str, Any]:
     """The `--status` table: stage, kind, state, SLURM job id and state, seconds."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
@@ -92,5 +91,7 @@ def print_status(out: Path) -> dict[str, Any]:
         secs = f"{s['seconds']:.1f}" if isinstance(s.get("seconds"), (int, float)) else "-"
         t.add_row(escape(s["name"]), escape(s.get("kind", "")), escape(str(s["state"])),
                   escape(str((s.get("job") or {}).get("id") or "-")), escape(s["job_state"] or "-"), secs)
-    Console().print(t)
+    from safeadapt.core.console import console
+
+    console().print(t)
     return rec
