@@ -23,6 +23,7 @@ from _study_files import write_study  # noqa: E402
 from safeadapt.study.commands import run_study_file  # noqa: E402
 from safeadapt.study.engine import plan_study  # noqa: E402
 from safeadapt.study.executors.resources import describe, sbatch_resources  # noqa: E402
+from safeadapt.study.executors.slurm import job_parameters  # noqa: E402
 from safeadapt.study.schema import load_study  # noqa: E402
 from safeadapt.study.status import print_status  # noqa: E402
 
@@ -55,6 +56,10 @@ def bad(ctx):
         print(f"LOG-LINE-{i}", flush=True)
     print("ERR-LINE-last", file=sys.stderr, flush=True)
     raise RuntimeError("boom in the job")
+
+def crash(ctx):
+    _log(ctx)
+    os._exit(3)  # the job's process dies under the stage: no result ever comes back
 '''
 
 STUDY = """
@@ -71,6 +76,7 @@ BAD = """
 name: slbad
 stages:
   bad: {kind: python, params: {function: "fns.py:bad"}, memory_gb: 0.25}
+  crash: {kind: python, params: {function: "fns.py:crash"}, memory_gb: 0.25}
 """
 
 
@@ -221,16 +227,20 @@ def test_ctrl_c_cancels_the_running_jobs(cluster: _slurm.Cluster, tmp_path: Path
     assert rec["status"] == "interrupted" and rec["stages"][0]["status"] == "interrupted"
 
 
-def test_a_failing_job_prints_the_end_of_its_log(cluster: _slurm.Cluster, tmp_path: Path) -> None:
+def test_failing_jobs_print_the_end_of_their_logs(cluster: _slurm.Cluster, tmp_path: Path) -> None:
     f = write_study(tmp_path, FNS, BAD)
-    rc, log = _run("run", str(f), "--out", str(tmp_path / "out"), "--executor", "slurm")
-    jid = _jobs(tmp_path / "out")["bad"]
+    rc, log = _run("run", str(f), "--out", str(tmp_path / "out"), "--executor", "slurm", "--keep-going")
+    jobs = _jobs(tmp_path / "out")
     assert rc == 2, log
-    assert f"SLURM job {jid} of stage bad failed" in log and "LOG-LINE-40" in log and "ERR-LINE-last" in log, log
-    assert 'raise RuntimeError("boom in the job")' in log  # the stage's own traceback, from its log
+    # a stage that raised: its error, job id and the end of its log (what it printed, its traceback)
+    assert "LOG-LINE-40" in log and "ERR-LINE-last" in log and 'raise RuntimeError("boom in the job")' in log, log
     assert "LOG-LINE-2\n" not in log  # the tail, not the whole log
+    # a job that died under its stage: SLURM's verdict and the end of the job's own log (srun's error)
+    assert f"SLURM job {jobs['crash']} of stage crash failed; the end of its job log:" in log, log
+    assert "exit code 3" in log and "without finishing the stage" in log, log
     err = [ln for ln in log.splitlines() if ln.startswith("error:")]
-    assert len(err) == 1 and "boom in the job" in err[0] and f"SLURM job {jid}" in err[0], log
+    assert len(err) == 1 and "boom in the job" in err[0] and f"SLURM job {jobs['bad']}" in err[0], log
+    assert "(+1 more failed)" in err[0]
 
 
 # ---------------------------------------------------------------------------- no cluster needed
@@ -263,6 +273,15 @@ def test_sbatch_resources_of_each_stage_and_unchanged_keys(tmp_path: Path) -> No
     assert "gpus_per_node" not in res["tune"]  # gpus: 0 wins over launch
     assert sbatch_resources(study, study.stage("train"), {"partition": "big"})["partition"] == "big"  # CLI wins
     assert describe(res["train"])["other"] == "account=lab constraint=a100 --exclusive --mail-type=END"
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    script = _make_sbatch_string(command="python -m x", folder=tmp_path / "j", **job_parameters(study, study.stage("train")))
+    for line in ("--gpus-per-node=4", "--time=2-00:00:00", "--partition=gpu", "--constraint=a100", "--account=lab",
+                 "--exclusive", "--mail-type=END", "--ntasks-per-node=1", "--nodes=1"):
+        assert f"#SBATCH {line}\n" in script, script  # a launch: stage is one task on one node with its GPUs
+    assert f"export PYTHONPATH={ROOT}" in script
+    prep = _make_sbatch_string(command="python -m x", folder=tmp_path / "j", **job_parameters(study, study.stage("prep")))
+    assert "#SBATCH --cpus-per-task=4\n" in prep and "#SBATCH --mem=8192M\n" in prep and "--gpus" not in prep
     # executor settings are not part of a stage's cache key
     bare = tmp_path / "bare"
     bare.mkdir()

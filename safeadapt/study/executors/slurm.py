@@ -85,6 +85,17 @@ def log_tail(paths: list[Path], n: int = LOG_TAIL) -> list[str]:
     return out
 
 
+def job_parameters(study: Any, stage: Any, cli: dict[str, Any] | None = None) -> dict[str, Any]:
+    """submitit SlurmExecutor parameters of a stage's job: its `sbatch_resources`, this checkout first
+    on the job's PYTHONPATH (the job runs the driver's code with the driver's interpreter), and no
+    time limit unless one is set (the partition's default, not submitit's 5 minutes)."""
+    res = sbatch_resources(study, stage, cli)
+    pkg_root = str(Path(__file__).resolve().parents[3])
+    res["setup"] = [f"export PYTHONPATH={shlex.quote(pkg_root)}${{PYTHONPATH:+:$PYTHONPATH}}"] + res.get("setup", [])
+    res["time"] = res.get("time")
+    return res
+
+
 def run_job(plugins: list[str], fn: Callable[..., Outcome], args: tuple[Any, ...]) -> Outcome:
     """What a job runs on its node: the stage's torch threads (declared, capped at the job's CPUs;
     else the job's CPUs), no progress bars, the study's plugins, SIGTERM (scancel) unwinding the
@@ -182,11 +193,7 @@ class SlurmExecutor:
             self.say(f"  waiting for SLURM job {old['id']} of {p.stage.name} (submitted by an earlier run)")
         else:
             ex = submitit.SlurmExecutor(folder=self.folder, python=shlex.quote(sys.executable))
-            res = sbatch_resources(self.study, p.stage, self.cli)
-            pkg_root = str(Path(__file__).resolve().parents[3])  # this checkout: the jobs run the same code
-            res["setup"] = [f"export PYTHONPATH={shlex.quote(pkg_root)}${{PYTHONPATH:+:$PYTHONPATH}}"] + res.get("setup", [])
-            res["time"] = res.get("time")  # None: the partition's default limit, not submitit's 5 minutes
-            ex.update_parameters(**res)
+            ex.update_parameters(**job_parameters(self.study, p.stage, self.cli))
             try:
                 job = ex.submit(run_job, self.plugins, fn, args)
             except Exception as e:  # noqa: BLE001 - sbatch refused (bad partition, account...)
@@ -220,8 +227,8 @@ class SlurmExecutor:
                 if j.state in LIVE:
                     j.gone_since = None
                 elif j.gone_since is None:
-                    j.gone_since = time.time()  # give a shared filesystem time to show the result
-                elif time.time() - j.gone_since > 10:
+                    j.gone_since = time.time()  # a shared filesystem may show the result late
+                elif time.time() - j.gone_since > max(5.0, 3 * poll_seconds()):
                     self._resolve(fut, j)
 
     def _resolve(self, fut: cf.Future, j: _Job) -> None:
@@ -229,13 +236,11 @@ class SlurmExecutor:
             if self.running.pop(fut, None) is None:
                 return
         o = self._load(j)
-        if o.status == "failed":
-            from safeadapt.study.record import dir_name
-
-            trace = self.out_dir / "logs" / f"{dir_name(j.p.stage.name, j.p.key)}.err"  # execute.py's traceback
-            tail = log_tail([j.job.paths.stdout, j.job.paths.stderr, trace])
-            self.say("\n".join([f"  SLURM job {j.job.job_id} of stage {j.p.stage.name} failed; the end of its log:"]
-                               + [f"    {ln}" for ln in tail]))
+        if o.status == "failed":  # (the stage's own log tail is shown by the progress view)
+            tail = log_tail([j.job.paths.stdout, j.job.paths.stderr])
+            if tail:
+                self.say("\n".join([f"  SLURM job {j.job.job_id} of stage {j.p.stage.name} failed; the end of "
+                                    "its job log:"] + [f"    {ln}" for ln in tail]))
             o.error = f"{o.error} (SLURM job {j.job.job_id}, log: {j.job.paths.stdout})"
         fut.set_result(o)
 
