@@ -143,7 +143,7 @@ def test_slurm_run_equals_a_local_run_and_each_stage_is_one_job(cluster: _slurm.
             rc, log = _run("run", str(f), "--out", str(roots[ex] / "out"), "--executor", ex)
             assert rc == 0, log
     local, slurm = roots["local"] / "out", roots["slurm"] / "out"
-    assert _files(slurm) == _files(local) and len(_files(local)) == 4  # same keys (dir names), same bytes
+    assert _files(slurm) == _files(local) and len(_files(local)) == 7  # same dirs (keys) and bytes; 3 are log.txt
     rec = json.loads((slurm / "study.json").read_text())
     assert rec["executor"] == "slurm" and rec["status"] == "complete"
     jobs = _jobs(slurm)
@@ -281,7 +281,8 @@ def test_sbatch_resources_of_each_stage_and_unchanged_keys(tmp_path: Path) -> No
         assert f"#SBATCH {line}\n" in script, script  # a launch: stage is one task on one node with its GPUs
     assert f"export PYTHONPATH={ROOT}" in script
     prep = _make_sbatch_string(command="python -m x", folder=tmp_path / "j", **job_parameters(study, study.stage("prep")))
-    assert "#SBATCH --cpus-per-task=4\n" in prep and "#SBATCH --mem=8192M\n" in prep and "--gpus" not in prep
+    assert "#SBATCH --cpus-per-task=4\n" in prep and "srun --unbuffered" in prep and "--cpus-per-task=4 " in prep
+    assert "#SBATCH --mem=8192M\n" in prep and "--gpus" not in prep
     # executor settings are not part of a stage's cache key
     bare = tmp_path / "bare"
     bare.mkdir()

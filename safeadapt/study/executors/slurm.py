@@ -88,11 +88,14 @@ def log_tail(paths: list[Path], n: int = LOG_TAIL) -> list[str]:
 def job_parameters(study: Any, stage: Any, cli: dict[str, Any] | None = None) -> dict[str, Any]:
     """submitit SlurmExecutor parameters of a stage's job: its `sbatch_resources`, this checkout first
     on the job's PYTHONPATH (the job runs the driver's code with the driver's interpreter), and no
-    time limit unless one is set (the partition's default, not submitit's 5 minutes)."""
+    time limit unless one is set (the partition's default, not submitit's 5 minutes), and the CPUs
+    restated to the job's srun."""
     res = sbatch_resources(study, stage, cli)
     pkg_root = str(Path(__file__).resolve().parents[3])
     res["setup"] = [f"export PYTHONPATH={shlex.quote(pkg_root)}${{PYTHONPATH:+:$PYTHONPATH}}"] + res.get("setup", [])
     res["time"] = res.get("time")
+    if res.get("cpus_per_task"):  # srun inside the job does not inherit it since SLURM 22.05: say it again
+        res["srun_args"] = [f"--cpus-per-task={res['cpus_per_task']}"]
     return res
 
 
