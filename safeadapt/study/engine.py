@@ -168,13 +168,15 @@ def run_study(
         _clean_partials(out_dir / "stages", keep=ex.keep_dirs() if ex else frozenset())
         plan = select(plan_study(study, out_dir), only)
         by_name = {p.stage.name: p for p in plan}
+        if ex is not None:
+            ex.adopt(plan)
         if ex is None:
             workers = useful_workers(plan, jobs)
             # every stage starts with the same thread count, whatever ran before it and wherever it
             # runs: cores // jobs (follows the requested jobs, not the stages left, so it does not
             # depend on what is cached); with jobs=1, this process's count at the start of the run
             threads = threads_per_job(jobs) if jobs > 1 else current_threads(load=True)
-            run_info: dict[str, Any] = {"executor": "local", "jobs": workers, "threads_per_job": threads}
+            run_info: dict[str, Any] = {"jobs": workers, "threads_per_job": threads}
         else:  # a job's threads are decided on its node (run_job): declared, else its CPUs
             workers = max(1, min(cap or len(plan), len(plan)))
             threads = None
