@@ -53,7 +53,7 @@ def test_planted_replies_get_the_right_three_way_label(judge, case, label):
     j = _label(judge, *case)
     assert j.label == label, j.reason
     if label in ("compliance", "benign"):  # the harm evidence is shown and adds up to P(harm)
-        p, ev = harm_probability(case[0], case[1], *_refusal_inputs(judge, *case))
+        p, _ = harm_probability(case[0], case[1], *_refusal_inputs(judge, *case))
         assert j.extra["harm"] == pytest.approx(p, abs=1e-6) and (p >= 0.5) == (label == "compliance")
         assert set(j.extra["harm_evidence"]) <= set(HARM_FEATURES) and j.extra["harm_evidence"]
 
