@@ -44,22 +44,29 @@ def xstest_adapter(row: Row, ctx: Context) -> Sample:
 
 
 def _behaviour_text(row: Row) -> str:
-    for col in ("prompt", "goal", "Behavior", "behavior", "behaviour"):
-        if col in row.data:
-            return _text(row, col)  # type: ignore[return-value]
-    raise RowError(f"missing column 'goal' or 'Behavior' (columns: {', '.join(row.data)})")
+    from safeadapt.data.columns import PROMPT_COLUMNS, find_column
+
+    col = find_column(list(row.data), ("prompt", "goal", "Behavior", "behaviour", *PROMPT_COLUMNS), source=row.where,
+                      first_wins=True, required=False)
+    if col is None:
+        raise RowError(f"missing column 'goal' or 'Behavior' (columns: {', '.join(row.data)})")
+    return _text(row, col)  # type: ignore[return-value]
 
 
 @ADAPTERS.register("harmbench")
 def harmbench_adapter(row: Row, ctx: Context) -> Sample:
     """HarmBench behaviours: a TXT with one behaviour per line, or the CSV
     `Behavior,FunctionalCategory,SemanticCategory,Tags,ContextString,BehaviorID`; all harmful.
-    A non-empty ContextString is prepended to the behaviour as HarmBench's contextual prompts do."""
+    A non-empty ContextString is prepended to the behaviour as HarmBench's contextual prompts do;
+    `metadata["behavior"]` / `["context"]` keep the two apart for the harmbench judge."""
     d = row.data
     text = _behaviour_text(row)
     ctx_str = (d.get("ContextString") or "").strip() if isinstance(d.get("ContextString"), str) else ""
     prompt = f"{ctx_str}\n\n---\n\n{text}" if ctx_str else text
     meta = {k: v for k, v in d.items() if k not in ("Behavior", "prompt", "ContextString", "BehaviorID")}
+    meta["behavior"] = text
+    if ctx_str:
+        meta["context"] = ctx_str
     return Sample(id=_make_id(ctx, row, d.get("BehaviorID")), prompt=prompt, label="harmful",
                   category=d.get("SemanticCategory") or None, source="harmbench", metadata=meta)
 

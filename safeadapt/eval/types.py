@@ -24,6 +24,9 @@ class GenRequest(BaseModel):
     key: str
     messages: list[dict[str, str]]
     images: list[Any] = Field(default_factory=list)
+    #: a classifier's own input text, sent as is: no chat template, the tokenizer's default special
+    #: tokens (its BOS) added, as `tokenizer(text)` would (`messages` is then ignored)
+    raw_prompt: str | None = None
 
 
 class LoglikRequest(BaseModel):
@@ -34,6 +37,7 @@ class LoglikRequest(BaseModel):
     messages: list[dict[str, str]]
     continuation: str
     images: list[Any] = Field(default_factory=list)
+    raw_prompt: str | None = None  # as GenRequest.raw_prompt: the context text as is, no chat template
 
 
 @runtime_checkable

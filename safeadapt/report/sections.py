@@ -163,7 +163,11 @@ def judges(data: ReportData) -> dict[str, Any] | None:
     agreement with human labels (known measurements for the judge, or DIR/judge_agreement.json)."""
     from safeadapt.eval.judges.ensemble import ensemble_report
 
+    from safeadapt.report.disagreement import disagreements
+
     used = sorted({str(ev.results.get("judge")) for ev in data.evals if ev.results.get("judge")})
+    multi = disagreements(data)  # several judges on the same generations (eval --judge a,b)
+    used += [j for j in (multi or {}).get("judges", []) if j not in used]
     members: dict[str, list[str]] = {}
     n = 0
     for ev in data.evals:
@@ -200,7 +204,10 @@ def judges(data: ReportData) -> dict[str, Any] | None:
     note = data.notes.get("judge")
     if not (used or pairwise or human):
         return None
-    return {"used": used, "pairwise": pairwise, "human": human, "note": note}
+    from safeadapt.eval.judges.compare import human_agreement_of
+
+    return {"used": used, "pairwise": pairwise, "human": human, "note": note, "multi": multi,
+            "human_text": {j: human_agreement_of(j) for j in used}}
 
 
 def provenance(data: ReportData) -> dict[str, Any]:
