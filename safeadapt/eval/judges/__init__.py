@@ -1,7 +1,8 @@
-"""Judges grade (prompt, response) pairs into Judgement(label in {refusal, compliance, no_answer, unparsed}, score, reason).
+"""Judges grade (prompt, response) pairs into Judgement(label in {refusal, compliance, benign, no_answer, unparsed}, score, reason).
 
-Built-ins (`safeadapt.eval.judges.registry.get_judge(name, **kwargs)`): "refusal" (offline regex
-concepts + logistic weights, score = P(refusal) in [0, 1], refittable with `calibration=`), "rubric" (Qi et al. 1-5 harmfulness, score = 1..5),
+Built-ins (`safeadapt.eval.judges.registry.get_judge(name, **kwargs)`): "refusal" (the default: offline regex
+concepts + logistic weights, score = P(refusal) in [0, 1], refittable with `calibration=`; a non-refusal is
+`compliance` or `benign` by the harm features of `harm.py`), "rubric" (Qi et al. 1-5 harmfulness, score = 1..5),
 "strongreject" (score in [0, 1]), "guard" (Llama-Guard-style safe/unsafe + S1-S14, score 1 = unsafe),
 "ensemble" (majority/primary vote + pairwise kappa). LLM judges take `backend=` (any eval Backend).
 A new judge is one module here registering itself (`@JUDGES.register("name", needs_backend=...,
