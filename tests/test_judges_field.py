@@ -402,7 +402,7 @@ def test_eval_and_judge_commands_take_the_field_judges(tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert res["judge"] == "harmbench" and res["provenance"]["config"]["judge_model"]["backend"] == "HFBackend"
     recs = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
-    assert len(recs) == 2 and {rec["judgement"]["extra"].get("variant", "mistral") for rec in recs} == {"mistral"}
+    assert len(recs) == 2 and {rec["judgement"]["extra"]["variant"] for rec in recs} == {"mistral"}
     assert all(rec["judgement"]["label"] in ("compliance", "benign", "refusal", "no_answer", "unparsed") for rec in recs)
     bad = runner.invoke(app, ["eval", path, "--suite", "text-safety", "--out", str(tmp_path / "x"), "--judge", "harmbench"])
     assert bad.exit_code != 0 and "needs an LLM" in bad.output and not (tmp_path / "x").exists()

@@ -132,6 +132,7 @@ class HarmBenchJudge(LLMJudge):
         out = super().judge(items)
         for j, it, c in zip(out, items, clipped):
             j.extra["clipped"] = c
+            j.extra["variant"] = self.variant
             j.extra["contextual"] = behavior_and_context(it)[1] is not None
         return split_not_harmful(out, items, self._refusal)
 
