@@ -415,3 +415,33 @@ def test_eval_and_judge_commands_take_the_field_judges(tmp_path):
     assert r.exit_code == 0, r.output
     (rec,) = [json.loads(x) for x in (tmp_path / "j.jsonl").read_text().splitlines()]
     assert rec["judge"] == "harmbench" and rec["label"] in ("compliance", "benign", "refusal", "no_answer", "unparsed")
+
+
+def test_a_study_eval_stage_runs_an_llm_judge_from_judge_options(tmp_path):
+    import json
+
+    from safeadapt.study.engine import run_study
+    from safeadapt.study.schema import load_study
+
+    path = shared_tiny("llama")
+    f = tmp_path / "study.yaml"
+    f.write_text(f"""
+name: fieldjudge
+stages:
+  ev:
+    kind: eval
+    params:
+      model: {path}
+      suites: [text-safety]
+      limit: 2
+      bootstrap: 0
+      backend: hf
+      backend_options: {{threads: 1}}
+      decoding: {{max_new_tokens: 3, batch_size: 2}}
+      judge: guard
+      judge_options: {{model: {path}, backend: hf, threads: 1, native: true}}
+""")
+    (plan,) = run_study(load_study(f), tmp_path / "out")
+    res = json.loads((plan.dir / "results.json").read_text())
+    assert res["judge"] == "guard" and res["provenance"]["config"]["judge_model"]["ref"] == str(path)
+    assert res["suites"]["text-safety"]["n_items"] == 2
