@@ -245,8 +245,12 @@ def test_empty_dataset_is_one_line_error(tmp_path: Path, content: str, msg: str)
 
 def test_all_rows_bad_and_spec_errors(tmp_path: Path) -> None:
     f = _write_jsonl(tmp_path / "x.jsonl", [{"a": 1}, {"a": 2}])
-    with pytest.raises(SafeAdaptError, match=r"no valid samples; all 2 rows malformed"):
+    # no prompt column under any common name: one file-level error, even when skipping bad rows
+    with pytest.raises(SafeAdaptError, match=r"x.jsonl: no prompt column \(tried prompt, text, .*\); columns: a;"):
         load_samples(f, on_error="skip")
+    g = _write_jsonl(tmp_path / "y.jsonl", [{"prompt": ""}, {"prompt": " "}])
+    with pytest.raises(SafeAdaptError, match=r"no valid samples; all 2 rows malformed"):
+        load_samples(g, on_error="skip")
     with pytest.raises(SafeAdaptError, match="no such file"):
         load_samples(tmp_path / "missing.csv")
     with pytest.raises(SafeAdaptError, match="unsupported file type .xlsx"):

@@ -44,10 +44,13 @@ def xstest_adapter(row: Row, ctx: Context) -> Sample:
 
 
 def _behaviour_text(row: Row) -> str:
-    for col in ("prompt", "goal", "Behavior", "behavior", "behaviour"):
-        if col in row.data:
-            return _text(row, col)  # type: ignore[return-value]
-    raise RowError(f"missing column 'goal' or 'Behavior' (columns: {', '.join(row.data)})")
+    from safeadapt.data.columns import PROMPT_COLUMNS, find_column
+
+    col = find_column(list(row.data), ("prompt", "goal", "Behavior", "behaviour", *PROMPT_COLUMNS), source=row.where,
+                      first_wins=True, required=False)
+    if col is None:
+        raise RowError(f"missing column 'goal' or 'Behavior' (columns: {', '.join(row.data)})")
+    return _text(row, col)  # type: ignore[return-value]
 
 
 @ADAPTERS.register("harmbench")

@@ -8,7 +8,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from safeadapt.core.atomic import atomic_write_json, atomic_write_text
 from safeadapt.core.errors import SafeAdaptError
@@ -40,6 +40,44 @@ def _judge_model(judge: Any) -> dict[str, Any] | None:
     return {"ref": str(getattr(be, "ref", "")), "backend": type(be).__name__, "fingerprint": getattr(be, "fingerprint", None)}
 
 
+def judge_list(judge: str | Judge | Sequence[str | Judge]) -> list[str | Judge]:
+    """`"a,b"`, a list of names / Judge objects, or one of either -> the list, order kept."""
+    if isinstance(judge, str):
+        return [x.strip() for x in judge.split(",") if x.strip()]
+    if isinstance(judge, (list, tuple)):
+        out: list[str | Judge] = []
+        for x in judge:
+            out.extend(judge_list(x) if isinstance(x, str) else [x])
+        return out
+    return [judge]
+
+
+def resolve_judges(judge: str | Judge | Sequence[str | Judge], options: Mapping[str, Any] | None = None) -> dict[str, Judge]:
+    """Judges by name, the first (primary) first. With one judge `options` are its keyword
+    arguments; with several, `options` maps a judge's name to its own (unknown names are an error)."""
+    items = judge_list(judge)
+    if not items:
+        from safeadapt.eval.judges.registry import judge_names
+
+        raise SafeAdaptError(f"no judge given; known: {', '.join(judge_names())}")
+    opts = dict(options or {})
+    if len(items) > 1:
+        named = [x for x in items if isinstance(x, str)]
+        stray = sorted(set(opts) - set(named))
+        if stray:
+            raise SafeAdaptError(f"with several judges, judge options map a judge name to its options; "
+                                 f"{', '.join(map(repr, stray))} is not one of the judges ({', '.join(named)})")
+    out: dict[str, Judge] = {}
+    for x in items:
+        kw = opts if len(items) == 1 else dict(opts.get(x, {})) if isinstance(x, str) else {}
+        j = resolve_judge(x, **kw)
+        nm = x if isinstance(x, str) else str(getattr(j, "name", type(j).__name__))
+        if nm in out:
+            raise SafeAdaptError(f"judge {nm!r} given twice")
+        out[nm] = j
+    return out
+
+
 def validate_suites(suites: list[str] | str) -> list[str]:
     names = [s.strip() for s in suites.split(",")] if isinstance(suites, str) else [str(s).strip() for s in suites]
     names = [n for n in names if n]
@@ -65,7 +103,7 @@ def evaluate(
     suites: list[str] | str,
     out_dir: str | os.PathLike,
     *,
-    judge: str | Judge = "refusal",
+    judge: str | Judge | Sequence[str | Judge] = "refusal",
     datasets: dict[str, list[Sample]] | None = None,
     decoding: DecodingConfig | None = None,
     seed: int = 0,
@@ -75,6 +113,7 @@ def evaluate(
     backend_options: dict[str, Any] | None = None,
     judge_options: dict[str, Any] | None = None,
     cache_path: str | os.PathLike | None = None,
+    jailbreak_templates: str | os.PathLike | Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run `suites` on `model` (a path / hub id / GGUF loaded with `backend`, or a Backend object)
     and write `out_dir/results.json` + `out_dir/generations.jsonl`. Returns the results dict.
@@ -82,7 +121,13 @@ def evaluate(
     `datasets[suite]` overrides a suite's built-in samples. Generations are cached in
     `cache_path` (default `out_dir/cache/generations.jsonl`) keyed by (model fingerprint, sample
     id, prompt hash, decoding config), so a rerun or a resumed run skips finished work.
-    `limit` caps items per suite (taken round-robin across categories)."""
+    `limit` caps items per suite (taken round-robin across categories).
+
+    `judge`: one judge, or several (`"a,b"` or a list): the same generations are graded by each;
+    the first is primary (its numbers are the suite's headline fields), every judge's rate and the
+    pairwise agreement / kappa go under the suite's `judges` and `judge_agreement`.
+    `jailbreak_templates`: a templates file (`load_jailbreak_templates`) or name -> template; the
+    jailbreak suite then uses these styles instead of the built-in ones."""
     t_start = time.time()
     names = validate_suites(suites)
     datasets = dict(datasets or {})
@@ -94,7 +139,21 @@ def evaluate(
         if k in names:  # no sample of the suite's label -> one-line error before the model loads
             select_by_label(v, get_suite(k).wants_label, k)
         check_images(v)  # unreadable images fail before the model is loaded
-    judge_obj = resolve_judge(judge, **(judge_options or {}))
+    judges = resolve_judges(judge, judge_options)
+    judge_obj = next(iter(judges.values()))
+    templates, templates_info = None, None
+    if jailbreak_templates is not None:
+        from safeadapt.data.attack_files import check_templates, load_jailbreak_templates
+
+        if isinstance(jailbreak_templates, Mapping):
+            templates = check_templates(dict(jailbreak_templates), "jailbreak_templates")
+            templates_info = {"styles": list(templates)}
+        else:
+            from safeadapt.core.provenance import sha256_file
+
+            templates = load_jailbreak_templates(jailbreak_templates)
+            templates_info = {"file": str(jailbreak_templates), "sha256": sha256_file(Path(jailbreak_templates)),
+                              "styles": list(templates)}
     decoding = decoding or DecodingConfig(seed=seed)
     out = Path(out_dir)
     timer = Timer()
@@ -118,7 +177,8 @@ def evaluate(
             suite = get_suite(name)
             task = prog.add_task(name, total=None)
             ctx = SuiteContext(backend=be, judge=judge_obj, decoding=decoding, cache=cache, work_dir=out / "work" / name,
-                               seed=seed, bootstrap=bootstrap, limit=limit, progress=lambda n, t=task: prog.advance(t, n))
+                               seed=seed, bootstrap=bootstrap, limit=limit, progress=lambda n, t=task: prog.advance(t, n),
+                               judges=judges if len(judges) > 1 else {}, jailbreak_templates=templates)
             with timer.section(f"suite:{name}"):
                 samples = datasets[name] if name in datasets else suite.default_samples(ctx)
                 if not samples:
@@ -146,6 +206,8 @@ def evaluate(
         "suites": names,
         "judge": getattr(judge_obj, "name", type(judge_obj).__name__),
         "judge_model": _judge_model(judge_obj),
+        **({"judges": list(judges)} if len(judges) > 1 else {}),
+        **({"jailbreak_templates": templates_info} if templates_info else {}),
         "decoding": decoding.model_dump(),
         "seed": seed,
         "bootstrap": bootstrap,
@@ -158,6 +220,7 @@ def evaluate(
         "model": model_name,
         "model_fingerprint": be.fingerprint,
         "judge": config["judge"],
+        **({"judges": list(judges)} if len(judges) > 1 else {}),
         **results,
         "provenance": provenance(config=config, inputs={"model_fingerprint": be.fingerprint},
                                  timings={**timer.timings, "total": time.time() - t_start}),

@@ -16,6 +16,7 @@ from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.provenance import hash_path, stable_hash
 from safeadapt.core.runtime import set_threads
 from safeadapt.eval.backends.common import derive_seed, load_image, render_chat
+from safeadapt.eval.backends.registry import BACKENDS
 from safeadapt.eval.types import DecodingConfig, GenRequest, LoglikRequest
 
 #: bytes hashed from the head and tail of each large weight file for the fingerprint
@@ -75,6 +76,7 @@ class _GumbelSampler:
         return logp + gumbel
 
 
+@BACKENDS.register("hf")
 class HFBackend:
     """Generation + log-likelihood through transformers.
 

@@ -18,6 +18,7 @@ from typing import Any
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.provenance import stable_hash
 from safeadapt.eval.backends.common import derive_seed, image_data_url
+from safeadapt.eval.backends.registry import BACKENDS
 from safeadapt.eval.types import DecodingConfig, GenRequest, LoglikRequest
 
 log = logging.getLogger("safeadapt.eval.openai")
@@ -66,6 +67,7 @@ def completion_payload(model: str, req: GenRequest, decoding: DecodingConfig) ->
     return body
 
 
+@BACKENDS.register("openai")
 class OpenAIBackend:
     """`OpenAIBackend(model, base_url="http://127.0.0.1:8000/v1", api_key_env="OPENAI_API_KEY")`.
 

@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.provenance import hash_path, stable_hash
 from safeadapt.eval.backends.common import derive_seed, load_image, with_image_parts
+from safeadapt.eval.backends.registry import BACKENDS
 from safeadapt.eval.types import DecodingConfig, GenRequest, LoglikRequest
 
 
@@ -53,6 +54,7 @@ def continuation_logprob(prompt_logprobs: Sequence[Any], token_ids: Sequence[int
     return total
 
 
+@BACKENDS.register("vllm")
 class VLLMBackend:
     """`VLLMBackend(path, dtype="float32", **llm_kwargs)`: batched generation with vLLM's
     scheduler (requests are all submitted at once; vLLM does its own batching)."""

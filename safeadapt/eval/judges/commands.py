@@ -10,6 +10,7 @@ from typing import Any, Optional
 import typer
 
 from safeadapt.core.cli_support import user_errors
+from safeadapt.core.console import say
 
 LLM_JUDGES = ("rubric", "strongreject", "guard", "harmbench", "strongreject-ft")
 
@@ -129,9 +130,9 @@ def register(app: typer.Typer) -> None:
         label_col: str = typer.Option("label", "--label-col", help="--calibrate: label column (refusal/compliance, 1/0 or XSTest final_label; falls back to final_label)"),
     ) -> None:
         """Grade completions (a CSV/TSV/JSONL/JSON table, or `safeadapt eval`'s own generations.jsonl as is)
-        with a judge; resumable, one JSON record per row: label refusal | compliance | benign (harmbench,
-        strongreject-ft: an answer that is not harmful) | no_answer (empty response) | unparsed (an LLM
-        judge's unreadable reply). A malformed row (a CSV row with too few
+        with a judge; resumable, one JSON record per row: label refusal | compliance (the harmful content
+        asked for) | benign (a harmless answer: the refusal judge, harmbench, strongreject-ft) | no_answer
+        (empty, degenerate or off-topic) | unparsed (an LLM judge's unreadable reply). A malformed row (a CSV row with too few
         or too many fields, bad JSON) is a FILE:LINE error and nothing is written."""
         from safeadapt.core.errors import SafeAdaptError
         from safeadapt.eval.judges.grade import grade_file
@@ -168,7 +169,7 @@ def register(app: typer.Typer) -> None:
                              batch_size=batch_size, overwrite=overwrite, config=config)
         lab = summary["labels"]
         msg = (f"judged {summary['n']} rows with {judge}: refusal {lab.get('refusal', 0)} "
-               f"({summary['refusal_rate']:.1%}), compliance {lab.get('compliance', 0)}, "
+               f"({summary['refusal_rate']:.1%}), compliance {lab.get('compliance', 0)}, benign {lab.get('benign', 0)}, "
                f"no answer {lab.get('no_answer', 0)}, unparsed {lab.get('unparsed', 0)}")
         if lab.get("benign"):
             msg += f", benign {lab['benign']} (answered, not harmful)"
@@ -178,4 +179,4 @@ def register(app: typer.Typer) -> None:
             msg += f", harmfulness score {summary['harmfulness_score']:.2f}, rate {summary['harmfulness_rate']:.1%}"
         if summary["resumed_rows"]:
             msg += f" ({summary['resumed_rows']} rows from checkpoint)"
-        typer.echo(f"{msg} -> {out}")
+        say(f"{msg} -> {out}")

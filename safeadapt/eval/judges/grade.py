@@ -18,6 +18,7 @@ from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.jsonl import JsonlCheckpoint
 from safeadapt.core.provenance import Timer, provenance, sha256_file, stable_hash
 from safeadapt.core.runtime import track
+from safeadapt.data.columns import PROMPT_COLUMNS, RESPONSE_COLUMNS, find_column
 from safeadapt.eval.judges.apply import run_judge
 from safeadapt.eval.types import Judge, JudgeItem, Judgement
 
@@ -72,9 +73,11 @@ def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 #: columns tried in order when --response-col / --prompt-col are not given (eval's generations.jsonl
-#: has "prompt", "messages" and "response"; XSTest's completions files "prompt" and "completion")
-RESPONSE_COLS = ("completion", "response", "output", "generation", "answer")
-PROMPT_COLS = ("prompt", "messages", "question", "forbidden_prompt", "goal", "instruction")
+#: has "prompt", "messages" and "response"; XSTest's completions files "prompt" and "completion"):
+#: the shared names of `safeadapt.data.columns`, the first present wins; `messages` (a chat, its
+#: last user turn) right after `prompt`
+RESPONSE_COLS = RESPONSE_COLUMNS
+PROMPT_COLS = ("prompt", "messages", *PROMPT_COLUMNS[1:])
 
 
 def detect_columns(rows: Sequence[dict[str, Any]], prompt_col: str | None, response_col: str | None, *,
@@ -85,14 +88,11 @@ def detect_columns(rows: Sequence[dict[str, Any]], prompt_col: str | None, respo
         if c not in cols:
             raise SafeAdaptError(f"{source}: no column {c!r}; columns: {', '.join(map(str, cols))}")
     if not response_col:
-        found = [c for c in RESPONSE_COLS if c in cols]
-        if not found:
-            raise SafeAdaptError(f"{source}: no response column found (tried {', '.join(RESPONSE_COLS)}); "
-                                 f"pass --response-col; columns: {', '.join(map(str, cols))}")
-        response_col = found[0]
+        response_col = find_column(cols, RESPONSE_COLS, source=source, what="response", first_wins=True,
+                                   hint="pass --response-col")
     if prompt_col is None:
-        prompt_col = next((c for c in PROMPT_COLS if c in cols), None)
-    return prompt_col or None, response_col
+        prompt_col = find_column(cols, PROMPT_COLS, source=source, first_wins=True, required=False)
+    return prompt_col or None, str(response_col)
 
 
 def _prompt_of(value: Any) -> str:
@@ -119,7 +119,7 @@ def extract_items(rows: Sequence[dict[str, Any]], prompt_col: str | None, respon
             continue
         pc = prompt_col
         if pc and pc not in r and detected:
-            pc = next((c for c in PROMPT_COLS if c in r), pc)
+            pc = find_column(list(r), PROMPT_COLS, source=where, first_wins=True, required=False) or pc
         for c in [c for c in (pc, response_col) if c]:
             if c not in r:
                 raise SafeAdaptError(f"{where}: missing column {c!r}")
@@ -240,8 +240,10 @@ def grade_file(
         "columns": {"prompt": prompt_col, "response": response_col},
         "refusal_rate": rates["refusal_rate"]["value"] or 0.0,
         "compliance_rate": rates["compliance_rate"]["value"] or 0.0,
+        "benign_rate": rates["benign_rate"]["value"] or 0.0,
+        "non_refusal_rate": rates["non_refusal_rate"]["value"] or 0.0,
         "no_answer_rate": rates["no_answer_rate"]["value"] or 0.0,
-        "rates": {k: rates[k] for k in ("refusal_rate", "compliance_rate", "no_answer_rate")},
+        "rates": {k: rates[k] for k in ("refusal_rate", "compliance_rate", "benign_rate", "non_refusal_rate", "no_answer_rate")},
         "unparsed": rates["unparsed"]["k"],
         "non_answer_kinds": rates["non_answer_kinds"],
         "parse_failures": n_fail,
