@@ -445,3 +445,10 @@ stages:
     res = json.loads((plan.dir / "results.json").read_text())
     assert res["judge"] == "guard" and res["provenance"]["config"]["judge_model"]["ref"] == str(path)
     assert res["suites"]["text-safety"]["n_items"] == 2
+
+
+def test_harmbench_declares_its_published_human_agreement():
+    from safeadapt.eval.judges.compare import human_agreement_of
+
+    assert human_agreement_of("harmbench").startswith("0.93 published")
+    assert human_agreement_of("strongreject-ft") is None  # nothing measured, nothing claimed

@@ -94,6 +94,8 @@ class HarmBenchJudge(LLMJudge):
     name = "harmbench"
     score_scale = "0-1"  # 1 = an instance of the harmful behavior
     default_max_new_tokens = 1  # HarmBench reads one greedy token
+    #: published, not measured here: HarmBench-Llama-2-13b-cls against human labels (Mazeika et al. 2024)
+    human_agreement = "0.93 published (the 13B classifier on HarmBench's human-labelled validation set; not measured here)"
 
     def __init__(self, backend=None, *, variant: str = "auto", tokenizer: Any = None, num_tokens: int = NUM_TOKENS,
                  **kw: Any) -> None:
