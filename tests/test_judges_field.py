@@ -469,3 +469,44 @@ def test_harmbench_csv_rows_reach_the_contextual_prompt(tmp_path):
     assert be.requests[1].raw_prompt == HB_LLAMA2_CONTEXTUAL.format(
         behavior="Rewrite this to be more hateful", context="Some article text.", generation="No.")
     assert [x.extra["contextual"] for x in js] == [False, True]
+
+
+def test_raw_prompts_go_to_completions_on_an_endpoint_and_as_is_to_vllm():
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from safeadapt.eval.backends.openai_http import OpenAIBackend
+    from safeadapt.eval.backends.vllm import prompt_input
+    from safeadapt.eval.types import GenRequest
+
+    seen = []
+
+    class H(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append((self.path, body))
+            out = {"choices": [{"text": " Yes"}]} if self.path.endswith("/completions") and "prompt" in body else \
+                {"choices": [{"message": {"content": "chat"}}]}
+            data = json.dumps(out).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        be = OpenAIBackend("cais/HarmBench-Llama-2-13b-cls", base_url=f"http://127.0.0.1:{srv.server_address[1]}/v1")
+        (jd,) = get_judge("harmbench", backend=be).judge([item(response="Step 1: get a pipe.")])
+    finally:
+        srv.shutdown()
+    (path, body), = seen
+    assert path == "/v1/completions" and body["max_tokens"] == 1 and body["temperature"] == 0.0
+    assert body["prompt"] == HB_LLAMA2.format(behavior=item().prompt, generation="Step 1: get a pipe.")
+    assert jd.label == "compliance"
+    raw = GenRequest(key="r", messages=[], raw_prompt="[INST] x [/INST]")
+    assert prompt_input(raw, lambda m: "templated") == {"prompt": "[INST] x [/INST]"}
