@@ -510,3 +510,30 @@ def test_raw_prompts_go_to_completions_on_an_endpoint_and_as_is_to_vllm():
     assert jd.label == "compliance"
     raw = GenRequest(key="r", messages=[], raw_prompt="[INST] x [/INST]")
     assert prompt_input(raw, lambda m: "templated") == {"prompt": "[INST] x [/INST]"}
+
+
+def test_hf_backend_tokenizes_raw_prompts_with_the_bos_and_batches_them_apart():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from safeadapt.eval.backends.hf import HFBackend
+    from safeadapt.eval.types import DecodingConfig, GenRequest, LoglikRequest
+
+    tok = bos_tokenizer()
+    tok.chat_template = build_tokenizer().chat_template
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=4, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, initializer_range=0.2)
+    torch.manual_seed(1)
+    be = HFBackend(model=LlamaForCausalLM(cfg).eval(), processor=tok, max_batch=4)
+    text = "Below is an interaction. ### Answer: "
+    (lp,) = be.loglikelihood([LoglikRequest(key="k", messages=[], raw_prompt=text, continuation="3")])
+    ids = tok(text)["input_ids"]
+    assert ids[0] == tok.bos_token_id
+    with torch.no_grad():
+        logits = be.model(input_ids=torch.tensor([ids])).logits[0, -1]
+    want = float(torch.log_softmax(logits.float(), -1)[tok.convert_tokens_to_ids("3")])
+    assert lp == pytest.approx(want, abs=1e-4)
+    dec = DecodingConfig(max_new_tokens=3)
+    raw = GenRequest(key="r", messages=[], raw_prompt=text)
+    chat = GenRequest(key="c", messages=[{"role": "user", "content": "hello world"}])
+    mixed = be.generate([chat, raw], dec)
+    assert mixed == [be.generate([chat], dec)[0], be.generate([raw], dec)[0]]
