@@ -537,3 +537,16 @@ def test_hf_backend_tokenizes_raw_prompts_with_the_bos_and_batches_them_apart():
     chat = GenRequest(key="c", messages=[{"role": "user", "content": "hello world"}])
     mixed = be.generate([chat, raw], dec)
     assert mixed == [be.generate([chat], dec)[0], be.generate([raw], dec)[0]]
+
+
+def test_an_endpoint_judge_can_take_the_classifiers_tokenizer_for_truncation():
+    from safeadapt.eval.backends.openai_http import OpenAIBackend
+
+    path = str(shared_tiny("llama"))
+    j = build_judge("harmbench", model="cais/HarmBench-Llama-2-13b-cls", backend="openai", base_url="http://127.0.0.1:9/v1",
+                    tokenizer=path)
+    assert isinstance(j.backend, OpenAIBackend) and j.tokenizer is not None
+    long = " ".join(["flour water yeast"] * 400)
+    assert len(j.tokenizer(j.clip(long)[0])["input_ids"]) <= 512 and j.clip(long)[1]
+    with pytest.raises(SafeAdaptError, match="could not be loaded"):
+        build_judge("harmbench", model="m", backend="openai", base_url="http://127.0.0.1:9/v1", tokenizer=path + "-missing")

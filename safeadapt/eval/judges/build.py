@@ -66,7 +66,7 @@ def build_judge(name: str, **options: Any) -> Judge:
 
         try:
             opts["tokenizer"] = AutoTokenizer.from_pretrained(tokenizer)
-        except OSError as e:
+        except (OSError, ValueError) as e:  # a missing dir, or a name that is no valid hub id
             raise SafeAdaptError(f"judge tokenizer {tokenizer!r} could not be loaded: {type(e).__name__}") from None
     if name != "ensemble" and judge_needs_backend(name) and opts.get("backend") is None:
         raise SafeAdaptError(f"judge {name!r} needs an LLM: pass --judge-model PATH (with --judge-backend hf|vllm) or "
