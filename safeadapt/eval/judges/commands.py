@@ -1,6 +1,6 @@
 """CLI: `safeadapt judge FILE --judge refusal --prompt-col prompt --response-col completion --out
 OUT.jsonl` grades completions made elsewhere (CSV/JSONL/JSON), one JSON record per input row;
-LLM judges take `--judge-model PATH` (transformers) or `--judge-endpoint URL --judge-model NAME`."""
+LLM judges take `--judge-model PATH` (`--judge-backend hf|vllm`) or `--judge-endpoint URL --judge-model NAME`."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import typer
 from safeadapt.core.cli_support import user_errors
 from safeadapt.core.console import say
 
-def build_backend(judge_model: str | None, judge_endpoint: str | None, api_key_env: str, threads: int | None, batch_size: int) -> Any:
-    """A Backend for LLM judges (imported lazily: transformers only loads when needed)."""
+def build_backend(judge_model: str | None, judge_endpoint: str | None, api_key_env: str, threads: int | None, batch_size: int,
+                  kind: str = "hf") -> Any:
+    """A Backend for LLM judges (imported lazily: transformers only loads when needed); `kind`
+    picks how a local judge model runs (hf, vllm, auto)."""
     from safeadapt.core.errors import SafeAdaptError
 
     if judge_endpoint:
@@ -23,9 +25,11 @@ def build_backend(judge_model: str | None, judge_endpoint: str | None, api_key_e
 
         return OpenAIBackend(judge_model, base_url=judge_endpoint, api_key_env=api_key_env)
     if judge_model:
-        from safeadapt.eval.backends.hf import HFBackend
+        if kind not in ("hf", "vllm", "auto"):
+            raise SafeAdaptError(f"--judge-backend must be hf, vllm or auto (an endpoint: --judge-endpoint), got {kind!r}")
+        from safeadapt.eval.backends import make_backend
 
-        return HFBackend(judge_model, threads=threads, max_batch=batch_size)
+        return make_backend(judge_model, kind, **({} if kind == "vllm" else {"threads": threads, "max_batch": batch_size}))
     return None
 
 
@@ -109,6 +113,7 @@ def register(app: typer.Typer) -> None:
         response_col: Optional[str] = typer.Option(None, "--response-col", help="column with the model's response; default: the first of completion, response, output, generation, answer"),
         judge_model: Optional[str] = typer.Option(None, "--judge-model", help="LLM judges: local model (HF dir/GGUF), or the served model name with --judge-endpoint"),
         judge_endpoint: Optional[str] = typer.Option(None, "--judge-endpoint", help="LLM judges: OpenAI-compatible base URL (http://host:port/v1)"),
+        judge_backend: str = typer.Option("hf", "--judge-backend", help="LLM judges: how --judge-model runs: hf (transformers, CPU) | vllm (GPU) | auto"),
         judge_api_key_env: str = typer.Option("OPENAI_API_KEY", "--judge-api-key-env", help="env var holding the endpoint's API key"),
         threshold: Optional[float] = typer.Option(None, "--threshold", help="refusal: score cut (0.5); rubric: min score counted as compliance (3); strongreject: score cut (0); strongreject-ft: min score counted as compliance (0.5)"),
         members: Optional[str] = typer.Option(None, "--members", help="ensemble: comma-separated judges"),
@@ -123,8 +128,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Grade completions (a CSV/TSV/JSONL/JSON table, or `safeadapt eval`'s own generations.jsonl as is)
         with a judge; resumable, one JSON record per row: label refusal | compliance (the harmful content
-        asked for) | benign (a harmless answer; the refusal judge only) | no_answer (empty, degenerate or
-        off-topic) | unparsed (an LLM judge's unreadable reply). A malformed row (a CSV row with too few
+        asked for) | benign (a harmless answer: the refusal judge, harmbench, strongreject-ft) | no_answer
+        (empty, degenerate or off-topic) | unparsed (an LLM judge's unreadable reply). A malformed row (a CSV row with too few
         or too many fields, bad JSON) is a FILE:LINE error and nothing is written."""
         from safeadapt.core.errors import SafeAdaptError
         from safeadapt.eval.judges.grade import grade_file
@@ -145,7 +150,8 @@ def register(app: typer.Typer) -> None:
         from safeadapt.core.runtime import resolve_threads
 
         backend = build_backend(judge_model, judge_endpoint, judge_api_key_env,
-                                resolve_threads(threads) if judge_model and not judge_endpoint else None, batch_size) if (
+                                resolve_threads(threads) if judge_model and not judge_endpoint else None, batch_size,
+                                judge_backend) if (
             judge in llm_judges() or (judge == "ensemble" and any(m.strip() in llm_judges() for m in (members or "").split(",")))
         ) else None
         if backend is None and (judge_model or judge_endpoint):

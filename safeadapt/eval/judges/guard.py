@@ -97,7 +97,7 @@ def guard_mode(native: bool | str, backend: object) -> str:
         return "raw" if tok is not None and not template else "template"
     if template:
         return "template" if "UNSAFE CONTENT CATEGORIES" in str(template) else "generic"
-    name = str(getattr(backend, "ref", "") or "").lower().replace("-", "").replace("_", "")
+    name = str(getattr(backend, "ref", "") or "").lower().replace("-", "").replace("_", "").replace(" ", "")
     if "llamaguard" in name:
         return "raw" if tok is not None else "template"
     return "generic"

@@ -95,6 +95,8 @@ class HarmBenchJudge(LLMJudge):
 
     name = "harmbench"
     score_scale = "0-1"  # 1 = an instance of the harmful behavior
+    #: published, not measured here: HarmBench-Llama-2-13b-cls against human labels (Mazeika et al. 2024)
+    human_agreement = "0.93 published (the 13B classifier on HarmBench's human-labelled validation set; not measured here)"
 
     def __init__(self, backend=None, *, variant: str = "auto", tokenizer: Any = None, num_tokens: int = NUM_TOKENS,
                  **kw: Any) -> None:
@@ -133,6 +135,7 @@ class HarmBenchJudge(LLMJudge):
         out = super().judge(items)
         for j, it, c in zip(out, items, clipped):
             j.extra["clipped"] = c
+            j.extra["variant"] = self.variant
             j.extra["contextual"] = behavior_and_context(it)[1] is not None
         return split_not_harmful(out, items, self._refusal)
 
