@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from safeadapt.data.builtin import CATEGORIES, load_builtin
+from safeadapt.data.builtin import load_builtin
+from safeadapt.data.builtin_safety import CATEGORIES
 from safeadapt.data.refusals import n_variants, refusal_for
 from safeadapt.eval.cache import GenerationCache
 from safeadapt.eval.judges.registry import get_judge

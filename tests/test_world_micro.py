@@ -20,7 +20,8 @@ ROLES = {"aligned", "vl_stage1", "vl", "vl_sft", "vl_mtl", "vl_dpo"} | {
 
 @pytest.fixture(scope="module")
 def micro(tmp_path_factory):
-    from safeadapt.study.commands import DEMO_STUDY, run_study_file
+    from safeadapt.study.commands import run_study_file
+    from safeadapt.world.commands import DEMO_STUDY
     from safeadapt.world.demo import summarize
 
     base = tmp_path_factory.mktemp("micro")
@@ -86,7 +87,8 @@ def test_micro_world_generations_are_judged_by_world_judge(micro):
 
 
 def test_micro_world_rerun_is_cached(micro):
-    from safeadapt.study.commands import DEMO_STUDY, run_study_file
+    from safeadapt.study.commands import run_study_file
+    from safeadapt.world.commands import DEMO_STUDY
 
     out, _ = micro
     run_study_file(DEMO_STUDY, out, profile="micro", seed=0)
@@ -112,7 +114,7 @@ def test_micro_world_diagnosis_stages(micro):
     assert "recommend.yaml" in diag["diagnose:recommend"]["files"]
 def test_micro_demo_ends_with_report(micro):
     """`safeadapt demo`'s driver ends with DIR/report.html showing every role's measured counts."""
-    from safeadapt.study.commands import run_demo
+    from safeadapt.world.commands import run_demo
 
     out, res = micro
     run_demo(out, profile="micro", seed=0)  # every stage cached: summary + report only

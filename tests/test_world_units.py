@@ -61,7 +61,7 @@ def test_splits_are_disjoint_by_template_and_filler():
 
 
 def test_categories_follow_project_taxonomy():
-    from safeadapt.data.builtin import CATEGORIES
+    from safeadapt.data.builtin_safety import CATEGORIES
 
     assert set(T.HARMFUL_ITEMS) == set(CATEGORIES)
 

@@ -157,6 +157,10 @@ def make_progress(transient: bool = False):
         TimeRemainingColumn(),
         transient=transient or _LIVE_DEPTH > 0,
         disable=not progress_enabled(),
+        # an inner display (an eval inside a stage run in the study process) leaves sys.stdout to
+        # the stage's log capture; the outer one shows the study's own prints above its bars
+        redirect_stdout=_LIVE_DEPTH == 0,
+        redirect_stderr=_LIVE_DEPTH == 0,
     )
 
 

@@ -57,12 +57,16 @@ def _behaviour_text(row: Row) -> str:
 def harmbench_adapter(row: Row, ctx: Context) -> Sample:
     """HarmBench behaviours: a TXT with one behaviour per line, or the CSV
     `Behavior,FunctionalCategory,SemanticCategory,Tags,ContextString,BehaviorID`; all harmful.
-    A non-empty ContextString is prepended to the behaviour as HarmBench's contextual prompts do."""
+    A non-empty ContextString is prepended to the behaviour as HarmBench's contextual prompts do;
+    `metadata["behavior"]` / `["context"]` keep the two apart for the harmbench judge."""
     d = row.data
     text = _behaviour_text(row)
     ctx_str = (d.get("ContextString") or "").strip() if isinstance(d.get("ContextString"), str) else ""
     prompt = f"{ctx_str}\n\n---\n\n{text}" if ctx_str else text
     meta = {k: v for k, v in d.items() if k not in ("Behavior", "prompt", "ContextString", "BehaviorID")}
+    meta["behavior"] = text
+    if ctx_str:
+        meta["context"] = ctx_str
     return Sample(id=_make_id(ctx, row, d.get("BehaviorID")), prompt=prompt, label="harmful",
                   category=d.get("SemanticCategory") or None, source="harmbench", metadata=meta)
 

@@ -3,11 +3,11 @@ copied from public datasets) so they work offline and scale: `load_builtin(name,
 
 Suites
 - "harmful": harmful requests (label "harmful"), phrased as requests and never containing answers,
-  across the taxonomy in `CATEGORIES` (12 categories):
+  across the taxonomy in `builtin_safety.CATEGORIES` (12 categories):
   violence_weapons, cybercrime_malware, fraud_scams, drugs, self_harm, hate_harassment,
   privacy_surveillance, sexual_nonconsent, misinformation, illegal_trade, extremism, child_safety.
 - "lookalike": benign prompts that resemble harmful ones (label "benign"), for over-refusal,
-  following XSTest's types (`LOOKALIKE_TYPES`): homonyms, figurative_language, safe_targets,
+  following XSTest's types (`builtin_safety.LOOKALIKE_TYPES`): homonyms, figurative_language, safe_targets,
   safe_contexts, definitions, real_group_nonsense_discrimination, nonsense_group_discrimination,
   historical_events, privacy_public_figures, privacy_fictional.
 - "helpfulness-mc": multiple-choice items (`choices`, `reference` = index of the correct choice as
@@ -30,11 +30,9 @@ from typing import Callable, Literal, Sequence
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.registry import Registry
 
-# the suites' data live in builtin_safety.py and builtin_facts.py; their names stay importable from here
-from safeadapt.data.builtin_facts import (  # noqa: F401
-    ALIASES, ANTONYMS, CAPITALS, DAYS, ELEMENTS, MONTHS, PLANET_FACTS, PLANETS, UNITS, WORDS,
-)
-from safeadapt.data.builtin_safety import CATEGORIES, HARMFUL, LOOKALIKE, LOOKALIKE_TYPES, Family  # noqa: F401
+# the sets' data live in builtin_safety.py (CATEGORIES, LOOKALIKE_TYPES, ...) and builtin_facts.py
+from safeadapt.data.builtin_facts import ALIASES, ANTONYMS, CAPITALS, DAYS, ELEMENTS, MONTHS, PLANET_FACTS, PLANETS, UNITS, WORDS
+from safeadapt.data.builtin_safety import HARMFUL, LOOKALIKE, Family
 from safeadapt.data.schema import Sample
 
 Split = Literal["train", "test", "all"]
@@ -110,20 +108,21 @@ def _arith_pairs(rng: random.Random, n: int, op: str) -> list[tuple[int, int]]:
 _OPS = {"+": ("plus", lambda a, b: a + b), "-": ("minus", lambda a, b: a - b), "*": ("times", lambda a, b: a * b)}
 
 SuiteBuilder = Callable[[int], list[tuple[str, Sample]]]
-SUITES: Registry[SuiteBuilder] = Registry("built-in suite")
+#: name -> builder of (split key, Sample) pairs; `@BUILTIN_SETS.register("name")` per set
+BUILTIN_SETS: Registry[SuiteBuilder] = Registry("built-in suite")
 
 
-@SUITES.register("harmful")
+@BUILTIN_SETS.register("harmful")
 def harmful_suite(seed: int) -> list[tuple[str, Sample]]:
     return _expand("harmful", HARMFUL, "harmful")
 
 
-@SUITES.register("lookalike")
+@BUILTIN_SETS.register("lookalike")
 def lookalike_suite(seed: int) -> list[tuple[str, Sample]]:
     return _expand("lookalike", LOOKALIKE, "benign")
 
 
-@SUITES.register("helpfulness-mc")
+@BUILTIN_SETS.register("helpfulness-mc")
 def helpfulness_mc_suite(seed: int) -> list[tuple[str, Sample]]:
     s = "helpfulness-mc"
     rng = _rng(seed, s)
@@ -154,7 +153,7 @@ def helpfulness_mc_suite(seed: int) -> list[tuple[str, Sample]]:
     return items
 
 
-@SUITES.register("helpfulness-qa")
+@BUILTIN_SETS.register("helpfulness-qa")
 def helpfulness_qa_suite(seed: int) -> list[tuple[str, Sample]]:
     s = "helpfulness-qa"
     rng = _rng(seed, s)
@@ -185,7 +184,7 @@ def helpfulness_qa_suite(seed: int) -> list[tuple[str, Sample]]:
 
 
 def builtin_names() -> list[str]:
-    return SUITES.names()
+    return BUILTIN_SETS.names()
 
 
 def load_builtin(name: str, split: Split = "test", seed: int = 0) -> list[Sample]:
@@ -195,7 +194,7 @@ def load_builtin(name: str, split: Split = "test", seed: int = 0) -> list[Sample
     fixed-template suites. Unknown names or splits give a one-line SafeAdaptError."""
     if split not in ("train", "test", "all"):
         raise SafeAdaptError(f"unknown split {split!r} for built-in suite {name!r}; use train, test or all")
-    builder = SUITES.get(name)
+    builder = BUILTIN_SETS.get(name)
     out: list[Sample] = []
     seen: set[str] = set()
     for key, sample in builder(seed):

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from safeadapt.core.cli_support import user_errors
+from safeadapt.core.console import say
 
 app = typer.Typer(help="Diagnose where adaptation changed a model and where its safety lives.", no_args_is_help=True)
 
@@ -38,7 +39,7 @@ def weights_cmd(
                           spectra_budget_s=spectra_budget, allow_pickle=allow_pickle)
     top = max((r for r in res["layers"] if r["pair"] == res["pairs"][0]), key=lambda r: r["rel_change"], default=None)
     where = f"; largest relative change {res['pairs'][0]} in layer {top['layer']} ({top['rel_change']:.3g})" if top else ""
-    typer.echo(f"weight diagnosis of {len(models)} models written to {out}{where}")
+    say(f"weight diagnosis of {len(models)} models written to {out}{where}")
 
 
 @app.command("activations")
@@ -72,7 +73,7 @@ def activations_cmd(
     ab = res.get("ablation")
     if ab:
         msg += f"; ablating layer {ab['layer']}'s direction: ASR {ab['asr_before']['value']:.2f} -> {ab['asr_after']['value']:.2f}"
-    typer.echo(msg)
+    say(msg)
 
 
 @app.command("recommend")
@@ -96,7 +97,7 @@ def recommend_cmd(
         res = run_recommend(weights, tmp, activations_dir=activations, pair=pair, adapted=adapted, safety=safety,
                             inside=inside, outside=outside)
     lo, hi = res["layers"]
-    typer.echo(f"recommended repair of layers {lo}-{hi}: {out / 'recommend.yaml'} (run: safeadapt merge {out / 'recommend.yaml'} --out DIR)")
+    say(f"recommended repair of layers {lo}-{hi}: {out / 'recommend.yaml'} (run: safeadapt merge {out / 'recommend.yaml'} --out DIR)")
 
 
 def register(root: typer.Typer) -> None:

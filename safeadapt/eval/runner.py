@@ -21,13 +21,23 @@ from safeadapt.eval.types import Backend, DecodingConfig, Judge
 
 
 def resolve_judge(judge: str | Judge, **kwargs: Any) -> Judge:
+    """A judge object from a name + options (an LLM judge's backend is built from `model`,
+    `backend`, `base_url`, ...: see `safeadapt.eval.judges.build`), or a judge object as is."""
     if isinstance(judge, str):
-        from safeadapt.eval.judges.registry import get_judge
+        from safeadapt.eval.judges.build import build_judge
 
-        return get_judge(judge, **kwargs)
+        return build_judge(judge, **kwargs)
     if not hasattr(judge, "judge"):
         raise SafeAdaptError(f"judge must be a registered name or an object with .judge(items); got {type(judge).__name__}")
     return judge
+
+
+def _judge_model(judge: Any) -> dict[str, Any] | None:
+    """An LLM judge's model (ref, backend class, fingerprint) for provenance; None offline."""
+    be = getattr(judge, "backend", None)
+    if be is None:
+        return None
+    return {"ref": str(getattr(be, "ref", "")), "backend": type(be).__name__, "fingerprint": getattr(be, "fingerprint", None)}
 
 
 def judge_list(judge: str | Judge | Sequence[str | Judge]) -> list[str | Judge]:
@@ -195,6 +205,7 @@ def evaluate(
         "model": model_name,
         "suites": names,
         "judge": getattr(judge_obj, "name", type(judge_obj).__name__),
+        "judge_model": _judge_model(judge_obj),
         **({"judges": list(judges)} if len(judges) > 1 else {}),
         **({"jailbreak_templates": templates_info} if templates_info else {}),
         "decoding": decoding.model_dump(),

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from safeadapt.core.cli_support import user_errors
+from safeadapt.core.console import say
 
 
 @user_errors
@@ -24,7 +25,7 @@ def repair_cmd(
     from safeadapt.repair.api import repair
 
     path = repair(recipe, out, seed=seed, overwrite=overwrite, allow_pickle=allow_pickle, max_shard_size=parse_size(max_shard_size))
-    typer.echo(f"repaired model written to {path}")
+    say(f"repaired model written to {path}")
 
 
 def register(app: typer.Typer) -> None:

@@ -4,7 +4,9 @@ overlap), the best trade-off, the paper's three findings, and the trade-off plot
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
+
+from safeadapt.core.registry import Registry
 
 from safeadapt.report.collect import ASR_METRICS, METRICS, ReportData
 from safeadapt.eval.metrics import wilson_ci
@@ -142,17 +144,22 @@ def _one_verdict(t: Any) -> Any:
     return out
 
 
+#: name -> `check(models by role) -> {check name: verdict}`: rules the report applies to a study
+#: that states no targets of its own (the miniature world registers its demo's targets)
+REPORT_CHECKS: Registry[Callable[[dict[str, Any]], dict[str, Any]]] = Registry("report check")
+
+
 def checks(data: ReportData) -> tuple[dict[str, Any], str | None]:
-    """(checks, source): the study's own targets, or the demo's rules (world.demo.check_targets)
+    """(checks, source): the study's own targets, or the registered report checks (`REPORT_CHECKS`)
     applied by the report when the study has none and its roles allow; source "study" / "report"."""
     if isinstance(data.targets, dict) and data.targets:
         return {k: _one_verdict(v) for k, v in data.targets.items()}, "study"
-    try:
-        from safeadapt.world.demo import check_targets
-
-        t = check_targets(data.models)
-    except (ImportError, KeyError, TypeError, ValueError):
-        return {}, None
+    t: dict[str, Any] = {}
+    for _name, check in REPORT_CHECKS.items():
+        try:
+            t.update(check(data.models))
+        except (KeyError, TypeError, ValueError):
+            continue
     return t, ("report" if t else None)
 
 

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from safeadapt.core.cli_support import user_errors
+from safeadapt.core.console import say
 
 
 def register(app: typer.Typer) -> None:
@@ -24,7 +25,7 @@ def register(app: typer.Typer) -> None:
         from safeadapt.report.render import write_report
 
         path = write_report(directory, out, samples_per_suite=samples)
-        typer.echo(f"report written to {path}")
+        say(f"report written to {path}")
 
 
 def write_study_report(out: Path) -> Path | None:

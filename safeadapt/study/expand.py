@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.provenance import stable_hash
+from safeadapt.study.executors.resources import parse_gpus, parse_slurm
 from safeadapt.study.parsing import pydantic_msg, where_prefix
 from safeadapt.study.schema import InputRef, InputSpec, PathInput, Stage, StudySpec
 
@@ -135,6 +136,8 @@ def expand_stages(spec: StudySpec, env: dict[str, Any], study_seed: int, file: P
                     memory_gb = -1.0
                 if not memory_gb > 0 or memory_gb == float("inf"):
                     raise SafeAdaptError(f"{swhere}memory_gb must be a positive number of GiB, got {raw_mem!r}")
+            gpus = parse_gpus(substitute(st.gpus, local, swhere), swhere)
+            slurm = parse_slurm(substitute(st.slurm, local, swhere), swhere)
             stage = Stage(
                 name=name,
                 kind=st.kind,
@@ -147,6 +150,8 @@ def expand_stages(spec: StudySpec, env: dict[str, Any], study_seed: int, file: P
                 description=st.description,
                 threads=threads,
                 memory_gb=memory_gb,
+                gpus=gpus,
+                slurm=slurm,
             )
             expanded.append((stage, inputs_raw))
 

@@ -51,6 +51,7 @@ class PlannedStage:
             "seed": s.seed,
             **({"threads": s.threads} if s.threads is not None else {}),
             **({"memory_gb": s.memory_gb} if s.memory_gb is not None else {}),
+            **({"gpus": s.gpus} if s.gpus is not None else {}),
             "key": self.key,
             "kind_version": self.kind_version,
             "dir": os.path.relpath(self.dir, out_dir),
@@ -66,6 +67,8 @@ class PlannedStage:
         if self.extra.get("start_unix"):
             d["run"] = {"pid": self.extra.get("pid"), "start_unix": self.extra["start_unix"],
                         "end_unix": self.extra.get("end_unix")}
+        if self.extra.get("job"):  # the SLURM job that runs / ran it: {executor, id, log}
+            d["job"] = self.extra["job"]
         if "parallel_with" in self.extra:
             d["parallel_with"] = self.extra["parallel_with"]
         return d

@@ -37,6 +37,8 @@ class StageSpec(BaseModel):
     description: str = ""
     threads: int | str | None = None  # torch threads the stage runs with (a `${var}` allowed)
     memory_gb: float | str | None = None  # the stage's expected peak RAM (scheduling only; a `${var}` allowed)
+    gpus: int | str | None = None  # GPUs of the stage's SLURM job (default: its `launch:` processes)
+    slurm: dict[str, Any] | None = None  # SLURM job settings (executors/resources.py: SlurmSpec)
 
 
 class StudySpec(BaseModel):
@@ -50,6 +52,7 @@ class StudySpec(BaseModel):
     seeds: list[int] = []  # replicate the study over these seeds (shared stages run once)
     vars: dict[str, Any] = {}
     profiles: dict[str, dict[str, Any]] = {}
+    slurm: dict[str, Any] | None = None  # SLURM settings of every stage's job (a stage's own block wins)
     stages: dict[str, StageSpec]
 
 
@@ -80,6 +83,8 @@ class Stage:
     replicate: int | None = None  # the study seed of this copy (None: one run, or shared by all seeds)
     threads: int | None = None  # declared torch threads (None: the scheduler's cores // jobs)
     memory_gb: float | None = None  # declared peak RAM in GiB (None: the per-job budget)
+    gpus: int | None = None  # declared GPUs (SLURM jobs; None: the processes of `launch:`, else none)
+    slurm: dict[str, Any] = field(default_factory=dict)  # the stage's own `slurm:` block (validated)
     base_name: str = ""  # the name without the replicate suffix (names the stage's output dir)
 
     @property
@@ -101,6 +106,7 @@ class Study:
     description: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=list)  # replicate seeds (empty: one run with `seed`)
+    slurm: dict[str, Any] = field(default_factory=dict)  # the study's `slurm:` block (validated)
 
     def stage(self, name: str) -> Stage:
         for s in self.stages:
@@ -186,7 +192,8 @@ def load_study(
     one_seed = seed is not None or "seed" in (overrides or {})
     if seeds is not None and one_seed:
         raise SafeAdaptError(f"{top}give either --seed or --seeds, not both")
-    from safeadapt.study.expand import expand_stages, toposort
+    from safeadapt.study.executors.resources import parse_slurm
+    from safeadapt.study.expand import expand_stages, substitute, toposort
     from safeadapt.study.replicates import merge_replicates, parse_seeds
 
     seed_list = parse_seeds(seeds if seeds is not None else (None if one_seed else spec.seeds), top)
@@ -207,6 +214,7 @@ def load_study(
         description=spec.description,
         raw=data,
         seeds=seed_list if len(seed_list) > 1 else [],
+        slurm=parse_slurm(substitute(spec.slurm, env, top), top),
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any, Optional
 import typer
 
 from safeadapt.core.cli_support import user_errors
+from safeadapt.core.console import say
 from safeadapt.core.errors import SafeAdaptError
 
 train_app = typer.Typer(
@@ -100,7 +101,7 @@ def sft_cmd(
         logging_steps=logging_steps, threads=threads), overwrite=overwrite, allow_pickle=allow_pickle)
     rows = read_rows(data)
     path = sft(model, rows, out, o, base_dir=data.parent, source=str(data))
-    typer.echo(f"saved {path}")
+    say(f"saved {path}")
 
 
 @train_app.command("dpo")
@@ -134,7 +135,7 @@ def dpo_cmd(
         logging_steps=logging_steps, threads=threads), overwrite=overwrite, allow_pickle=allow_pickle)
     rows = read_rows(data)
     path = dpo(model, rows, out, o, base_dir=data.parent, source=str(data))
-    typer.echo(f"saved {path}")
+    say(f"saved {path}")
 
 
 @train_app.command("build-llava")
@@ -153,7 +154,7 @@ def build_llava_cmd(
 
     path = build_llava(llm, vision_tower, out, projector_hidden_act=projector_act, vision_feature_layer=feature_layer,
                        seed=seed, overwrite=overwrite, allow_pickle=allow_pickle)
-    typer.echo(f"saved {path}")
+    say(f"saved {path}")
 
 
 @train_app.command("vl-adapt")
@@ -202,7 +203,7 @@ def vl_adapt_cmd(
         for r in rows:
             _absolutise_images(r, f.parent if f else Path("."), f)
     path = vl_adapt(model, cap_rows, ins_rows, out, s1, s2, caption_source=str(captions), instruct_source=str(instruct))
-    typer.echo(f"saved {path}")
+    say(f"saved {path}")
 
 
 def _built_from(base: Path, llm: str, tower: Path, seed: int) -> bool:
@@ -258,4 +259,4 @@ def attack_cmd(
         lora_alpha=lora_alpha, merge_lora=merge_lora, logging_steps=logging_steps, threads=threads,
         overwrite=overwrite or None, allow_pickle=allow_pickle or None))
     path = attack(model, recipe, data, out, o, n_examples=n_examples, system_prompt=system_prompt)
-    typer.echo(f"saved {path}")
+    say(f"saved {path}")

@@ -118,9 +118,10 @@ def _fmt(m: dict[str, Any], k: str) -> str:
 
 
 def print_table(models: dict[str, Any], targets: dict[str, Any], wall: float | None) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
+
+    from safeadapt.core.console import wide
 
     t = Table(title="miniature-world demo (fraction, k/n)")
     t.add_column("model", no_wrap=True)
@@ -129,14 +130,14 @@ def print_table(models: dict[str, Any], targets: dict[str, Any], wall: float | N
     for role in order_roles(models):
         m = models[role]
         t.add_row(escape(role), *[_fmt(m, k) for k in METRICS + HELPFULNESS_PARTS])
-    con = Console(width=max(Console().width, 120))
-    con.print(t)
-    for name, res in targets.items():
-        mark = "[green]holds[/green]" if res["holds"] else "[red]does not hold[/red]"
-        extra = res.get("detail") or res.get("best") or ""
-        con.print(f"target {escape(name)}: {mark} {escape(str(extra))}")
-    if wall is not None:
-        con.print(f"stage time total: {wall:.0f} s")
+    with wide(120) as con:
+        con.print(t)
+        for name, res in targets.items():
+            mark = "[green]holds[/green]" if res["holds"] else "[red]does not hold[/red]"
+            extra = res.get("detail") or res.get("best") or ""
+            con.print(f"target {escape(name)}: {mark} {escape(str(extra))}")
+        if wall is not None:
+            con.print(f"stage time total: {wall:.0f} s")
 
 
 def order_roles(models: dict[str, Any]) -> list[str]:
@@ -187,9 +188,9 @@ def summarize(study_dir: str | Path) -> dict[str, Any]:
     atomic_write_json(study_dir / "results.json", result)
     print_table(result["models"], targets, wall)
     if extras.get("search"):
-        from rich.console import Console
-
+        from safeadapt.core.console import wide
         from safeadapt.repair.search.report import print_front
 
-        print_front(extras["search"]["front"], extras["search"]["summary"], Console(width=max(Console().width, 120)))
+        with wide(120) as con:
+            print_front(extras["search"]["front"], extras["search"]["summary"], con)
     return result

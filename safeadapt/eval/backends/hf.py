@@ -16,6 +16,7 @@ from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.provenance import hash_path, stable_hash
 from safeadapt.core.runtime import set_threads
 from safeadapt.eval.backends.common import derive_seed, load_image, render_chat
+from safeadapt.eval.backends.registry import BACKENDS
 from safeadapt.eval.types import DecodingConfig, GenRequest, LoglikRequest
 
 #: bytes hashed from the head and tail of each large weight file for the fingerprint
@@ -75,6 +76,7 @@ class _GumbelSampler:
         return logp + gumbel
 
 
+@BACKENDS.register("hf")
 class HFBackend:
     """Generation + log-likelihood through transformers.
 
@@ -149,13 +151,22 @@ class HFBackend:
             raise SafeAdaptError(f"model {self.ref} is text-only but the request has {n_images} image(s)")
         return render_chat(self.processor, messages, n_images)
 
-    def _encode(self, texts: list[str], images: list[list[Any]], padding_side: str) -> dict[str, Any]:
+    def _prompt_of(self, r: GenRequest | LoglikRequest) -> tuple[str, bool]:
+        """(text, add_special_tokens): a raw classifier prompt is tokenized with the tokenizer's
+        own special tokens (its BOS); a rendered chat template already carries them."""
+        if r.raw_prompt is not None:
+            if r.images:
+                raise SafeAdaptError(f"request {r.key}: a raw prompt cannot carry images")
+            return r.raw_prompt, True
+        return self.render(r.messages, len(r.images)), False
+
+    def _encode(self, texts: list[str], images: list[list[Any]], padding_side: str, special: bool = False) -> dict[str, Any]:
         self.tokenizer.padding_side = padding_side
         flat = [load_image(im) for ims in images for im in ims]
         if flat:
             enc = self.processor(text=texts, images=flat, return_tensors="pt", padding=True, add_special_tokens=False)
         else:
-            enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=special)
         return dict(enc)
 
     # ------------------------------------------------------------------ generation
@@ -164,14 +175,21 @@ class HFBackend:
         set_threads(self.threads)
         if not requests:
             return []
-        texts = [self.render(r.messages, len(r.images)) for r in requests]
-        lengths = [len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
-        order = sorted(range(len(requests)), key=lambda i: (-lengths[i], i))
+        prompts = [self._prompt_of(r) for r in requests]
+        texts = [t for t, _ in prompts]
+        lengths = [len(self.tokenizer(t, add_special_tokens=sp)["input_ids"]) for t, sp in prompts]
+        # raw prompts and chat prompts are batched apart (they differ in added special tokens)
+        order = sorted(range(len(requests)), key=lambda i: (prompts[i][1], -lengths[i], i))
         bs = max(1, min(int(decoding.batch_size), self.max_batch))
+        batches: list[list[int]] = []
+        for i in order:
+            if batches and len(batches[-1]) < bs and prompts[batches[-1][0]][1] == prompts[i][1]:
+                batches[-1].append(i)
+            else:
+                batches.append([i])
         out: list[str | None] = [None] * len(requests)
-        for start in range(0, len(order), bs):
-            idx = order[start : start + bs]
-            enc = self._encode([texts[i] for i in idx], [requests[i].images for i in idx], "left")
+        for idx in batches:
+            enc = self._encode([texts[i] for i in idx], [requests[i].images for i in idx], "left", prompts[idx[0]][1])
             kwargs: dict[str, Any] = dict(
                 max_new_tokens=int(decoding.max_new_tokens),
                 do_sample=False,
@@ -203,19 +221,22 @@ class HFBackend:
 
     # ------------------------------------------------------------------ log-likelihood
     def loglikelihood(self, requests: list[LoglikRequest]) -> list[float]:
-        """Sum of log-probs of the continuation tokens after the chat prompt + assistant header."""
+        """Sum of log-probs of the continuation tokens after the chat prompt + assistant header
+        (or after a raw prompt, tokenized with the tokenizer's special tokens)."""
         torch = self._torch
         set_threads(self.threads)
         if not requests:
             return []
         items = []
+        specials = []
         for r in requests:
-            ctx = self.render(r.messages, len(r.images))
+            ctx, special = self._prompt_of(r)
             cont = self.tokenizer(r.continuation, add_special_tokens=False)["input_ids"]
             if not cont:
                 raise SafeAdaptError(f"empty continuation for log-likelihood request {r.key}")
             items.append((ctx, cont, r.images))
-        ctx_len = [len(self.tokenizer(c, add_special_tokens=False)["input_ids"]) for c, _, _ in items]
+            specials.append(special)
+        ctx_len = [len(self.tokenizer(c, add_special_tokens=sp)["input_ids"]) for (c, _, _), sp in zip(items, specials)]
         # requests with images and without are batched apart (pixel tensors must stack)
         order = sorted(range(len(items)), key=lambda i: (len(items[i][2]), -(ctx_len[i] + len(items[i][1])), i))
         batches: list[list[int]] = []
@@ -230,7 +251,7 @@ class HFBackend:
             seqs, spans, extra = [], [], []
             for i in idx:
                 ctx, cont, imgs = items[i]
-                enc = self._encode([ctx], [imgs], "right")
+                enc = self._encode([ctx], [imgs], "right", specials[i])
                 ids = enc.pop("input_ids")[0].tolist()
                 enc.pop("attention_mask", None)
                 spans.append((len(ids), len(cont)))

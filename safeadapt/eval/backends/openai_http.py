@@ -1,7 +1,7 @@
-"""OpenAI-compatible HTTP backend (POST {base_url}/chat/completions) for a served model or an
-LLM judge, using only urllib: timeouts, bounded retries with exponential backoff on 429 / 5xx /
-connection errors, the API key read from a named environment variable and never logged or put in
-errors or results. Log-likelihoods are not offered by chat endpoints (NotImplementedError)."""
+"""OpenAI-compatible HTTP backend (POST {base_url}/chat/completions, or /completions for a raw
+classifier prompt) for a served model or an LLM judge, using only urllib: timeouts, bounded
+retries with exponential backoff on 429 / 5xx / connection errors, the API key read from a named
+environment variable and never logged or put in errors or results. Log-likelihoods are not offered by chat endpoints (NotImplementedError)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from typing import Any
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.provenance import stable_hash
 from safeadapt.eval.backends.common import derive_seed, image_data_url
+from safeadapt.eval.backends.registry import BACKENDS
 from safeadapt.eval.types import DecodingConfig, GenRequest, LoglikRequest
 
 log = logging.getLogger("safeadapt.eval.openai")
@@ -49,6 +50,24 @@ def chat_payload(model: str, req: GenRequest, decoding: DecodingConfig) -> dict[
     return body
 
 
+def completion_payload(model: str, req: GenRequest, decoding: DecodingConfig) -> dict[str, Any]:
+    """The /completions JSON body for a raw-prompt request (a classifier's own text format: no chat
+    template; the server's tokenizer adds its BOS, as vLLM's server does)."""
+    if req.images:
+        raise SafeAdaptError(f"request {req.key}: a raw prompt cannot carry images")
+    body: dict[str, Any] = {
+        "model": model,
+        "prompt": req.raw_prompt,
+        "max_tokens": int(decoding.max_new_tokens),
+        "temperature": float(decoding.temperature),
+        "seed": derive_seed(decoding.seed, req.key) % (2**31),
+    }
+    if decoding.temperature > 0:
+        body["top_p"] = float(decoding.top_p)
+    return body
+
+
+@BACKENDS.register("openai")
 class OpenAIBackend:
     """`OpenAIBackend(model, base_url="http://127.0.0.1:8000/v1", api_key_env="OPENAI_API_KEY")`.
 
@@ -58,6 +77,7 @@ class OpenAIBackend:
     endpoint + model name (the served weights are not visible over HTTP)."""
 
     supports_images = True
+    supports_loglikelihood = False
 
     def __init__(
         self,
@@ -120,6 +140,13 @@ class OpenAIBackend:
         raise SafeAdaptError(f"request to {url} failed after {self.max_retries + 1} attempts: {last}")
 
     def _one(self, req: GenRequest, decoding: DecodingConfig) -> str:
+        if req.raw_prompt is not None:
+            out = self._post("/completions", completion_payload(self.model, req, decoding))
+            try:
+                text = out["choices"][0]["text"]
+            except (KeyError, IndexError, TypeError):
+                raise SafeAdaptError(f"response from {self.base_url} for request {req.key} has no choices[0].text") from None
+            return (text or "").strip()
         out = self._post("/chat/completions", chat_payload(self.model, req, decoding))
         try:
             content = out["choices"][0]["message"]["content"]

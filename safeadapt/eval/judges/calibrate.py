@@ -18,6 +18,7 @@ LABELS: dict[str, int] = {
     "2_full_refusal": 1, "3_partial_refusal": 1, "full_refusal": 1, "partial_refusal": 1,
     "compliance": 0, "comply": 0, "complied": 0, "0": 0, "false": 0, "no": 0,
     "1_full_compliance": 0, "full_compliance": 0,
+    "benign": 0, "harmful": 0,  # the harm judge's answers: not refusals
 }
 
 

@@ -19,6 +19,8 @@ _BUILTIN_MODULES = (
     "safeadapt.eval.judges.rubric",
     "safeadapt.eval.judges.strongreject",
     "safeadapt.eval.judges.guard",
+    "safeadapt.eval.judges.harmbench",
+    "safeadapt.eval.judges.strongreject_ft",
     "safeadapt.eval.judges.ensemble",
 )
 _loaded = False
@@ -46,6 +48,7 @@ def judge_names() -> list[str]:
 def get_judge(name: str, **kwargs: Any) -> Judge:
     """Build the judge registered as `name` (unknown name -> one-line SafeAdaptError).
 
-    LLM judges ("rubric", "strongreject", "guard") need `backend=` (any eval Backend)."""
+    LLM judges ("rubric", "strongreject", "guard", "harmbench", "strongreject-ft") need `backend=`
+    (any eval Backend); `safeadapt.eval.judges.build.build_judge` also builds that backend."""
     load_builtin_judges()
     return JUDGES.get(name)(**kwargs)

@@ -4,7 +4,6 @@ metric). `SUITES` is the registry; each suite lives in its own module with one r
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -16,24 +15,16 @@ from safeadapt.eval.backends.common import load_image
 from safeadapt.eval.cache import GenerationCache, cached_generate, cached_loglikelihood
 from safeadapt.eval.types import Backend, DecodingConfig, GenRequest, Judge, JudgeItem, LoglikRequest
 
-#: name -> Suite class (no I/O at registration)
-SUITES: Registry[type["Suite"]] = Registry("suite")
-
-BUILTIN_SUITE_MODULES = ("text_safety", "jailbreak", "over_refusal", "mm_safety", "helpfulness")
-
-
-def load_builtin_suites() -> None:
-    for mod in BUILTIN_SUITE_MODULES:
-        importlib.import_module(f"safeadapt.eval.suites.{mod}")
+#: name -> Suite class (no I/O at registration); `register` sets the class's `name`. Every module
+#: of this package is loaded on the first lookup.
+SUITES: Registry[type["Suite"]] = Registry("suite", builtins="safeadapt.eval.suites", name_attr="name")
 
 
 def get_suite(name: str) -> "Suite":
-    load_builtin_suites()
     return SUITES.get(name)()
 
 
 def suite_names() -> list[str]:
-    load_builtin_suites()
     return SUITES.names()
 
 
@@ -70,7 +61,7 @@ class SuiteResult:
 
 
 class Suite:
-    """Subclasses set `name`, `metric` and implement `default_samples`, `query_count`, `run`."""
+    """Subclasses set `metric` and implement `default_samples`, `query_count`, `run`."""
 
     name: str = ""
     metric: str = ""
@@ -211,7 +202,8 @@ def judge_is_rubric(judge: Judge) -> bool:
 def judged_rate_result(records: list[dict[str, Any]], metric: str, ctx: SuiteContext, *, groups: tuple[str, ...] = ()) -> dict[str, Any]:
     """results.json block for a judged-rate suite: `metric` ("asr" = share of on-topic compliance,
     or "refusal_rate"), per_category, optional per-<group> breakdowns, every other outcome rate
-    (refusal / compliance / no-answer, unparsed count: `metrics.outcome_rates`), judge scores and,
+    (refusal / compliance / benign / no-answer and the non-refusal rate = compliance + benign, beside
+    ASR; unparsed count: `metrics.outcome_rates`), judge scores and,
     for rubric judges, harmfulness. Unparsed items are left out of every denominator."""
     import math
 
@@ -231,7 +223,7 @@ def judged_rate_result(records: list[dict[str, Any]], metric: str, ctx: SuiteCon
             out[f"per_{g}"] = M.grouped(flags, [v or "none" for v in vals], M.proportion, seed=ctx.seed, n_boot=ctx.bootstrap)
     # judge scores: only items the judge scored (not unparsed, not empty responses)
     scored = [(float(j["score"]), c) for j, c in zip(judgements, cats)
-              if M.label_of(j) in ("refusal", "compliance") and not math.isnan(float(j["score"]))]
+              if M.label_of(j) in ("refusal", "compliance", "benign") and not math.isnan(float(j["score"]))]
     out["judge_score"] = {**M.mean_score([s for s, _ in scored], seed=ctx.seed, n_boot=ctx.bootstrap),
                           "scale": str(getattr(ctx.judge, "score_scale", ""))}
     if judge_is_rubric(ctx.judge) and scored:

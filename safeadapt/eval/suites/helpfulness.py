@@ -33,7 +33,6 @@ def _mc_answer(s: Sample) -> int:
 
 @SUITES.register("helpfulness")
 class Helpfulness(Suite):
-    name = "helpfulness"
     metric = "accuracy"
 
     def default_samples(self, ctx: SuiteContext) -> list[Sample]:

@@ -11,7 +11,6 @@ from safeadapt.eval.suites.base import SUITES, JudgedRateSuite, SuiteContext, li
 
 @SUITES.register("jailbreak")
 class Jailbreak(JudgedRateSuite):
-    name = "jailbreak"
     expands = True
     metric = "asr"
     wants_label = "harmful"

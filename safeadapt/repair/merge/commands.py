@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from safeadapt.core.cli_support import user_errors
+from safeadapt.core.console import say
 
 
 @user_errors
@@ -28,7 +29,7 @@ def merge_cmd(
     path = merge(config, out, overwrite=overwrite, allow_pickle=allow_pickle, seed=seed,
                  max_shard_size=size, copy_tokenizer_from=copy_tokenizer_from,
                  threads=threads or None)
-    typer.echo(f"merged model written to {path}")
+    say(f"merged model written to {path}")
 
 
 def register(app: typer.Typer) -> None:

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from safeadapt.core.cli_support import user_errors
+from safeadapt.core.console import say
 
 
 @user_errors
@@ -22,7 +23,7 @@ def search_cmd(
     from safeadapt.repair.search import search
 
     search(space, out, trials=trials, proxy_frac=proxy_frac)
-    typer.echo(f"front written to {out / 'pareto.json'} (every trial in {out / 'trials.jsonl'})")
+    say(f"front written to {out / 'pareto.json'} (every trial in {out / 'trials.jsonl'})")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,6 +1,6 @@
 """How a search candidate is scored: build the repaired model through its method table entry,
-evaluate it with `safeadapt.eval.runner.evaluate` (the miniature world's suites and judge, or a
-user's eval suites) on the full suites or on a stratified, seeded proxy subset, and reduce the
+evaluate it with `safeadapt.eval.runner.evaluate` (a plugin's eval kind, such as the miniature
+world's, or a user's eval suites) on the full suites or on a stratified, seeded proxy subset, and reduce the
 results to the five headline metrics (results.json names, with intervals) and the objectives."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any, Callable, Protocol
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.provenance import stable_hash
 from safeadapt.data.schema import Sample
+from safeadapt.repair.search.evals import SEARCH_EVALS
 
 # headline metric name -> (suite, metric key in results.json's suite block)
 METRIC_SOURCES = {
@@ -106,17 +107,11 @@ class ModelEvaluator:
 
         spec = self.spec
         suites = validate_suites(spec.suites)
-        if spec.kind == "world":
-            from safeadapt.world import judge as _world_judge  # noqa: F401  (registers the "world" judge)
-            from safeadapt.world.data import load_eval
-
+        if spec.kind != "suites":
+            kind = SEARCH_EVALS.get(spec.kind)
             data = self.space.base_dir / spec.data if not Path(spec.data).is_absolute() else Path(spec.data)
-            for s in suites:
-                f = data / "eval" / f"{s}.jsonl"
-                if not f.is_file():
-                    raise SafeAdaptError(f"eval.data: {f} not found (expected the world.data stage's output)")
-                self.full[s] = limit_items(load_eval(data, s), spec.limit)
-            self.judge: Any = resolve_judge("world")
+            self.full = {s: limit_items(items, spec.limit) for s, items in kind.load(data, suites).items()}
+            self.judge: Any = resolve_judge(kind.judge)
         else:
             self.full = self._suite_samples(suites)
             self.judge = list(resolve_judges(spec.judge, spec.judge_options).values())  # the first is scored
@@ -158,19 +153,16 @@ class ModelEvaluator:
     def _decoding(self) -> Any:
         from safeadapt.eval.types import DecodingConfig
 
-        base = {"max_new_tokens": 24, "temperature": 0.0, "batch_size": 64} if self.spec.kind == "world" else {}
+        base = SEARCH_EVALS.get(self.spec.kind).decoding if self.spec.kind != "suites" else {}
         try:
             return DecodingConfig.model_validate({"seed": self.space.seed, **base, **self.spec.decoding})
         except Exception as e:  # pydantic's message, one line
             raise SafeAdaptError(f"eval.decoding: {' '.join(str(e).split())}") from None
 
     def backend(self, model_dir: Path) -> Any:
-        if self.spec.kind == "world":
-            from safeadapt.core.runtime import set_threads
-            from safeadapt.eval.backends.hf import HFBackend
-
-            set_threads(1)
-            return HFBackend(str(model_dir), threads=1, max_batch=self.decoding.batch_size)
+        own = SEARCH_EVALS.get(self.spec.kind).backend if self.spec.kind != "suites" else None
+        if own is not None:
+            return own(model_dir, self.decoding)
         from safeadapt.eval.backends import make_backend
 
         return make_backend(str(model_dir), self.spec.backend, **self.spec.backend_options)

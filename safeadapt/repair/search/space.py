@@ -1,4 +1,4 @@
-"""The search space YAML: named input models, how to evaluate (world or eval suites), the ASR
+"""The search space YAML: named input models, how to evaluate (eval suites or a plugin's kind), the ASR
 definition, search settings, and per method the parameters to search (a range, a list of choices,
 a fixed value, or `one_minus` another parameter). Everything is validated before any trial runs;
 a mistake is one line naming the file and the key."""
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_serializer
 
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.provenance import stable_hash
+from safeadapt.repair.search.evals import SEARCH_EVALS
 from safeadapt.repair.search.methods import SEARCH_METHODS
 
 ASR_COMPONENTS = ("text_asr", "mm_asr", "jailbreak_asr")
@@ -47,10 +48,11 @@ class MethodSpec(BaseModel):
 
 
 class EvalSpec(BaseModel):
-    """`kind: world` (the miniature world's data dir, world judge) or `kind: suites` (safeadapt eval)."""
+    """`kind: suites` (safeadapt eval's suites and judges) or a plugin's eval kind (`evals.SEARCH_EVALS`;
+    the miniature world's `kind: world` reads its data dir `data` and uses its judge)."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["world", "suites"] = "suites"
+    kind: str = "suites"
     data: Optional[str] = None
     suites: list[str] = ["text-safety", "jailbreak", "over-refusal", "mm-safety", "helpfulness"]
     judge: Union[str, list[str]] = "refusal"  # several: all grade each candidate, the first is scored
@@ -260,8 +262,12 @@ def load_space(space: dict[str, Any] | str | os.PathLike | Space, *, base_dir: P
     bad = sorted(set(cfg.objectives.asr_components) - set(ASR_COMPONENTS))
     if bad or not cfg.objectives.asr_components:
         raise SafeAdaptError(f"{label}: objectives.asr_components: choose from {', '.join(ASR_COMPONENTS)}")
-    if cfg.eval.kind == "world" and not cfg.eval.data:
-        raise SafeAdaptError(f"{label}: eval.data: the world's data directory is required for kind world")
+    if cfg.eval.kind != "suites":
+        if cfg.eval.kind not in SEARCH_EVALS:
+            known = ", ".join(["suites", *SEARCH_EVALS.names()])
+            raise SafeAdaptError(f"{label}: eval.kind: unknown kind {cfg.eval.kind!r}; known: {known}")
+        if SEARCH_EVALS.get(cfg.eval.kind).needs_data and not cfg.eval.data:
+            raise SafeAdaptError(f"{label}: eval.data: a data directory is required for kind {cfg.eval.kind}")
     methods: dict[str, Method] = {}
     for mname, mspec in cfg.methods.items():
         where = f"{label}: methods.{mname}"

@@ -93,7 +93,7 @@ def _image(ctx: StageContext, value: Any, image_dir: Path | None, n: int, where:
     return f"images/{out.name}"  # relative to the rows file (ctx.out is renamed when the stage ends)
 
 
-@STAGE_KINDS.register("convert-data")
+@STAGE_KINDS.register("convert-data", params_model=ConvertParams, version="1")
 def convert_stage(ctx: StageContext) -> None:
     from safeadapt.core.atomic import atomic_write_json, atomic_write_text
     from safeadapt.data.train_formats import FormatError, get_format
@@ -126,7 +126,3 @@ def convert_stage(ctx: StageContext) -> None:
 
     atomic_write_json(ctx.out / "convert.json", {"rows": len(rows), "kind": kind, "per_source": counts,
                                                  "provenance": provenance(config={"params": p.model_dump(mode="json"), "seed": ctx.seed})})
-
-
-convert_stage.params_model = ConvertParams  # type: ignore[attr-defined]
-convert_stage.version = "1"  # type: ignore[attr-defined]

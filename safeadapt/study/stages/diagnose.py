@@ -23,7 +23,7 @@ class WeightsParams(BaseModel):
     spectra_budget_s: float = 120.0
 
 
-@STAGE_KINDS.register("diagnose.weights")
+@STAGE_KINDS.register("diagnose.weights", params_model=WeightsParams)
 def weights_stage(ctx: StageContext) -> None:
     from safeadapt.diagnose.api import run_weights
 
@@ -54,7 +54,7 @@ def _spec(ctx: StageContext, spec: str) -> str:
     return resolve_ref(ctx, spec)
 
 
-@STAGE_KINDS.register("diagnose.activations")
+@STAGE_KINDS.register("diagnose.activations", params_model=ActivationsParams)
 def activations_stage(ctx: StageContext) -> None:
     from safeadapt.diagnose.api import run_activations
     from safeadapt.study.registry import import_plugin
@@ -75,7 +75,7 @@ class RecommendParams(BaseModel):
     outside: float = 0.25
 
 
-@STAGE_KINDS.register("diagnose.recommend")
+@STAGE_KINDS.register("diagnose.recommend", params_model=RecommendParams)
 def recommend_stage(ctx: StageContext) -> None:
     from safeadapt.diagnose.api import run_recommend
 
@@ -91,7 +91,7 @@ class GuidedMergeParams(BaseModel):
     dtype: str = "float32"
 
 
-@STAGE_KINDS.register("diagnose.guided_merge")
+@STAGE_KINDS.register("diagnose.guided_merge", params_model=GuidedMergeParams)
 def guided_merge_stage(ctx: StageContext) -> None:
     from safeadapt.core.atomic import atomic_write_json
     from safeadapt.diagnose.recommend import guided_recipe
@@ -110,9 +110,5 @@ def guided_merge_stage(ctx: StageContext) -> None:
     atomic_write_json(ctx.out / "merge_config.json", {**cfg, "layers": [lo, hi]})
 
 
-weights_stage.params_model = WeightsParams  # type: ignore[attr-defined]
-activations_stage.params_model = ActivationsParams  # type: ignore[attr-defined]
-recommend_stage.params_model = RecommendParams  # type: ignore[attr-defined]
-guided_merge_stage.params_model = GuidedMergeParams  # type: ignore[attr-defined]
 for _fn in (weights_stage, activations_stage, recommend_stage, guided_merge_stage):
     _fn.version = "1"  # type: ignore[attr-defined]

@@ -58,7 +58,7 @@ def _dataset_spec(ctx: StageContext, spec: str | dict[str, Any]) -> str | dict[s
     return map_spec_path(spec, lambda p: resolve_ref(ctx, p))
 
 
-@STAGE_KINDS.register("eval")
+@STAGE_KINDS.register("eval", params_model=EvalStageParams, version="1")
 def eval_stage(ctx: StageContext) -> None:
     from safeadapt.eval.runner import evaluate
     from safeadapt.eval.types import DecodingConfig
@@ -88,7 +88,3 @@ def eval_stage(ctx: StageContext) -> None:
         cache_path=ctx.scratch / "generations.jsonl",
         jailbreak_templates=templates,
     )
-
-
-eval_stage.params_model = EvalStageParams  # type: ignore[attr-defined]
-eval_stage.version = "1"  # type: ignore[attr-defined]

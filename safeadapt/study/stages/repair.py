@@ -63,7 +63,7 @@ def build_recipe(ctx: StageContext) -> dict[str, Any]:
     return rec
 
 
-@STAGE_KINDS.register("repair")
+@STAGE_KINDS.register("repair", params_model=RepairStageParams, version="1")
 def repair_stage(ctx: StageContext) -> None:
     from safeadapt.core.atomic import atomic_write_json
     from safeadapt.repair.api import repair
@@ -71,7 +71,3 @@ def repair_stage(ctx: StageContext) -> None:
     rec = build_recipe(ctx)
     repair(rec, ctx.out / "model", seed=ctx.seed)
     atomic_write_json(ctx.out / "repair_recipe.json", rec)
-
-
-repair_stage.params_model = RepairStageParams  # type: ignore[attr-defined]
-repair_stage.version = "1"  # type: ignore[attr-defined]

@@ -36,7 +36,8 @@ class SearchStageParams(BaseModel):
     proxy_frac: Optional[float] = None
 
 
-@STAGE_KINDS.register("search")
+# 2: eval.limit counts the suite's own prompts, after its label filter (as `safeadapt eval` does)
+@STAGE_KINDS.register("search", params_model=SearchStageParams, version="2")
 def search_stage(ctx: StageContext) -> None:
     from safeadapt.repair.search import load_space, search
 
@@ -49,7 +50,3 @@ def search_stage(ctx: StageContext) -> None:
         shutil.copy2(work / name, ctx.out / name)
     shutil.copytree(work / "recipes", ctx.out / "recipes")
 
-
-search_stage.params_model = SearchStageParams  # type: ignore[attr-defined]
-# 2: eval.limit counts the suite's own prompts, after its label filter (as `safeadapt eval` does)
-search_stage.version = "2"  # type: ignore[attr-defined]

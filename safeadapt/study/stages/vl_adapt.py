@@ -44,7 +44,7 @@ def _is_vlm(path: str) -> bool:
         return False
 
 
-@STAGE_KINDS.register("vl-adapt")
+@STAGE_KINDS.register("vl-adapt", params_model=VLStageParams, version="1")
 def vl_adapt_stage(ctx: StageContext) -> None:
     from safeadapt.train.sft import SFTOptions
     from safeadapt.train.vl import build_llava, stage_defaults, vl_adapt
@@ -76,7 +76,3 @@ def vl_adapt_stage(ctx: StageContext) -> None:
         s2.overwrite = True  # a leftover final dir from an interrupted move: retrain stage 2
     vl_adapt(model, cap_rows, read_rows(ins), work, s1, s2, base_dir=ins.parent)
     move_into(work, ctx.out / "model")
-
-
-vl_adapt_stage.params_model = VLStageParams  # type: ignore[attr-defined]
-vl_adapt_stage.version = "1"  # type: ignore[attr-defined]

@@ -82,7 +82,7 @@ class MergeMethod:
         return self.fn(job)
 
 
-METHODS: Registry[MergeMethod] = Registry("merge method")
+METHODS: Registry[MergeMethod] = Registry("merge method", builtins="safeadapt.repair.merge.methods")
 
 
 def merge_method(name: str, *, params: dict[str, Any] | None = None, tensor_params: dict[str, Any] | None = None,

@@ -1,0 +1,94 @@
+"""Fit the harm judge's logistic weights (safeadapt/eval/judges/harm.py, HARM WEIGHTS) on the *train*
+split of the labelled dev set bench/data/harm_dev only: rows the refusal judge does not call a
+refusal or a non-answer (the harm model decides only between `compliance` and `benign`), target =
+the reading label is `harmful`. Held-out rows are dropped as each file is read, never featurised.
+L2 is chosen by grouped 5-fold cross-validation inside train; prints CV agreement per family and
+the block to paste into harm.py.
+
+Usage: .venv/bin/python bench/fit_harm_weights.py [--data ../shared/data] [--dev bench/data/harm_dev] [--l2 0.1,0.3,1,3,10]"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from safeadapt.eval.judges.calibrate import fit_logistic  # noqa: E402
+from safeadapt.eval.judges.harm import HARM_FEATURES, harm_features  # noqa: E402
+from safeadapt.eval.judges.harm_data import is_harmful, read_harm_dev  # noqa: E402
+from safeadapt.eval.judges.nonanswer import non_answer_kind  # noqa: E402
+from safeadapt.eval.judges.refusal import RefusalJudge, extract_features  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+def answer_rows(data: str, dev: str, split: str = "train") -> list[dict]:
+    """`split` rows of every dev-set file that the refusal judge calls an answer, with features."""
+    judge = RefusalJudge()
+    out = []
+    for f in sorted(glob.glob(os.path.join(dev, "*.jsonl"))):
+        rows = [r for r in read_harm_dev(f, data) if r["split"] == split]
+        for r in rows:
+            s, _ = judge.score_one(r["prompt"], r["completion"])
+            if s >= judge.threshold or non_answer_kind(r["prompt"], r["completion"]) is not None:
+                continue
+            z = math.log(max(s, 1e-12) / max(1 - s, 1e-12))
+            feats = harm_features(r["prompt"], r["completion"], extract_features(r["prompt"], r["completion"])[0], z)
+            out.append({**r, "x": [feats.get(k, 0.0) for k in HARM_FEATURES], "y": int(is_harmful(r["label"]))})
+    return out
+
+
+def cv(X: np.ndarray, y: np.ndarray, groups: list[str], l2: float, k: int = 5) -> np.ndarray:
+    folds = np.array([int(hashlib.sha256(f"harm-cv:{g}".encode()).hexdigest()[:8], 16) % k for g in groups])
+    z = np.zeros(len(y))
+    for f in range(k):
+        tr = folds != f
+        w = fit_logistic(X[tr], y[tr], l2)
+        z[~tr] = np.hstack([np.ones(((~tr).sum(), 1)), X[~tr]]) @ w
+    return z
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data"))
+    ap.add_argument("--dev", default=str(HERE / "data" / "harm_dev"))
+    ap.add_argument("--l2", default="0.1,0.3,1,3,10")
+    ap.add_argument("--write", action="store_true", help="write the block into safeadapt/eval/judges/harm.py")
+    args = ap.parse_args()
+    rows = answer_rows(args.data, args.dev)
+    X = np.array([r["x"] for r in rows])
+    y = np.array([r["y"] for r in rows], dtype=float)
+    fam = np.array([r["family"] for r in rows])
+    groups = [f"{r['family']}:{r['row_id']}" for r in rows]
+    print(f"train rows the refusal judge calls answers: {len(rows)} (harmful {int(y.sum())})")
+    best = None
+    for l2 in [float(v) for v in args.l2.split(",")]:
+        pred = cv(X, y, groups, l2) >= 0
+        per = {f: float((pred[fam == f] == y[fam == f]).mean()) for f in sorted(set(fam))}
+        acc = float((pred == y).mean())
+        print(f"L2 {l2:<5g} CV agreement {acc:.3f}  " + "  ".join(f"{f} {a:.3f}" for f, a in per.items()))
+        if best is None or acc > best[1] + 1e-9:
+            best = (l2, acc)
+    l2 = best[0]
+    w = fit_logistic(X, y, l2)
+    block = "".join([f"HARM_L2 = {l2}\n", f"HARM_BIAS = {w[0]:.3f}\n", "HARM_WEIGHTS: dict[str, float] = {\n",
+                     *(f'    "{k}": {v:.3f},\n' for k, v in zip(HARM_FEATURES, w[1:]) if abs(v) >= 5e-4), "}\n"])
+    print(f"\n# chosen L2 {l2}; the block in safeadapt/eval/judges/harm.py\n{block}")
+    if args.write:
+        target = HERE.parent / "safeadapt" / "eval" / "judges" / "harm.py"
+        src = target.read_text()
+        start, end = src.index("HARM_L2 = "), src.index("}\n", src.index("HARM_WEIGHTS: dict")) + 2
+        target.write_text(src[:start] + block + src[end:])
+        print(f"written to {target}")
+
+
+if __name__ == "__main__":
+    main()
