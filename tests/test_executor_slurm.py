@@ -77,6 +77,7 @@ name: slbad
 stages:
   bad: {kind: python, params: {function: "fns.py:bad"}, memory_gb: 0.25}
   crash: {kind: python, params: {function: "fns.py:crash"}, memory_gb: 0.25}
+  held: {kind: python, params: {function: "fns.py:make", v: 0, gate: true}, memory_gb: 0.25}
 """
 
 
@@ -229,9 +230,19 @@ def test_ctrl_c_cancels_the_running_jobs(cluster: _slurm.Cluster, tmp_path: Path
 
 def test_failing_jobs_print_the_end_of_their_logs(cluster: _slurm.Cluster, tmp_path: Path) -> None:
     f = write_study(tmp_path, FNS, BAD)
-    rc, log = _run("run", str(f), "--out", str(tmp_path / "out"), "--executor", "slurm", "--keep-going")
+    driver = _cli("run", str(f), "--out", str(tmp_path / "out"), "--executor", "slurm", "--keep-going")
+    try:
+        deadline = time.time() + 90
+        while "held" not in {n for n, _ in _calls(tmp_path)}:
+            assert driver.poll() is None and time.time() < deadline, driver.communicate()[0]
+            time.sleep(0.1)
+        cluster.run("scancel", _jobs(tmp_path / "out")["held"])  # from outside, as preemption would
+        log, _ = driver.communicate(timeout=90)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
     jobs = _jobs(tmp_path / "out")
-    assert rc == 2, log
+    assert driver.returncode == 2, log  # failed stages, not an interrupted study
     # a stage that raised: its error, job id and the end of its log (what it printed, its traceback)
     assert "LOG-LINE-40" in log and "ERR-LINE-last" in log and 'raise RuntimeError("boom in the job")' in log, log
     assert "LOG-LINE-2\n" not in log  # the tail, not the whole log
@@ -240,7 +251,9 @@ def test_failing_jobs_print_the_end_of_their_logs(cluster: _slurm.Cluster, tmp_p
     assert "exit code 3" in log and "without finishing the stage" in log, log
     err = [ln for ln in log.splitlines() if ln.startswith("error:")]
     assert len(err) == 1 and "boom in the job" in err[0] and f"SLURM job {jobs['bad']}" in err[0], log
-    assert "(+1 more failed)" in err[0]
+    assert "(+2 more failed)" in err[0]
+    held = next(s for s in json.loads((tmp_path / "out" / "study.json").read_text())["stages"] if s["name"] == "held")
+    assert held["status"] == "failed" and "interrupted in its job" in held["error"], held
 
 
 # ---------------------------------------------------------------------------- no cluster needed
