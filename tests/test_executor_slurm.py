@@ -306,19 +306,41 @@ def test_sbatch_resources_of_each_stage_and_unchanged_keys(tmp_path: Path) -> No
     assert [p.key for p in plan_study(study, tmp_path / "o")] == [p.key for p in plan_study(load_study(g), bare / "o")]
 
 
-def test_dry_run_shows_the_sbatch_resources_and_bad_blocks_are_one_line(tmp_path: Path) -> None:
+def _invoke(*args: str) -> tuple[int, str]:
+    """`safeadapt ARGS` in this process (the study commands only)."""
+    import typer
+    from typer.testing import CliRunner
+
+    from safeadapt.study import commands
+
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    commands.register(app)
+    r = CliRunner().invoke(app, list(args), terminal_width=200)
+    return r.exit_code, r.output
+
+
+def test_dry_run_shows_the_sbatch_resources_and_bad_settings_are_one_line(tmp_path: Path) -> None:
     f = write_study(tmp_path, FNS, RES)
     (tmp_path / "acc.yaml").write_text("num_processes: 4\n")
-    rc, out = _run("run", str(f), "--out", str(tmp_path / "o"), "--dry-run", "--executor", "slurm",
-                   "--slurm-qos", "high")
+    o = str(tmp_path / "o")
+    rc, out = _invoke("run", str(f), "--out", o, "--dry-run", "--executor", "slurm", "--slurm-qos", "high")
     assert rc == 0, out
     jobs_table = out.split("SLURM jobs")[1]
     row = next(ln for ln in jobs_table.splitlines() if "│ train" in ln)
-    assert all(x in row for x in ("gpu", "2-00:00:00", "4", "qos=high", "--exclusive")), row
-    assert "│ prep" in out and "8G" in out
-    bad = RES.replace("time: 30", "time: soon")
-    write_study(tmp_path, FNS, bad)
-    rc, out = _run("run", str(f), "--out", str(tmp_path / "o"), "--dry-run")
+    assert all(x in row for x in ("gpu", "2-00:00:00", "│ 4 ", "qos=high")), row
+    assert "--exclusive" in jobs_table and "│ prep" in jobs_table and "8G" in jobs_table and "30 min" in jobs_table
+    for args, msg in [(["--slurm-partition", "x"], "--slurm-* options need --executor slurm"),
+                      (["--executor", "slurm", "--slurm-option", "exclusive"], "--slurm-option: Value error, 'exclusive'"),
+                      (["--executor", "slurm", "--slurm-time", "soon"], "--slurm-time: Value error, 'soon' is not a SLURM"),
+                      (["--executor", "pbs"], "unknown executor 'pbs'")]:
+        rc, out = _invoke("run", str(f), "--out", o, *args)
+        assert rc != 0 and out.count("\n") == 1 and msg in out, (args, out)
+    assert not (tmp_path / "o").exists()  # nothing ran, nothing written
+    write_study(tmp_path, FNS, RES.replace("time: 30", "time: soon"))
+    rc, out = _invoke("run", str(f), "--out", o, "--dry-run")
     assert rc != 0 and out.count("\n") == 1 and "slurm.time" in out and "soon" in out, out
-    rc, out = _run("run", str(f), "--out", str(tmp_path / "o"), "--slurm-partition", "x")
-    assert rc != 0 and "--executor slurm" in out, out
+    rc, out = _invoke("run", "--out", o)
+    assert rc != 0 and "give a study file and --out DIR (or --status DIR)" in out, out
+    rc, out = _invoke("run", "--status", o)
+    assert rc != 0 and f"no study.json in {o}" in out, out

@@ -9,11 +9,14 @@ from typing import Any, Optional
 import typer
 
 from safeadapt.core.cli_support import user_errors
+from safeadapt.core.errors import SafeAdaptError
 
 SEEDS_HELP = ("Replicate the study over these seeds, e.g. 0,1,2: stages that do not depend on the seed run once; "
               "results.json gets per-seed values and the across-seed mean and 95% interval of every metric.")
 EXECUTOR_HELP = ("Where stages run: local (worker processes on this machine) or slurm (one SLURM job a stage, "
                  "resources from each stage's threads / memory_gb / gpus / slurm:; see docs/study.md).")
+SLURM_FLAGS = {"partition": "--slurm-partition", "time": "--slurm-time", "account": "--slurm-account",
+               "qos": "--slurm-qos", "constraint": "--slurm-constraint", "sbatch": "--slurm-option"}
 JOBS_HELP = ("Stages run at once, each in its own worker process with cores/N torch threads (default: the "
              "number of cores, capped by available memory at 1.5 GB a job; 1 = one at a time in this process). "
              "With --executor slurm: the most SLURM jobs queued at once (default: no limit).")
@@ -101,7 +104,7 @@ def register(app: typer.Typer) -> None:
 
         cli = {"partition": slurm_partition, "account": slurm_account, "qos": slurm_qos, "constraint": slurm_constraint,
                "time": int(slurm_time) if slurm_time and slurm_time.isdigit() else slurm_time, "sbatch": slurm_option}
-        slurm = parse_slurm({k: v for k, v in cli.items() if v}, "--slurm-")
+        slurm = parse_slurm({k: v for k, v in cli.items() if v}, "", names=SLURM_FLAGS)
         if slurm and executor != "slurm":
             raise SafeAdaptError("--slurm-* options need --executor slurm")
         try:
