@@ -77,6 +77,7 @@ name: slbad
 stages:
   bad: {kind: python, params: {function: "fns.py:bad"}, memory_gb: 0.25}
   crash: {kind: python, params: {function: "fns.py:crash"}, memory_gb: 0.25}
+  held: {kind: python, params: {function: "fns.py:make", v: 0, gate: true}, memory_gb: 0.25}
 """
 
 
@@ -229,9 +230,19 @@ def test_ctrl_c_cancels_the_running_jobs(cluster: _slurm.Cluster, tmp_path: Path
 
 def test_failing_jobs_print_the_end_of_their_logs(cluster: _slurm.Cluster, tmp_path: Path) -> None:
     f = write_study(tmp_path, FNS, BAD)
-    rc, log = _run("run", str(f), "--out", str(tmp_path / "out"), "--executor", "slurm", "--keep-going")
+    driver = _cli("run", str(f), "--out", str(tmp_path / "out"), "--executor", "slurm", "--keep-going")
+    try:
+        deadline = time.time() + 90
+        while "held" not in {n for n, _ in _calls(tmp_path)}:
+            assert driver.poll() is None and time.time() < deadline, driver.communicate()[0]
+            time.sleep(0.1)
+        cluster.run("scancel", _jobs(tmp_path / "out")["held"])  # from outside, as preemption would
+        log, _ = driver.communicate(timeout=90)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
     jobs = _jobs(tmp_path / "out")
-    assert rc == 2, log
+    assert driver.returncode == 2, log  # failed stages, not an interrupted study
     # a stage that raised: its error, job id and the end of its log (what it printed, its traceback)
     assert "LOG-LINE-40" in log and "ERR-LINE-last" in log and 'raise RuntimeError("boom in the job")' in log, log
     assert "LOG-LINE-2\n" not in log  # the tail, not the whole log
@@ -240,7 +251,9 @@ def test_failing_jobs_print_the_end_of_their_logs(cluster: _slurm.Cluster, tmp_p
     assert "exit code 3" in log and "without finishing the stage" in log, log
     err = [ln for ln in log.splitlines() if ln.startswith("error:")]
     assert len(err) == 1 and "boom in the job" in err[0] and f"SLURM job {jobs['bad']}" in err[0], log
-    assert "(+1 more failed)" in err[0]
+    assert "(+2 more failed)" in err[0]
+    held = next(s for s in json.loads((tmp_path / "out" / "study.json").read_text())["stages"] if s["name"] == "held")
+    assert held["status"] == "failed" and "interrupted in its job" in held["error"], held
 
 
 # ---------------------------------------------------------------------------- no cluster needed
@@ -293,19 +306,41 @@ def test_sbatch_resources_of_each_stage_and_unchanged_keys(tmp_path: Path) -> No
     assert [p.key for p in plan_study(study, tmp_path / "o")] == [p.key for p in plan_study(load_study(g), bare / "o")]
 
 
-def test_dry_run_shows_the_sbatch_resources_and_bad_blocks_are_one_line(tmp_path: Path) -> None:
+def _invoke(*args: str) -> tuple[int, str]:
+    """`safeadapt ARGS` in this process (the study commands only)."""
+    import typer
+    from typer.testing import CliRunner
+
+    from safeadapt.study import commands
+
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    commands.register(app)
+    r = CliRunner().invoke(app, list(args), terminal_width=200)
+    return r.exit_code, r.output
+
+
+def test_dry_run_shows_the_sbatch_resources_and_bad_settings_are_one_line(tmp_path: Path) -> None:
     f = write_study(tmp_path, FNS, RES)
     (tmp_path / "acc.yaml").write_text("num_processes: 4\n")
-    rc, out = _run("run", str(f), "--out", str(tmp_path / "o"), "--dry-run", "--executor", "slurm",
-                   "--slurm-qos", "high")
+    o = str(tmp_path / "o")
+    rc, out = _invoke("run", str(f), "--out", o, "--dry-run", "--executor", "slurm", "--slurm-qos", "high")
     assert rc == 0, out
     jobs_table = out.split("SLURM jobs")[1]
     row = next(ln for ln in jobs_table.splitlines() if "│ train" in ln)
-    assert all(x in row for x in ("gpu", "2-00:00:00", "4", "qos=high", "--exclusive")), row
-    assert "│ prep" in out and "8G" in out
-    bad = RES.replace("time: 30", "time: soon")
-    write_study(tmp_path, FNS, bad)
-    rc, out = _run("run", str(f), "--out", str(tmp_path / "o"), "--dry-run")
+    assert all(x in row for x in ("gpu", "2-00:00:00", "│ 4 ", "qos=high")), row
+    assert "--exclusive" in jobs_table and "│ prep" in jobs_table and "8G" in jobs_table and "30 min" in jobs_table
+    for args, msg in [(["--slurm-partition", "x"], "--slurm-* options need --executor slurm"),
+                      (["--executor", "slurm", "--slurm-option", "exclusive"], "--slurm-option: Value error, 'exclusive'"),
+                      (["--executor", "slurm", "--slurm-time", "soon"], "--slurm-time: Value error, 'soon' is not a SLURM"),
+                      (["--executor", "pbs"], "unknown executor 'pbs'")]:
+        rc, out = _invoke("run", str(f), "--out", o, *args)
+        assert rc != 0 and out.count("\n") == 1 and msg in out, (args, out)
+    assert not (tmp_path / "o").exists()  # nothing ran, nothing written
+    write_study(tmp_path, FNS, RES.replace("time: 30", "time: soon"))
+    rc, out = _invoke("run", str(f), "--out", o, "--dry-run")
     assert rc != 0 and out.count("\n") == 1 and "slurm.time" in out and "soon" in out, out
-    rc, out = _run("run", str(f), "--out", str(tmp_path / "o"), "--slurm-partition", "x")
-    assert rc != 0 and "--executor slurm" in out, out
+    rc, out = _invoke("run", "--out", o)
+    assert rc != 0 and "give a study file and --out DIR (or --status DIR)" in out, out
+    rc, out = _invoke("run", "--status", o)
+    assert rc != 0 and f"no study.json in {o}" in out, out

@@ -55,9 +55,9 @@ def job_states(ids: list[str]) -> dict[str, str] | None:
     return out
 
 
-def previous_jobs(study_json: Path) -> dict[str, dict[str, Any]]:
-    """Stage key -> the SLURM job an earlier run of this study dir recorded for it (with the
-    stage's dir and status in that run)."""
+def previous_jobs(study_json: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """(stage name, cache key) -> the SLURM job an earlier run of this study dir recorded for it
+    (with the stage's dir and status in that run)."""
     try:
         rec = json.loads(study_json.read_text())
     except (OSError, ValueError):
@@ -66,7 +66,7 @@ def previous_jobs(study_json: Path) -> dict[str, dict[str, Any]]:
     for s in rec.get("stages") or []:
         job = s.get("job") or {}
         if job.get("executor") == "slurm" and job.get("id"):
-            out[str(s.get("key"))] = {**job, "dir": s.get("dir"), "status": s.get("status")}
+            out[(str(s.get("name")), str(s.get("key")))] = {**job, "dir": s.get("dir"), "status": s.get("status")}
     return out
 
 
@@ -181,7 +181,8 @@ class SlurmExecutor:
         """Before the run's first study.json write: a cached stage keeps the job that built it, a
         stage whose job still runs gets that job (so a driver killed again cannot lose its id)."""
         for p in plan:
-            old = self.reattach.get(p.key) if p.status != "cached" else self.previous.get(p.key)
+            at = (p.stage.name, p.key)
+            old = self.reattach.get(at) if p.status != "cached" else self.previous.get(at)
             if old is not None:  # (the last run's study.json: no other run can have built it since)
                 p.extra["job"] = {k: old[k] for k in ("executor", "id", "log") if k in old}
 
@@ -190,7 +191,7 @@ class SlurmExecutor:
 
         fut: cf.Future = cf.Future()
         fut.set_running_or_notify_cancel()
-        old = self.reattach.pop(p.key, None)
+        old = self.reattach.pop((p.stage.name, p.key), None)
         if old is not None:
             job = submitit.SlurmJob(folder=self.folder, job_id=str(old["id"]))
             self.say(f"  waiting for SLURM job {old['id']} of {p.stage.name} (submitted by an earlier run)")
@@ -258,6 +259,8 @@ class SlurmExecutor:
         except Exception as e:  # noqa: BLE001 - a truncated or unreadable result
             return Outcome("failed", error=f"unreadable job result {path}: {type(e).__name__}")
         if status == "success" and isinstance(value, Outcome):
+            if value.status == "interrupted":  # SIGTERM in the job, not from us: scancel, preemption, time limit
+                value.status, value.error = "failed", "interrupted in its job (scancel, preemption or time limit?)"
             return value
         last = [ln for ln in str(value).splitlines() if ln.strip()][-1:] or ["(no traceback)"]
         return Outcome("failed", error=f"the job raised: {last[0].strip()[:300]}")
