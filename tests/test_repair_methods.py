@@ -274,7 +274,7 @@ def test_wanda_by_layer_equals_whole_model(llms, tmp_path, kind):
     """The layer-by-layer pass (one decoder layer in memory) gives the whole-model pass's norms."""
     from safeadapt.io.models import load_pretrained
     from safeadapt.repair.calibrate import calibration_rows, tokenize, wanda_norms
-    from safeadapt.repair.calibrate_layers import wanda_norms_by_layer
+    from safeadapt.repair.calibrate import wanda_norms_by_layer
     from safeadapt.train.common import tokenizer_of
 
     path = llms["aligned"] if kind == "llm" else build_tiny_llava(tmp_path / "v", seed=4)
@@ -343,7 +343,7 @@ def test_calibration_in_child_process_equals_in_process(llms, tmp_path):
 
     from safeadapt.io.resolve import resolve_model_ref
     from safeadapt.repair.calibrate import calibration_rows
-    from safeadapt.repair.calibrate_child import CalibrationJob, compute_scores, compute_scores_in_child
+    from safeadapt.repair.calibrate import CalibrationJob, compute_scores, compute_scores_in_child
     from safeadapt.repair.methods.base import ScoreNeed
 
     cal = calib(tmp_path / "c.jsonl", n=4)
@@ -371,7 +371,7 @@ def test_small_models_are_calibrated_in_process_large_ones_in_a_child(llms, tmp_
     fresh interpreter): the tiny model is scored here; with the threshold below its size, or with
     the variable at 0, in the spawned child; both give the same bytes."""
     import safeadapt.repair.api as api
-    import safeadapt.repair.calibrate_child as cc
+    import safeadapt.repair.calibrate as cc
     from safeadapt.repair.api import repair
 
     spawned = []

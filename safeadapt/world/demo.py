@@ -155,13 +155,10 @@ def check_models(study_dir: Path, models: dict[str, Any], where: str = "") -> No
                 raise SafeAdaptError(f"{study_dir}: {where}model {role}: metric {k}={m.get(k)!r} is not a fraction")
 
 
-def summarize(study_dir: str | Path) -> dict[str, Any]:
-    """Write DIR/results.json from a finished demo study and print the table; returns the dict."""
+def summarize_one(study_dir: str | Path) -> dict[str, Any]:
+    """Write DIR/results.json from a finished one-seed demo study and print the table; returns the
+    dict (`summary.summarize` picks this or the multi-seed `demo_seeds.summarize_seeds`)."""
     study_dir = Path(study_dir)
-    if len(_load_study(study_dir).get("seeds") or []) > 1:
-        from safeadapt.world.demo_seeds import summarize_seeds
-
-        return summarize_seeds(study_dir)
     models, extras = collect(study_dir)
     check_models(study_dir, models)
     targets = check_targets(models)

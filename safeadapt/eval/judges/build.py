@@ -19,10 +19,9 @@ BACKEND_OPTIONS = ("dtype", "threads", "max_batch", "max_model_len", "gpu_memory
 
 
 def judge_needs_backend(name: str) -> bool:
-    from safeadapt.eval.judges.registry import JUDGES, load_builtin_judges
+    from safeadapt.eval.judges.registry import judge_needs
 
-    load_builtin_judges()
-    return bool(getattr(JUDGES.get(name), "needs_backend", False))
+    return bool(judge_needs(name)["needs_backend"])
 
 
 def backend_kwargs(kind: str, options: dict[str, Any]) -> dict[str, Any]:
