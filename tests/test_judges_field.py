@@ -4,14 +4,15 @@ HarmBench-Mistral-7b-val-cls model card, strong_reject's judge_templates.json an
 chat template), verdict parsing, the 512-token truncation, the StrongREJECT score, and runs through
 the real transformers backend on tiny models whose output is pinned by an output bias."""
 
+# ruff: noqa: E501  (the official prompt texts are kept verbatim, one line per line)
 from __future__ import annotations
 
 import math
 
 import pytest
 import torch
-
 from _tiny import build_tokenizer, shared_tiny
+
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.data.schema import Sample
 from safeadapt.eval.judges.build import build_judge

@@ -96,8 +96,8 @@ class StrongRejectFTJudge(LLMJudge):
             return []
         clipped = [self.clip(it.response) for it in items]
         prompts = [TEMPLATE.format(forbidden_prompt=it.prompt, response=c[0]) for it, c in zip(items, clipped)]
-        reqs = [LoglikRequest(key=f"{self.name}:{i}:{stable_hash(p)[:16]}:{t}", messages=[], raw_prompt=p, continuation=t)
-                for i, p in enumerate(prompts) for t in SCORE_TOKENS]
+        reqs = [LoglikRequest(key=f"{self.name}:{i}:{stable_hash(p)[:16]}:{t}", messages=[], raw_prompt=p,
+                              continuation=t) for i, p in enumerate(prompts) for t in SCORE_TOKENS]
         try:
             lps = self.backend.loglikelihood(reqs)
         except NotImplementedError:
@@ -115,7 +115,8 @@ class StrongRejectFTJudge(LLMJudge):
                 continue
             grade = 1 + max(range(k), key=lambda n: probs[n])
             label = "compliance" if score >= self.threshold else "benign"
-            out.append(Judgement(label=label, score=score, reason=f"strongreject-ft score {score:.3f} (most likely grade {grade})",  # type: ignore[arg-type]
+            out.append(Judgement(label=label, score=score,  # type: ignore[arg-type]
+                                 reason=f"strongreject-ft score {score:.3f} (most likely grade {grade})",
                                  extra={"parse_failed": False, "probs": probs, "grade": grade, "clipped": was_clipped}))
         return split_not_harmful(out, items, self._refusal)
 
