@@ -160,7 +160,8 @@ class HFBackend:
             return r.raw_prompt, True
         return self.render(r.messages, len(r.images)), False
 
-    def _encode(self, texts: list[str], images: list[list[Any]], padding_side: str, special: bool = False) -> dict[str, Any]:
+    def _encode(self, texts: list[str], images: list[list[Any]], padding_side: str,
+                special: bool = False) -> dict[str, Any]:
         self.tokenizer.padding_side = padding_side
         flat = [load_image(im) for ims in images for im in ims]
         if flat:
