@@ -4,6 +4,7 @@ reading the suite's metric counts and on the full label. Items any judge left `u
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence
 
 from safeadapt.eval.judges.agreement import agreement, cohen_kappa
@@ -38,7 +39,7 @@ def pair_agreement(a: Sequence[Any], b: Sequence[Any], positive: str) -> dict[st
     bb = [str(x == positive) for x in lb]
 
     def num(x: float) -> float | None:
-        return None if x != x else round(x, 6)  # NaN (no item) -> None
+        return None if math.isnan(x) else round(x, 6)  # NaN (no item) -> None
 
     return {
         "n": len(la),
