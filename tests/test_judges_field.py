@@ -551,3 +551,10 @@ def test_an_endpoint_judge_can_take_the_classifiers_tokenizer_for_truncation():
     assert len(j.tokenizer(j.clip(long)[0])["input_ids"]) <= 512 and j.clip(long)[1]
     with pytest.raises(SafeAdaptError, match="could not be loaded"):
         build_judge("harmbench", model="m", backend="openai", base_url="http://127.0.0.1:9/v1", tokenizer=path + "-missing")
+
+
+def test_a_study_cached_under_the_old_guard_is_regraded():
+    from safeadapt.study.stages.eval import eval_version
+
+    assert eval_version({"judge": "guard"}) == "1;guard=2"  # native="auto" changed what a Llama Guard judge sees
+    assert eval_version({"judge": "harmbench"}) == "1"
