@@ -558,3 +558,24 @@ def test_a_study_cached_under_the_old_guard_is_regraded():
 
     assert eval_version({"judge": "guard"}) == "1;guard=2"  # native="auto" changed what a Llama Guard judge sees
     assert eval_version({"judge": "harmbench"}) == "1"
+
+
+def test_hf_next_token_logprobs_equal_one_token_loglikelihoods():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from safeadapt.eval.backends.hf import HFBackend
+    from safeadapt.eval.types import LoglikRequest
+
+    tok = bos_tokenizer()
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=4, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, initializer_range=0.2)
+    torch.manual_seed(2)
+    be = HFBackend(model=LlamaForCausalLM(cfg).eval(), processor=tok, max_batch=2)
+    prompts = ["User instruction: bake bread ### Answer: ", "short ### Answer: ", "a much longer prompt " * 9 + "### Answer: "]
+    reqs = [LoglikRequest(key=f"p{i}", messages=[], raw_prompt=p, continuation="1") for i, p in enumerate(prompts)]
+    fast = be.next_token_logprobs(reqs, ["1", "2", "3", "4", "5"])
+    slow = be.loglikelihood([LoglikRequest(key=f"{i}{t}", messages=[], raw_prompt=p, continuation=t)
+                             for i, p in enumerate(prompts) for t in "12345"])
+    assert [x for row in fast for x in row] == pytest.approx(slow, abs=1e-4)
+    with pytest.raises(SafeAdaptError, match="not one"):
+        be.next_token_logprobs(reqs[:1], ["12 apples"])
