@@ -4,14 +4,15 @@ HarmBench-Mistral-7b-val-cls model card, strong_reject's judge_templates.json an
 chat template), verdict parsing, the 512-token truncation, the StrongREJECT score, and runs through
 the real transformers backend on tiny models whose output is pinned by an output bias."""
 
+# ruff: noqa: E501  (the official prompt texts are kept verbatim, one line per line)
 from __future__ import annotations
 
 import math
 
 import pytest
 import torch
-
 from _tiny import build_tokenizer, shared_tiny
+
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.data.schema import Sample
 from safeadapt.eval.judges.build import build_judge
@@ -550,3 +551,31 @@ def test_an_endpoint_judge_can_take_the_classifiers_tokenizer_for_truncation():
     assert len(j.tokenizer(j.clip(long)[0])["input_ids"]) <= 512 and j.clip(long)[1]
     with pytest.raises(SafeAdaptError, match="could not be loaded"):
         build_judge("harmbench", model="m", backend="openai", base_url="http://127.0.0.1:9/v1", tokenizer=path + "-missing")
+
+
+def test_a_study_cached_under_the_old_guard_is_regraded():
+    from safeadapt.study.stages.eval import eval_version
+
+    assert eval_version({"judge": "guard"}) == "1;guard=2"  # native="auto" changed what a Llama Guard judge sees
+    assert eval_version({"judge": "harmbench"}) == "1"
+
+
+def test_hf_next_token_logprobs_equal_one_token_loglikelihoods():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from safeadapt.eval.backends.hf import HFBackend
+    from safeadapt.eval.types import LoglikRequest
+
+    tok = bos_tokenizer()
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=4, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, initializer_range=0.2)
+    torch.manual_seed(2)
+    be = HFBackend(model=LlamaForCausalLM(cfg).eval(), processor=tok, max_batch=2)
+    prompts = ["User instruction: bake bread ### Answer: ", "short ### Answer: ", "a much longer prompt " * 9 + "### Answer: "]
+    reqs = [LoglikRequest(key=f"p{i}", messages=[], raw_prompt=p, continuation="1") for i, p in enumerate(prompts)]
+    fast = be.next_token_logprobs(reqs, ["1", "2", "3", "4", "5"])
+    slow = be.loglikelihood([LoglikRequest(key=f"{i}{t}", messages=[], raw_prompt=p, continuation=t)
+                             for i, p in enumerate(prompts) for t in "12345"])
+    assert [x for row in fast for x in row] == pytest.approx(slow, abs=1e-4)
+    with pytest.raises(SafeAdaptError, match="not one"):
+        be.next_token_logprobs(reqs[:1], ["12 apples"])

@@ -4,7 +4,8 @@
 Backend options (the rest go to the judge): `model` (HF dir / hub id / GGUF, or the served model
 name), `backend` (auto | hf | vllm | openai; or a ready Backend object), `base_url` and
 `api_key_env` (openai), `dtype`, `threads`, `max_batch`, `max_model_len`,
-`gpu_memory_utilization` (vllm), `trust_remote_code`, `allow_pickle`; `tokenizer` (a path: the classifier's tokenizer, for an endpoint's truncation)."""
+`gpu_memory_utilization` (vllm), `trust_remote_code`, `allow_pickle`; `tokenizer` (a path: the
+classifier's tokenizer, for an endpoint's truncation)."""
 
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def build_judge(name: str, **options: Any) -> Judge:
     if isinstance(kind, str) or (model is not None and kind is None):
         opts.pop("backend", None)
         if model is None:
-            raise SafeAdaptError(f"judge {name!r}: a judge backend ({kind}) needs a judge model (--judge-model / judge_options.model)")
+            raise SafeAdaptError(f"judge {name!r}: a judge backend ({kind}) needs a judge model "
+                                 "(--judge-model / judge_options.model)")
         if name != "ensemble" and not judge_needs_backend(name):
             raise SafeAdaptError(f"judge {name!r} runs offline and takes no judge model")
         from safeadapt.eval.backends import make_backend

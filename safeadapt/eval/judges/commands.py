@@ -168,8 +168,6 @@ def register(app: typer.Typer) -> None:
         msg = (f"judged {summary['n']} rows with {judge}: refusal {lab.get('refusal', 0)} "
                f"({summary['refusal_rate']:.1%}), compliance {lab.get('compliance', 0)}, benign {lab.get('benign', 0)}, "
                f"no answer {lab.get('no_answer', 0)}, unparsed {lab.get('unparsed', 0)}")
-        if lab.get("benign"):
-            msg += f", benign {lab['benign']} (answered, not harmful)"
         if summary["skipped_rows"]:
             msg += f", {summary['skipped_rows']} rows without a response skipped"
         if summary.get("harmfulness_score") is not None:

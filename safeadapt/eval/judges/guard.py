@@ -131,7 +131,8 @@ def parse_guard(text: str) -> tuple[str, list[str]] | None:
     return verdict, cats
 
 
-@JUDGES.register("guard", needs_backend=True, default_max_new_tokens=24, takes_threshold=False)
+# version 2: native="auto" (a Llama Guard judge model gets its own format, not our prompt inside its template)
+@JUDGES.register("guard", needs_backend=True, default_max_new_tokens=24, takes_threshold=False, version="2")
 class GuardJudge(LLMJudge):
     """`score` = 1.0 unsafe / 0.0 safe (NaN if unparsable); `extra["categories"]` = ["S1", ...]."""
 
