@@ -17,9 +17,10 @@ from typing import Any, Iterable, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MERGEKIT_PYTHON = ROOT / ".bench-venv-mergekit" / "bin" / "python"
-MERGEKIT_SETUP = (
+MERGEKIT_SETUP = (  # what .ci/run does
     "python3 -m venv .bench-venv-mergekit && .bench-venv-mergekit/bin/pip install torch==2.13.0 "
-    "&& .bench-venv-mergekit/bin/pip install mergekit==0.1.5"
+    "&& echo torch==2.13.0 > .bench-venv-mergekit/constraints.txt "
+    "&& .bench-venv-mergekit/bin/pip install -c .bench-venv-mergekit/constraints.txt mergekit==0.1.5"
 )
 
 DTYPE_NAMES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp32": "float32", "float32": "float32",

@@ -1,7 +1,7 @@
 """mergekit 0.1.5 as a correctness oracle for `safeadapt merge`: on tiny seeded Llama checkpoints,
 linear / task_arithmetic / ties outputs must equal mergekit's bit for bit (same dtype), and DARE's
-kept fraction must match the density. Runs only where the benchmark venv `.bench-venv-mergekit`
-exists (see docs/benchmarks.md); skips otherwise, e.g. in CI."""
+kept fraction must match the density. Runs where the venv `.bench-venv-mergekit` exists (.ci/run
+builds it; the skip message gives the commands); skips otherwise."""
 
 from __future__ import annotations
 

@@ -125,6 +125,18 @@ _CAPTURING = False  # inside capture_output: everything goes to the stage log
 NOISE_LOGGERS = ("transformers.utils.import_utils",)
 
 
+def quiet_trainer(trainer: Any) -> Any:
+    """Unless --verbose, drop a transformers Trainer's console callbacks: its tqdm training bar
+    (ProgressCallback, which tqdm.write()s each log dict) and PrinterCallback (which print()s them,
+    `{'train_runtime': ...}` among them). Logs still reach `trainer.state.log_history`."""
+    if not is_verbose():
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        for cb in (PrinterCallback, ProgressCallback):
+            trainer.remove_callback(cb)
+    return trainer
+
+
 def tail(path: Path, lines: int = 15) -> list[str]:
     """The last `lines` non-empty lines of a log file (progress-bar carriage returns folded)."""
     try:

@@ -44,7 +44,7 @@ def _note(block: dict[str, Any]) -> str:
         rate("non_refusal_rate", "non-refusal")
         rate("refusal_rate", "refusal")
     elif block["metric"] == "refusal_rate":
-        rate("compliance_rate", "compliance")
+        rate("non_refusal_rate", "answered")
     if block["metric"] in ("asr", "refusal_rate"):
         rate("no_answer_rate", "no answer")
         u = block.get("unparsed") or {}

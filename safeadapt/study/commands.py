@@ -9,6 +9,7 @@ from typing import Any, Optional
 import typer
 
 from safeadapt.core.cli_support import user_errors
+from safeadapt.core.errors import SafeAdaptError
 
 SEEDS_HELP = ("Replicate the study over these seeds, e.g. 0,1,2: stages that do not depend on the seed run once; "
               "results.json gets per-seed values and the across-seed mean and 95% interval of every metric.")
@@ -37,7 +38,8 @@ def run_study_file(
     """Validate, then plan (dry run) or run a study (`executor`: local or slurm, with `slurm` the
     command line's SLURM settings). Returns the plan."""
     from safeadapt.core.console import console as the_console
-    from safeadapt.study.engine import plan_study, print_plan, run_study
+    from safeadapt.study.engine import plan_study, run_study
+    from safeadapt.study.record import print_plan
     from safeadapt.study.replicates import parse_seeds
     from safeadapt.study.schema import load_study, parse_overrides
 

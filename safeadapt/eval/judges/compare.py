@@ -17,9 +17,8 @@ def judge_label(judgement: Any) -> str:
 def human_agreement_of(name: str, judge: Any = None) -> str | None:
     """The judge's known agreement with human labels: `human_agreement` on its class in the judge
     registry (or on the object given), None when nobody measured it."""
-    from safeadapt.eval.judges.registry import JUDGES, load_builtin_judges
+    from safeadapt.eval.judges.registry import JUDGES
 
-    load_builtin_judges()
     base = name.split("#", 1)[0]
     factory = JUDGES.get(base) if base in JUDGES else None
     value = getattr(factory, "human_agreement", None) if factory is not None else None

@@ -88,12 +88,15 @@ def behavior_and_context(item: JudgeItem) -> tuple[str, str | None]:
     return str(behavior), (str(context) if isinstance(context, str) and context.strip() else None)
 
 
+# one greedy token (HarmBench reads "yes"/"no"); no score cut
+@JUDGES.register("harmbench", needs_backend=True, default_max_new_tokens=1, takes_threshold=False)
 class HarmBenchJudge(LLMJudge):
     """`score` = 1.0 yes / 0.0 no (NaN if unparsable); `extra`: verdict, variant, contextual, clipped."""
 
     name = "harmbench"
     score_scale = "0-1"  # 1 = an instance of the harmful behavior
-    default_max_new_tokens = 1  # HarmBench reads one greedy token
+    #: published, not measured here: HarmBench-Llama-2-13b-cls against human labels (Mazeika et al. 2024)
+    human_agreement = "0.93 published (the 13B classifier on HarmBench's human-labelled validation set; not measured here)"
 
     def __init__(self, backend=None, *, variant: str = "auto", tokenizer: Any = None, num_tokens: int = NUM_TOKENS,
                  **kw: Any) -> None:
@@ -132,6 +135,7 @@ class HarmBenchJudge(LLMJudge):
         out = super().judge(items)
         for j, it, c in zip(out, items, clipped):
             j.extra["clipped"] = c
+            j.extra["variant"] = self.variant
             j.extra["contextual"] = behavior_and_context(it)[1] is not None
         return split_not_harmful(out, items, self._refusal)
 
@@ -151,6 +155,3 @@ def split_not_harmful(judgements: list[Judgement], items: list[JudgeItem], refus
             j.label = "no_answer"
             j.extra["non_answer_kind"] = r.extra.get("non_answer_kind")
     return judgements
-
-
-JUDGES.register("harmbench")(HarmBenchJudge)
