@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _tiny import ScriptedBackend  # noqa: E402
 
 from safeadapt.data.schema import Sample  # noqa: E402
-from safeadapt.eval.judges.registry import JUDGES, load_builtin_judges  # noqa: E402
+from safeadapt.eval.judges.registry import JUDGES  # noqa: E402
 from safeadapt.eval.runner import evaluate  # noqa: E402
 from safeadapt.report.collect import collect  # noqa: E402
 from safeadapt.report.disagreement import disagreements  # noqa: E402
@@ -44,7 +44,7 @@ class Measured(Planted):
 
 @pytest.fixture
 def measured():
-    load_builtin_judges()
+    JUDGES.load()
     JUDGES.register("measured")(Measured)
     yield
     JUDGES.unregister("measured")

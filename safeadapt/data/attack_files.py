@@ -102,9 +102,9 @@ def load_jailbreak_templates(path: str | os.PathLike) -> dict[str, str]:
 
         data = [r for _, r in read_json_records(p)]
     elif ext in (".csv", ".tsv"):  # one template a row, in a template / prompt / text column
-        from safeadapt.data.readers import read_rows
+        from safeadapt.data.readers import read_file_rows
 
-        rows = read_rows(p)
+        rows = read_file_rows(p)
         bad = next((r for r in rows if "__error__" in r.data), None)
         if bad is not None:
             raise SafeAdaptError(f"{bad.where}: {bad.data['__error__']}")
