@@ -104,7 +104,7 @@ def test_results_block_shows_non_refusal_beside_asr():
 
     recs = [{"judgement": {"label": lab, "score": 0.1, "extra": {}}, "category": "x"}
             for lab in ("compliance", "benign", "benign", "refusal")]
-    ctx = SimpleNamespace(seed=0, bootstrap=0, judge=RefusalJudge())
+    ctx = SimpleNamespace(seed=0, bootstrap=0, judge=RefusalJudge(), judges={})
     out = judged_rate_result(recs, "asr", ctx)
     assert out["asr"]["k"] == 1 and out["non_refusal_rate"]["k"] == 3 and out["non_refusal_rate"]["n"] == 4
     assert out["non_refusal_rate"]["ci_high"] > out["non_refusal_rate"]["value"] > out["non_refusal_rate"]["ci_low"]

@@ -44,7 +44,7 @@ class Measured(Planted):
 
 @pytest.fixture
 def measured():
-    JUDGES.load()
+    JUDGES.names()  # loads the built-ins first
     JUDGES.register("measured")(Measured)
     yield
     JUDGES.unregister("measured")

@@ -56,7 +56,7 @@ WEIGHTS: dict[str, float] = {
 }
 
 
-@JUDGES.register("refusal")
+@JUDGES.register("refusal", version="2")  # 2: three-way (compliance = harmful, benign)
 class RefusalJudge:
     """Concept-feature logistic refusal classifier. `score` = P(refusal) in [0, 1];
     `extra["evidence"]` maps every fired rule (and every non-zero non-rule feature) to its signed
