@@ -176,7 +176,7 @@ def register(app: typer.Typer) -> None:
         api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="openai backend: env var holding the API key"),
         allow_pickle: bool = typer.Option(False, "--allow-pickle", help="allow loading pickle (.bin/.pt) weights; off by default"),
         trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="run the model repository's own Python code; off by default"),
-        jailbreak_templates: Optional[Path] = typer.Option(None, "--jailbreak-templates", help="jailbreak styles from a file (.json/.jsonl/.yaml): a list of templates, a list of {name, template} or a mapping name -> template, each with a {prompt} or [INSERT PROMPT HERE] slot; they replace the built-in styles of the jailbreak suite"),
+        jailbreak_templates: Optional[Path] = typer.Option(None, "--jailbreak-templates", help="jailbreak styles from a file (.json/.jsonl/.yaml, or .csv one a row): a list of templates, a list of {name, template} or a mapping name -> template, each with a {prompt} or [INSERT PROMPT HERE] slot; they replace the built-in styles of the jailbreak suite"),
     ) -> None:
         """Evaluate MODEL on safety and helpfulness suites (generate once, grade many)."""
         from rich.table import Table
