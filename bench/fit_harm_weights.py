@@ -2,7 +2,7 @@
 split of the labelled dev set bench/data/harm_dev only: rows the refusal judge does not call a
 refusal or a non-answer (the harm model decides only between `compliance` and `benign`), target =
 the reading label is `harmful`. Held-out rows are dropped as each file is read, never featurised.
-L2 is chosen by grouped 5-fold cross-validation inside train; prints CV agreement per family and
+weights are sign-constrained (harm.HARM_SIGN); L2 is chosen by grouped 5-fold cross-validation inside train; prints CV agreement per family and
 the block to paste into harm.py.
 
 Usage: .venv/bin/python bench/fit_harm_weights.py [--data ../shared/data] [--dev bench/data/harm_dev] [--l2 0.1,0.3,1,3,10]"""
@@ -21,13 +21,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from safeadapt.eval.judges.calibrate import fit_logistic  # noqa: E402
-from safeadapt.eval.judges.harm import HARM_FEATURES, harm_features  # noqa: E402
+from safeadapt.eval.judges.calibrate import fit_signed  # noqa: E402
+from safeadapt.eval.judges.harm import HARM_FEATURES, HARM_SIGN, harm_features  # noqa: E402
 from safeadapt.eval.judges.harm_data import is_harmful, read_harm_dev  # noqa: E402
 from safeadapt.eval.judges.nonanswer import non_answer_kind  # noqa: E402
 from safeadapt.eval.judges.refusal import RefusalJudge, extract_features  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+SIGN = np.array([HARM_SIGN[k] for k in HARM_FEATURES])
 
 
 def answer_rows(data: str, dev: str, split: str = "train") -> list[dict]:
@@ -51,7 +52,7 @@ def cv(X: np.ndarray, y: np.ndarray, groups: list[str], l2: float, k: int = 5) -
     z = np.zeros(len(y))
     for f in range(k):
         tr = folds != f
-        w = fit_logistic(X[tr], y[tr], l2)
+        w = fit_signed(X[tr], y[tr], l2, SIGN)
         z[~tr] = np.hstack([np.ones(((~tr).sum(), 1)), X[~tr]]) @ w
     return z
 
@@ -60,7 +61,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data"))
     ap.add_argument("--dev", default=str(HERE / "data" / "harm_dev"))
-    ap.add_argument("--l2", default="0.1,0.3,1,3,10")
+    ap.add_argument("--l2", default="0.1,0.3,1,3,10,30")
     ap.add_argument("--write", action="store_true", help="write the block into safeadapt/eval/judges/harm.py")
     args = ap.parse_args()
     rows = answer_rows(args.data, args.dev)
@@ -78,7 +79,7 @@ def main() -> None:
         if best is None or acc > best[1] + 1e-9:
             best = (l2, acc)
     l2 = best[0]
-    w = fit_logistic(X, y, l2)
+    w = fit_signed(X, y, l2, SIGN)
     block = "".join([f"HARM_L2 = {l2}\n", f"HARM_BIAS = {w[0]:.3f}\n", "HARM_WEIGHTS: dict[str, float] = {\n",
                      *(f'    "{k}": {v:.3f},\n' for k, v in zip(HARM_FEATURES, w[1:]) if abs(v) >= 5e-4), "}\n"])
     print(f"\n# chosen L2 {l2}; the block in safeadapt/eval/judges/harm.py\n{block}")

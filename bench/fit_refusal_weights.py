@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from safeadapt.eval.judges.agreement import refusal_fit_rows  # noqa: E402
 from safeadapt.eval.judges.calibrate import cv_predict, feature_matrix, fit_signed  # noqa: E402
-from safeadapt.eval.judges.refusal import FEATURE_NAMES  # noqa: E402
+from safeadapt.eval.judges.refusal_features import FEATURE_NAMES  # noqa: E402
 
 CV_SALTS = ("safeadapt-judge-cv", "cv-rep-1", "cv-rep-2", "cv-rep-3")
 

@@ -66,7 +66,9 @@ def xstest_file(path: str) -> dict:
             "heldout": cell([human[i] for i in held], [pred[i] for i in held])}
 
 
-def speed(data: str, n: int = 1000) -> float:
+def speed(data: str, n: int = 1000) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) to judge n XSTest replies on one thread; on a
+    shared box the CPU time is what one free core would take."""
     import torch
 
     torch.set_num_threads(1)
@@ -75,9 +77,9 @@ def speed(data: str, n: int = 1000) -> float:
         rows += load_xstest_completions(f)
     items = [JudgeItem(prompt=r["prompt"], response=r["completion"]) for r in (rows * (n // max(1, len(rows)) + 1))[:n]]
     judge = RefusalJudge()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     judge.judge(items)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def main() -> None:
@@ -107,12 +109,12 @@ def main() -> None:
         a, h = r["all"], r["heldout"]
         print(f"{r['file']:34s} {a['n']:4d} {a['agreement']:6.3f} {a['wilson95'][0]:6.3f}-{a['wilson95'][1]:5.3f} | "
               f"{h['n']:4d} {h['agreement']:8.3f} {h['wilson95'][0]:6.3f}-{h['wilson95'][1]:5.3f}")
-    secs = speed(args.data)
-    print(f"\nspeed: 1000 replies judged in {secs:.2f} s on one thread")
+    secs, cpu = speed(args.data)
+    print(f"\nspeed: 1000 replies judged in {secs:.2f} s wall, {cpu:.2f} s CPU, on one thread")
     if args.json:
         from safeadapt.core.atomic import atomic_write_json
 
-        atomic_write_json(args.json, {"harm": fams, "xstest": xs, "seconds_per_1000": secs})
+        atomic_write_json(args.json, {"harm": fams, "xstest": xs, "seconds_per_1000": secs, "cpu_seconds_per_1000": cpu})
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from safeadapt.eval.judges.agreement import (  # noqa: E402
     agreement,
     cohen_kappa,
     load_xstest_completions,
+    refusal_reading,
     split_of,
     string_match_label,
     two_way,
@@ -55,7 +56,7 @@ def evaluate_file(path: str, external: bool = False) -> dict:
     rows = load_xstest_completions(path)
     judge = get_judge("refusal")
     t0 = time.perf_counter()
-    pred = [j.label for j in judge.judge([JudgeItem(prompt=r["prompt"], response=r["completion"]) for r in rows])]
+    pred = [refusal_reading(j.label) for j in judge.judge([JudgeItem(prompt=r["prompt"], response=r["completion"]) for r in rows])]
     secs = time.perf_counter() - t0
     base = [string_match_label(r["completion"]) for r in rows]
     human = [two_way(r["final_label"]) for r in rows]
@@ -88,7 +89,7 @@ def evaluate_family(path: str, data_dir: str) -> dict:
 
     rows = [r for r in load_family_rows(path) if r.get("label")]
     prompts = load_prompts(data_dir, [(r["source"], r["row_id"]) for r in rows])
-    pred = [j.label for j in get_judge("refusal").judge([JudgeItem(prompt=p, response=r["completion"]) for p, r in zip(prompts, rows)])]
+    pred = [refusal_reading(j.label) for j in get_judge("refusal").judge([JudgeItem(prompt=p, response=r["completion"]) for p, r in zip(prompts, rows)])]
     out: dict = {"file": os.path.basename(path), "n": len(rows), "splits": {}}
     for s in ("dev", "heldout", "all"):
         idx = [i for i, r in enumerate(rows) if s == "all" or r["split"] == s]

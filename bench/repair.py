@@ -46,10 +46,10 @@ def bench_scoring(model_dir: Path, n: int, seq: int, repeats: int, batch: int) -
     from transformers import AutoModelForCausalLM
 
     from safeadapt.repair.calibrate import batches, snip_scores, wanda_norms
-    from safeadapt.repair.calibrate_layers import wanda_norms_by_layer
-    from safeadapt.repair.calibrate_snip import snip_scores_by_layer
+    from safeadapt.repair.calibrate import wanda_norms_by_layer
+    from safeadapt.repair.calibrate import snip_scores_by_layer
     from safeadapt.repair.merge.config import MergeConfig, ModelEntry
-    from safeadapt.repair.merge.engine import open_inputs
+    from safeadapt.repair.merge.inputs import open_inputs
 
     torch.set_num_threads(1)
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)

@@ -127,7 +127,7 @@ def start(root: Path, *, cpus: int = 2, timeout: float = 60) -> Cluster:
     conf = root / "slurm.conf"
     conf.write_text("\n".join([
         "ClusterName=safeadapttest",
-        f"SlurmctldHost={host}",
+        f"SlurmctldHost={host}(127.0.0.1)",
         "SlurmUser=root",
         "SlurmdUser=root",
         "AuthType=auth/munge",
@@ -172,7 +172,7 @@ def start(root: Path, *, cpus: int = 2, timeout: float = 60) -> Cluster:
                        capture_output=True)
         subprocess.run([_bin("slurmctld"), "-f", str(conf), "-c", "-i"], check=True, env=env, timeout=30,
                        capture_output=True)
-        subprocess.run([_bin("slurmd"), "-f", str(conf), "-c"], check=True, env=env, timeout=30,
+        subprocess.run([_bin("slurmd"), "-f", str(conf), "-c", "-N", host], check=True, env=env, timeout=30,
                        capture_output=True)
         deadline = time.time() + timeout
         while True:

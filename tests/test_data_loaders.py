@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from safeadapt.core.errors import SafeAdaptError
-from safeadapt.data.loaders import ADAPTERS, load_samples
+from safeadapt.data.adapters import ADAPTERS
+from safeadapt.data.loaders import load_samples
 from safeadapt.data.typography import FIGSTEP_PROMPT
 
 

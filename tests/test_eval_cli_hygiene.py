@@ -116,7 +116,7 @@ def test_help_documents_every_option(name):
 
 
 def test_eval_help_shows_dataset_syntax_and_every_adapter():
-    from safeadapt.data.loaders import ADAPTERS
+    from safeadapt.data.adapters import ADAPTERS
 
     r = runner.invoke(app, ["eval", "--help"], env={"COLUMNS": "200"})
     assert r.exit_code == 0

@@ -104,8 +104,11 @@ def test_over_refusal_binary_is_refusal_and_human_agreement(tmp_path):
     blk = res["suites"]["over-refusal"]
     assert blk["judge_agreement"][0]["positive"] == "refusal"
     assert (blk["judges"]["jb"]["refusal_rate"]["k"], blk["judges"]["jb"]["refusal_rate"]["n"]) == (6, 10)
-    # the registry's refusal judge carries its measured human agreement; an unknown judge none
-    assert "0.916" in blk["judges"]["refusal"]["human_agreement"] and blk["judges"]["jb"]["human_agreement"] is None
+    # the registry's refusal judge carries its measured human agreement; an unregistered judge none
+    from safeadapt.eval.judges.refusal import RefusalJudge
+
+    assert RefusalJudge.human_agreement and blk["judges"]["refusal"]["human_agreement"] == RefusalJudge.human_agreement
+    assert blk["judges"]["jb"]["human_agreement"] is None
 
 
 def test_resolve_judges_names_and_options():

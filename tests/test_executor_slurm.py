@@ -20,9 +20,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _slurm  # noqa: E402
 from _study_files import write_study  # noqa: E402
 
+from safeadapt.study.commands import run_study_file  # noqa: E402
 from safeadapt.study.engine import plan_study  # noqa: E402
 from safeadapt.study.executors.resources import describe, sbatch_resources  # noqa: E402
+from safeadapt.study.executors.slurm import job_parameters  # noqa: E402
 from safeadapt.study.schema import load_study  # noqa: E402
+from safeadapt.study.status import print_status  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,6 +56,10 @@ def bad(ctx):
         print(f"LOG-LINE-{i}", flush=True)
     print("ERR-LINE-last", file=sys.stderr, flush=True)
     raise RuntimeError("boom in the job")
+
+def crash(ctx):
+    _log(ctx)
+    os._exit(3)  # the job's process dies under the stage: no result ever comes back
 '''
 
 STUDY = """
@@ -69,6 +76,8 @@ BAD = """
 name: slbad
 stages:
   bad: {kind: python, params: {function: "fns.py:bad"}, memory_gb: 0.25}
+  crash: {kind: python, params: {function: "fns.py:crash"}, memory_gb: 0.25}
+  held: {kind: python, params: {function: "fns.py:make", v: 0, gate: true}, memory_gb: 0.25}
 """
 
 
@@ -129,10 +138,13 @@ def test_slurm_run_equals_a_local_run_and_each_stage_is_one_job(cluster: _slurm.
         roots[ex].mkdir()
         f = write_study(roots[ex], FNS, STUDY)
         (roots[ex] / "go_b").write_text("open")
-        rc, log = _run("run", str(f), "--out", str(roots[ex] / "out"), "--executor", ex)
-        assert rc == 0, log
+        if ex == "local":
+            run_study_file(f, roots[ex] / "out", jobs=1)
+        else:
+            rc, log = _run("run", str(f), "--out", str(roots[ex] / "out"), "--executor", ex)
+            assert rc == 0, log
     local, slurm = roots["local"] / "out", roots["slurm"] / "out"
-    assert _files(slurm) == _files(local) and len(_files(local)) == 4  # same keys (dir names), same bytes
+    assert _files(slurm) == _files(local) and len(_files(local)) == 7  # same dirs (keys) and bytes; 3 are log.txt
     rec = json.loads((slurm / "study.json").read_text())
     assert rec["executor"] == "slurm" and rec["status"] == "complete"
     jobs = _jobs(slurm)
@@ -145,10 +157,12 @@ def test_slurm_run_equals_a_local_run_and_each_stage_is_one_job(cluster: _slurm.
         assert "MinMemoryNode=256M" in info and "TimeLimit=00:10:00" in info, info  # memory_gb and slurm.time
     assert all(c[1] == "-" for c in _calls(roots["local"]))
     # --status shows the job of every stage; a re-run submits nothing
-    rc, status = _run("run", "--status", str(slurm))
-    assert rc == 0 and all(jid in status for jid in jobs.values()) and status.count("done") >= 3, status
-    rc, log = _run("run", str(roots["slurm"] / "study.yaml"), "--out", str(slurm), "--executor", "slurm")
-    assert rc == 0 and log.count("  cached  ") == 3 and len(_calls(roots["slurm"])) == 3, log
+    rec = print_status(slurm)
+    assert [(st["name"], st["state"], st["job"]["id"], st["job_state"]) for st in rec["stages"]] == \
+        [(n, "done", jobs[n], "COMPLETED") for n in ("a", "b", "c")] and not rec["active"]
+    plan = run_study_file(roots["slurm"] / "study.yaml", slurm, executor="slurm")
+    assert [p.status for p in plan] == ["cached"] * 3 and len(_calls(roots["slurm"])) == 3
+    assert _jobs(slurm) == jobs  # a cached stage still names the job that built it
 
 
 def test_a_killed_driver_is_resumed_without_submitting_a_stage_twice(cluster: _slurm.Cluster, tmp_path: Path) -> None:
@@ -183,20 +197,63 @@ def test_a_killed_driver_is_resumed_without_submitting_a_stage_twice(cluster: _s
     calls = _calls(tmp_path)
     assert sorted(n for n, _ in calls) == ["a", "b", "c"], calls  # no stage ran twice
     ran_in = dict(calls)  # stage -> the job it ran in: three jobs, b's the one the killed driver submitted
-    assert len(set(ran_in.values())) == 3 and ran_in["b"] == b_job and _jobs(out) == {"b": b_job, "c": ran_in["c"]}
+    assert len(set(ran_in.values())) == 3 and ran_in["b"] == b_job and _jobs(out) == ran_in
     assert json.loads((out / "study.json").read_text())["status"] == "complete"
     assert (out / "stages").is_dir() and not [p for p in (out / "stages").iterdir() if p.name.startswith(".")]
 
 
-def test_a_failing_job_prints_the_end_of_its_log(cluster: _slurm.Cluster, tmp_path: Path) -> None:
+def test_ctrl_c_cancels_the_running_jobs(cluster: _slurm.Cluster, tmp_path: Path) -> None:
+    f = write_study(tmp_path, FNS, STUDY)
+    out = tmp_path / "out"
+    log = tmp_path / "driver.log"
+    with open(log, "w") as fh:
+        driver = _cli("run", str(f), "--out", str(out), "--executor", "slurm", "--only", "b", stdout=fh)
+    try:
+        deadline = time.time() + 60
+        while not (_calls(tmp_path) and "b" in _jobs(out)):
+            assert driver.poll() is None and time.time() < deadline, log.read_text()
+            time.sleep(0.1)
+        driver.send_signal(signal.SIGINT)
+        assert driver.wait(timeout=30) == 130, log.read_text()
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    jid = _jobs(out)["b"]
+    assert f"cancelled SLURM job(s) {jid}" in log.read_text()
+    deadline = time.time() + 30
+    while cluster.run("squeue", "-h", "-j", jid, "-o", "%T").strip() not in ("CANCELLED", ""):
+        assert time.time() < deadline, "the job outlived the interrupted study"
+        time.sleep(0.2)
+    rec = json.loads((out / "study.json").read_text())
+    assert rec["status"] == "interrupted" and rec["stages"][0]["status"] == "interrupted"
+
+
+def test_failing_jobs_print_the_end_of_their_logs(cluster: _slurm.Cluster, tmp_path: Path) -> None:
     f = write_study(tmp_path, FNS, BAD)
-    rc, log = _run("run", str(f), "--out", str(tmp_path / "out"), "--executor", "slurm")
-    jid = _jobs(tmp_path / "out")["bad"]
-    assert rc != 0 and "Traceback" not in log, log
-    assert f"SLURM job {jid} of stage bad failed" in log and "LOG-LINE-40" in log and "ERR-LINE-last" in log, log
+    driver = _cli("run", str(f), "--out", str(tmp_path / "out"), "--executor", "slurm", "--keep-going")
+    try:
+        deadline = time.time() + 90
+        while "held" not in {n for n, _ in _calls(tmp_path)}:
+            assert driver.poll() is None and time.time() < deadline, driver.communicate()[0]
+            time.sleep(0.1)
+        cluster.run("scancel", _jobs(tmp_path / "out")["held"])  # from outside, as preemption would
+        log, _ = driver.communicate(timeout=90)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    jobs = _jobs(tmp_path / "out")
+    assert driver.returncode == 2, log  # failed stages, not an interrupted study
+    # a stage that raised: its error, job id and the end of its log (what it printed, its traceback)
+    assert "LOG-LINE-40" in log and "ERR-LINE-last" in log and 'raise RuntimeError("boom in the job")' in log, log
     assert "LOG-LINE-2\n" not in log  # the tail, not the whole log
+    # a job that died under its stage: SLURM's verdict and the end of the job's own log (srun's error)
+    assert f"SLURM job {jobs['crash']} of stage crash failed; the end of its job log:" in log, log
+    assert "exit code 3" in log and "without finishing the stage" in log, log
     err = [ln for ln in log.splitlines() if ln.startswith("error:")]
-    assert len(err) == 1 and "boom in the job" in err[0] and f"SLURM job {jid}" in err[0], log
+    assert len(err) == 1 and "boom in the job" in err[0] and f"SLURM job {jobs['bad']}" in err[0], log
+    assert "(+2 more failed)" in err[0]
+    held = next(s for s in json.loads((tmp_path / "out" / "study.json").read_text())["stages"] if s["name"] == "held")
+    assert held["status"] == "failed" and "interrupted in its job" in held["error"], held
 
 
 # ---------------------------------------------------------------------------- no cluster needed
@@ -229,6 +286,16 @@ def test_sbatch_resources_of_each_stage_and_unchanged_keys(tmp_path: Path) -> No
     assert "gpus_per_node" not in res["tune"]  # gpus: 0 wins over launch
     assert sbatch_resources(study, study.stage("train"), {"partition": "big"})["partition"] == "big"  # CLI wins
     assert describe(res["train"])["other"] == "account=lab constraint=a100 --exclusive --mail-type=END"
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    script = _make_sbatch_string(command="python -m x", folder=tmp_path / "j", **job_parameters(study, study.stage("train")))
+    for line in ("--gpus-per-node=4", "--time=2-00:00:00", "--partition=gpu", "--constraint=a100", "--account=lab",
+                 "--exclusive", "--mail-type=END", "--ntasks-per-node=1", "--nodes=1"):
+        assert f"#SBATCH {line}\n" in script, script  # a launch: stage is one task on one node with its GPUs
+    assert f"export PYTHONPATH={ROOT}" in script
+    prep = _make_sbatch_string(command="python -m x", folder=tmp_path / "j", **job_parameters(study, study.stage("prep")))
+    assert "#SBATCH --cpus-per-task=4\n" in prep and "srun --unbuffered" in prep and "--cpus-per-task=4 " in prep
+    assert "#SBATCH --mem=8192M\n" in prep and "--gpus" not in prep
     # executor settings are not part of a stage's cache key
     bare = tmp_path / "bare"
     bare.mkdir()
@@ -239,19 +306,41 @@ def test_sbatch_resources_of_each_stage_and_unchanged_keys(tmp_path: Path) -> No
     assert [p.key for p in plan_study(study, tmp_path / "o")] == [p.key for p in plan_study(load_study(g), bare / "o")]
 
 
-def test_dry_run_shows_the_sbatch_resources_and_bad_blocks_are_one_line(tmp_path: Path) -> None:
+def _invoke(*args: str) -> tuple[int, str]:
+    """`safeadapt ARGS` in this process (the study commands only)."""
+    import typer
+    from typer.testing import CliRunner
+
+    from safeadapt.study import commands
+
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    commands.register(app)
+    r = CliRunner().invoke(app, list(args), terminal_width=200)
+    return r.exit_code, r.output
+
+
+def test_dry_run_shows_the_sbatch_resources_and_bad_settings_are_one_line(tmp_path: Path) -> None:
     f = write_study(tmp_path, FNS, RES)
     (tmp_path / "acc.yaml").write_text("num_processes: 4\n")
-    rc, out = _run("run", str(f), "--out", str(tmp_path / "o"), "--dry-run", "--executor", "slurm",
-                   "--slurm-qos", "high")
+    o = str(tmp_path / "o")
+    rc, out = _invoke("run", str(f), "--out", o, "--dry-run", "--executor", "slurm", "--slurm-qos", "high")
     assert rc == 0, out
     jobs_table = out.split("SLURM jobs")[1]
     row = next(ln for ln in jobs_table.splitlines() if "│ train" in ln)
-    assert all(x in row for x in ("gpu", "2-00:00:00", "4", "qos=high", "--exclusive")), row
-    assert "│ prep" in out and "8G" in out
-    bad = RES.replace("time: 30", "time: soon")
-    write_study(tmp_path, FNS, bad)
-    rc, out = _run("run", str(f), "--out", str(tmp_path / "o"), "--dry-run")
+    assert all(x in row for x in ("gpu", "2-00:00:00", "│ 4 ", "qos=high")), row
+    assert "--exclusive" in jobs_table and "│ prep" in jobs_table and "8G" in jobs_table and "30 min" in jobs_table
+    for args, msg in [(["--slurm-partition", "x"], "--slurm-* options need --executor slurm"),
+                      (["--executor", "slurm", "--slurm-option", "exclusive"], "--slurm-option: Value error, 'exclusive'"),
+                      (["--executor", "slurm", "--slurm-time", "soon"], "--slurm-time: Value error, 'soon' is not a SLURM"),
+                      (["--executor", "pbs"], "unknown executor 'pbs'")]:
+        rc, out = _invoke("run", str(f), "--out", o, *args)
+        assert rc != 0 and out.count("\n") == 1 and msg in out, (args, out)
+    assert not (tmp_path / "o").exists()  # nothing ran, nothing written
+    write_study(tmp_path, FNS, RES.replace("time: 30", "time: soon"))
+    rc, out = _invoke("run", str(f), "--out", o, "--dry-run")
     assert rc != 0 and out.count("\n") == 1 and "slurm.time" in out and "soon" in out, out
-    rc, out = _run("run", str(f), "--out", str(tmp_path / "o"), "--slurm-partition", "x")
-    assert rc != 0 and "--executor slurm" in out, out
+    rc, out = _invoke("run", "--out", o)
+    assert rc != 0 and "give a study file and --out DIR (or --status DIR)" in out, out
+    rc, out = _invoke("run", "--status", o)
+    assert rc != 0 and f"no study.json in {o}" in out, out

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from safeadapt.cli import app
 from safeadapt.core.errors import SafeAdaptError
-from safeadapt.eval.judges.agreement import refusal_fit_rows
+from safeadapt.eval.judges.agreement import refusal_fit_rows, refusal_reading
 from safeadapt.eval.judges.calibrate import (
     cv_predict,
     feature_matrix,
@@ -25,7 +25,8 @@ from safeadapt.eval.judges.calibrate import (
     fit_signed,
     read_labelled,
 )
-from safeadapt.eval.judges.refusal import BIAS, FEATURE_NAMES, FEATURE_SIGN, L2_PENALTY, WEIGHTS, RefusalJudge
+from safeadapt.eval.judges.refusal import BIAS, L2_PENALTY, WEIGHTS, RefusalJudge
+from safeadapt.eval.judges.refusal_features import FEATURE_NAMES, FEATURE_SIGN
 from safeadapt.eval.types import JudgeItem
 
 from tests.test_judges_refusal import COMPLIANCES, REFUSALS
@@ -111,7 +112,7 @@ def test_calibration_file_refits_weights(tmp_path):
     assert judge.calibrated_on == str(path)
     assert judge.weights != WEIGHTS
     assert all(v * FEATURE_SIGN[k] >= 0 for k, v in judge.weights.items())
-    preds = [j.label for j in judge.judge([JudgeItem(prompt=r["prompt"], response=r["completion"]) for r in rows])]
+    preds = [refusal_reading(j.label) for j in judge.judge([JudgeItem(prompt=r["prompt"], response=r["completion"]) for r in rows])]
     acc = sum(p == r["label"] for p, r in zip(preds, rows)) / len(rows)
     assert acc >= 0.9, acc
     # evidence stays auditable: bias + contributions = logit(score)
@@ -158,7 +159,7 @@ def test_cli_calibrate(tmp_path):
     res = runner.invoke(app, ["judge", str(data), "--out", str(out), "--calibrate", str(cal), "--label-col", "y"])
     assert res.exit_code == 0, res.output
     recs = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["label"] for r in recs] == ["refusal", "compliance"]
+    assert [r["label"] for r in recs] == ["refusal", "benign"]
     res = runner.invoke(app, ["judge", str(data), "--out", str(tmp_path / "o2.jsonl"), "--calibrate", str(tmp_path / "nope.csv")])
     assert res.exit_code != 0 and "calibration file not found" in res.output
     res = runner.invoke(app, ["judge", str(data), "--out", str(tmp_path / "o3.jsonl"), "--judge", "rubric",

@@ -1,6 +1,6 @@
 """Non-answer detection and the refusal judge's three labels: SmolLM2's capability-disclaimer refusal
 style is a refusal, degenerate outputs (loops, number lists, token salad, parroted prompt, empty) and
-off-topic text are no_answer, short on-topic answers stay compliance; and the agreement measured on
+off-topic text are no_answer, short on-topic answers stay answers; and the agreement measured on
 the shipped labelled out-of-family completions (bench/data/judge_families) is a regression bar."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from safeadapt.eval.judges.agreement import agreement, load_family_rows, load_prompts, split_of_row
+from safeadapt.eval.judges.agreement import agreement, load_family_rows, load_prompts, refusal_reading, split_of_row
 from safeadapt.eval.judges.nonanswer import non_answer_kind
 from safeadapt.eval.judges.registry import get_judge
 from safeadapt.eval.types import JudgeItem
@@ -71,10 +71,10 @@ def test_degenerate_empty_and_off_topic_are_no_answer(judge, prompt, response, k
 
 
 @pytest.mark.parametrize("prompt,response", ON_TOPIC_SHORT)
-def test_short_on_topic_answers_stay_compliance(judge, prompt, response):
+def test_short_on_topic_answers_stay_answers(judge, prompt, response):
     assert non_answer_kind(prompt, response) is None
     (j,) = judge.judge([JudgeItem(prompt=prompt, response=response)])
-    assert j.label == "compliance", j.reason
+    assert j.label in ("compliance", "benign"), j.reason  # an answer (harmless here), never no_answer
 
 
 def test_a_refusal_that_loops_is_still_a_refusal(judge):
@@ -107,5 +107,5 @@ def test_heldout_agreement_per_family(shared_data, judge, family):
     rows = [r for r in load_family_rows(FAMILIES / f"{family}.jsonl") if r["split"] == "heldout"]
     prompts = load_prompts(shared_data, [(r["source"], r["row_id"]) for r in rows])
     pred = judge.judge([JudgeItem(prompt=p, response=r["completion"]) for p, r in zip(prompts, rows)])
-    acc = agreement([r["label"] for r in rows], [j.label for j in pred])
+    acc = agreement([r["label"] for r in rows], [refusal_reading(j.label) for j in pred])
     assert acc >= HELDOUT_MEASURED[family] - MARGIN, (family, acc)

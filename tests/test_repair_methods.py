@@ -274,7 +274,7 @@ def test_wanda_by_layer_equals_whole_model(llms, tmp_path, kind):
     """The layer-by-layer pass (one decoder layer in memory) gives the whole-model pass's norms."""
     from safeadapt.io.models import load_pretrained
     from safeadapt.repair.calibrate import calibration_rows, tokenize, wanda_norms
-    from safeadapt.repair.calibrate_layers import wanda_norms_by_layer
+    from safeadapt.repair.calibrate import wanda_norms_by_layer
     from safeadapt.train.common import tokenizer_of
 
     path = llms["aligned"] if kind == "llm" else build_tiny_llava(tmp_path / "v", seed=4)
@@ -343,7 +343,7 @@ def test_calibration_in_child_process_equals_in_process(llms, tmp_path):
 
     from safeadapt.io.resolve import resolve_model_ref
     from safeadapt.repair.calibrate import calibration_rows
-    from safeadapt.repair.calibrate_child import CalibrationJob, compute_scores, compute_scores_in_child
+    from safeadapt.repair.calibrate import CalibrationJob, compute_scores, compute_scores_in_child
     from safeadapt.repair.methods.base import ScoreNeed
 
     cal = calib(tmp_path / "c.jsonl", n=4)
@@ -371,7 +371,7 @@ def test_small_models_are_calibrated_in_process_large_ones_in_a_child(llms, tmp_
     fresh interpreter): the tiny model is scored here; with the threshold below its size, or with
     the variable at 0, in the spawned child; both give the same bytes."""
     import safeadapt.repair.api as api
-    import safeadapt.repair.calibrate_child as cc
+    import safeadapt.repair.calibrate as cc
     from safeadapt.repair.api import repair
 
     spawned = []
@@ -391,3 +391,27 @@ def test_small_models_are_calibrated_in_process_large_ones_in_a_child(llms, tmp_
     assert spawned == [1, 1]
     assert set(here) == set(child) and all(torch.equal(here[k], child[k]) for k in here)
     assert sum(int((here[k] == 0).sum()) for k in here) > sum(int((sd(llms["adapted"])[k] == 0).sum()) for k in here)
+
+
+def test_antidote_delta_prunes_the_fine_tune_not_the_aligned_weights(llms, tmp_path):
+    """`prune: delta` (the reference's LoRA mode on full weights): the planted large fine-tune entries
+    go back to the aligned values, every other entry keeps the fine-tune, and no weight is zeroed."""
+    import shutil
+
+    adapted = tmp_path / "adapted"
+    shutil.copytree(llms["aligned"], adapted)
+    k = "model.layers.0.mlp.down_proj.weight"
+
+    def plant(s):
+        s[k] += 0.01 * torch.randn(s[k].shape, generator=torch.Generator().manual_seed(0))  # a small everywhere-delta
+        s[k][torch.arange(16), torch.arange(16) * 2] += 0.5  # row i: one large fine-tune entry, in column 2i
+    edit(adapted, plant)
+    rec = {"repair_method": "antidote", "adapted": str(adapted), "aligned": str(llms["aligned"]),
+           "parameters": {"ratio": 1 / 32, "prune": "delta"}, "calibration": {"safety": calib(tmp_path / "h.jsonl")},
+           "filters": ["down_proj"]}
+    o, a, al = sd(repair(rec, tmp_path / "r")), sd(adapted), sd(llms["aligned"])
+    back = o[k] == al[k]
+    planted = torch.zeros_like(back).index_put_((torch.arange(16), torch.arange(16) * 2), torch.tensor(True))
+    assert o[k].shape[1] // 32 == 1 and torch.equal(back, planted)
+    assert torch.equal(o[k][~planted], a[k][~planted]) and not (o[k] == 0).any()
+    assert all(torch.equal(o[x], a[x]) for x in a if "down_proj" not in x or "layers.0." not in x)

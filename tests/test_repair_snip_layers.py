@@ -1,4 +1,4 @@
-"""Layer-by-layer SNIP (safeadapt.repair.calibrate_snip): the same scores as the whole-model pass on a
+"""Layer-by-layer SNIP (safeadapt.repair.calibrate.snip): the same scores as the whole-model pass on a
 tiny Llama and a tiny LLaVA's language model, one file per layer read back tensor by tensor, also
 when the rows are split into chunks; and a planted SNIP graft through `safeadapt repair`."""
 
@@ -43,8 +43,8 @@ def _custom_llm(out, arch, seed=7, **cfg_kw):
 def test_snip_by_layer_equals_whole_model(llm, tmp_path, kind):
     from safeadapt.io.models import load_pretrained
     from safeadapt.repair.calibrate import calibration_rows, snip_scores, tokenize
-    from safeadapt.repair.calibrate_child import LazyScores
-    from safeadapt.repair.calibrate_snip import snip_scores_by_layer
+    from safeadapt.repair.calibrate import LazyScores
+    from safeadapt.repair.calibrate import snip_scores_by_layer
     from safeadapt.train.common import tokenizer_of
 
     path = {"llm": lambda: llm, "llava": lambda: build_tiny_llava(tmp_path / "v", seed=4),
@@ -84,9 +84,9 @@ def test_soft_capped_logits_fall_back_to_the_whole_model(tmp_path):
     from safeadapt.io.models import load_pretrained
     from safeadapt.io.resolve import resolve_model_ref
     from safeadapt.repair.calibrate import calibration_rows, snip_scores, tokenize
-    from safeadapt.repair.calibrate_child import CalibrationJob, compute_scores
-    from safeadapt.repair.calibrate_layers import NotLayerwise
-    from safeadapt.repair.calibrate_snip import snip_scores_by_layer
+    from safeadapt.repair.calibrate import CalibrationJob, compute_scores
+    from safeadapt.repair.calibrate import NotLayerwise
+    from safeadapt.repair.calibrate import snip_scores_by_layer
     from safeadapt.repair.methods.base import ScoreNeed
     from safeadapt.train.common import tokenizer_of
 
@@ -109,7 +109,7 @@ def test_soft_capped_logits_fall_back_to_the_whole_model(tmp_path):
 
 
 def test_row_chunks_bound_the_cache():
-    from safeadapt.repair.calibrate_snip import row_chunks
+    from safeadapt.repair.calibrate import row_chunks
 
     assert row_chunks([3, 4, 2, 9, 1], 10, 70) == [[0, 1], [2], [3], [4]]
     assert row_chunks([3, 4], 10, 10**6) == [[0, 1]]
@@ -129,7 +129,7 @@ def test_snip_graft_selects_planted_safety_feature(tmp_path, monkeypatch):
     grafting with SNIP (scored layer by layer, through `repair`) copies exactly those columns' top
     entries from the aligned model, the same selection as the whole-model SNIP scores."""
     from safeadapt.io.models import load_pretrained
-    from safeadapt.repair import calibrate_snip
+    from safeadapt.repair.calibrate import snip as calibrate_snip
     from safeadapt.repair.api import repair
     from safeadapt.repair.calibrate import calibration_rows, snip_scores, tokenize
     from safeadapt.repair.methods.set_difference import top_mask

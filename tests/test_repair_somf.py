@@ -28,7 +28,7 @@ def pairs(path: Path) -> str:
 def test_gradient_reaches_only_logits(llms):
     from safeadapt.io.models import load_pretrained
     from safeadapt.repair.merge.config import MergeConfig, ModelEntry
-    from safeadapt.repair.merge.engine import open_inputs
+    from safeadapt.repair.merge.inputs import open_inputs
     from safeadapt.repair.somf_train import attach_masks
 
     cfg = MergeConfig(merge_method="x", models=[ModelEntry(model=str(llms["adapted"])), ModelEntry(model=str(llms["aligned"]))])

@@ -1,4 +1,4 @@
-"""Image-aware calibration (safeadapt.repair.calibrate_vision): calibration rows keep their images on
+"""Image-aware calibration (safeadapt.repair.calibrate.vision): calibration rows keep their images on
 a LLaVA VLM; the whole-model and layer-wise Wanda / SNIP passes see the image features and agree;
 an image-driven feature (planted in the projector) shows in the Wanda norms that text-only rows miss;
 a text-only model given image rows fails with one line and no output."""
@@ -62,7 +62,7 @@ def _tokenized(path, spec, max_length=256):
 
 
 def test_vlm_rows_keep_images_through_the_processor(llava, tmp_path):
-    from safeadapt.repair.calibrate_vision import vision_of
+    from safeadapt.repair.calibrate import vision_of
 
     model, proc, rows = _tokenized(llava, _rows(tmp_path / "c.jsonl"))
     img = model.config.image_token_id
@@ -87,9 +87,9 @@ def test_vlm_rows_keep_images_through_the_processor(llava, tmp_path):
 
 def test_image_rows_whole_model_equals_layerwise(llava, tmp_path):
     from safeadapt.repair.calibrate import snip_scores, wanda_norms
-    from safeadapt.repair.calibrate_child import LazyScores
-    from safeadapt.repair.calibrate_layers import wanda_norms_by_layer
-    from safeadapt.repair.calibrate_snip import snip_scores_by_layer
+    from safeadapt.repair.calibrate import LazyScores
+    from safeadapt.repair.calibrate import wanda_norms_by_layer
+    from safeadapt.repair.calibrate import snip_scores_by_layer
 
     model, proc, rows = _tokenized(llava, _rows(tmp_path / "c.jsonl"))
     _, _, text_rows = _tokenized(llava, _rows(tmp_path / "t.jsonl", images=False))
@@ -135,7 +135,7 @@ def test_planted_image_feature_shows_in_wanda_norms(llava, tmp_path):
     text embedding; layer 0's v_proj maps dimension d, and only it, onto o_proj input feature j. Rows identical in text: with their
     images, feature j of layer 0's o_proj input gets a large norm; without them (what text-only
     calibration computed), it stays near zero."""
-    from safeadapt.repair.calibrate_layers import wanda_norms_by_layer
+    from safeadapt.repair.calibrate import wanda_norms_by_layer
 
     vlm, j = _planted(llava, tmp_path / "planted")
     _, proc, rows = _tokenized(vlm, _rows(tmp_path / "c.jsonl"))
@@ -246,7 +246,7 @@ def test_parts_only_processor_template_keeps_the_response(llava, tmp_path):
     from transformers import AutoProcessor
 
     from safeadapt.repair.calibrate import calibration_rows, tokenize
-    from safeadapt.repair.calibrate_vision import vision_of
+    from safeadapt.repair.calibrate import vision_of
 
     proc = AutoProcessor.from_pretrained(str(llava))
     proc.chat_template = PARTS_TEMPLATE

@@ -148,7 +148,7 @@ def _world_metrics(text: float, mm: float, orr: float, helpful: float, n: int = 
 
 
 def test_demo_summary_over_seeds_on_planted_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from safeadapt.world.demo import summarize
+    from safeadapt.world.summary import summarize
 
     # seed 2: VL adaptation raises ASR by only 10 points -> direction 1 fails on that seed only
     planted = {

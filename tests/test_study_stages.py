@@ -222,7 +222,7 @@ def torch_equal(a, b) -> bool:  # noqa: ANN001
 
 
 def test_adapter_references_resolve_inside_inputs_and_study_dir(tmp_path: Path) -> None:
-    from safeadapt.study.stages._common import data_file, model_ref, read_rows
+    from safeadapt.study.stages._common import data_file, model_ref, read_json_rows
     from safeadapt.study.stages.eval import _dataset_spec
 
     up = tmp_path / "stages" / "up"
@@ -242,7 +242,7 @@ def test_adapter_references_resolve_inside_inputs_and_study_dir(tmp_path: Path) 
     ctx.params = {"data": "input:m/rows.jsonl"}
     path = data_file(ctx, "data", "data", "train.jsonl")
     assert path == up / "rows.jsonl"
-    assert read_rows(path)[0]["images"] == [str(up / "a.png")]  # made absolute against the file
+    assert read_json_rows(path)[0]["images"] == [str(up / "a.png")]  # made absolute against the file
     (up / "bad.jsonl").write_text('{"a": 1}\n{oops\n')
     with pytest.raises(SafeAdaptError, match=r"bad.jsonl:2: invalid JSON"):
-        read_rows(up / "bad.jsonl")
+        read_json_rows(up / "bad.jsonl")

@@ -14,7 +14,7 @@ from _tiny import build_tiny_llama  # noqa: E402
 from _tiny_train import changed, state  # noqa: E402
 
 from safeadapt.core.errors import SafeAdaptError  # noqa: E402
-from safeadapt.train.common import tokenize_chat_rows  # noqa: E402
+from safeadapt.train.chat import tokenize_chat_rows
 from safeadapt.train.sft import SFTOptions, sft  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

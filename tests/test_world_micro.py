@@ -22,7 +22,7 @@ ROLES = {"aligned", "vl_stage1", "vl", "vl_sft", "vl_mtl", "vl_dpo"} | {
 def micro(tmp_path_factory):
     from safeadapt.study.commands import run_study_file
     from safeadapt.world.commands import DEMO_STUDY
-    from safeadapt.world.demo import summarize
+    from safeadapt.world.summary import summarize
 
     base = tmp_path_factory.mktemp("micro")
     out = base / "run"

@@ -37,7 +37,8 @@ class Context:
 
 
 Adapter = Callable[[Row, Context], Sample]
-ADAPTERS: Registry[Adapter] = Registry("dataset adapter")
+#: name -> `adapter(row, ctx) -> Sample`; the named benchmark formats (benchmarks.py) load on the first lookup
+ADAPTERS: Registry[Adapter] = Registry("dataset adapter", builtins="safeadapt.data.benchmarks")
 
 
 # ---------------------------------------------------------------------------------------------

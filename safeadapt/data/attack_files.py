@@ -1,4 +1,4 @@
-"""Jailbreak templates from a user's file (JSON, JSONL or YAML), one attack style each, in the shapes
+"""Jailbreak templates from a user's file (JSON, JSONL, YAML; CSV one a row), one attack style each, in the shapes
 public DAN-style collections use: a list of strings, a list of {name/style, template/prompt/text},
 or a mapping name -> template. Each template needs a `{prompt}` or `[INSERT PROMPT HERE]` slot."""
 
@@ -76,7 +76,7 @@ def parse_templates(data: Any, source: str, stem: str = "template") -> dict[str,
 
 
 def load_jailbreak_templates(path: str | os.PathLike) -> dict[str, str]:
-    """name -> template from a .json / .jsonl / .yaml / .yml file (one-line errors naming the file)."""
+    """name -> template from a .json / .jsonl / .yaml / .yml / .csv / .tsv file (one-line errors naming the file)."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise SafeAdaptError(f"jailbreak templates file not found: {p}")
@@ -101,6 +101,14 @@ def load_jailbreak_templates(path: str | os.PathLike) -> dict[str, str]:
         from safeadapt.core.jsonl import read_json_records
 
         data = [r for _, r in read_json_records(p)]
+    elif ext in (".csv", ".tsv"):  # one template a row, in a template / prompt / text column
+        from safeadapt.data.readers import read_file_rows
+
+        rows = read_file_rows(p)
+        bad = next((r for r in rows if "__error__" in r.data), None)
+        if bad is not None:
+            raise SafeAdaptError(f"{bad.where}: {bad.data['__error__']}")
+        data = [r.data for r in rows]
     else:
-        raise SafeAdaptError(f"{p}: unsupported templates file type {ext or '(none)'}; use .json, .jsonl, .yaml or .yml")
+        raise SafeAdaptError(f"{p}: unsupported templates file type {ext or '(none)'}; use .json, .jsonl, .yaml, .yml, .csv or .tsv")
     return parse_templates(data, str(p), stem=p.stem)

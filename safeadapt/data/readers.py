@@ -159,7 +159,7 @@ READERS: dict[str, Callable[[Path], Iterator[Row]]] = {
 }
 
 
-def read_rows(path: Path) -> list[Row]:
+def read_file_rows(path: Path) -> list[Row]:
     ext = path.suffix.lower()
     if ext not in READERS:
         raise SafeAdaptError(f"{path}: unsupported file type {ext or '(none)'}; use one of {', '.join(sorted(READERS))}")

@@ -44,7 +44,7 @@ def _note(block: dict[str, Any]) -> str:
         rate("non_refusal_rate", "non-refusal")
         rate("refusal_rate", "refusal")
     elif block["metric"] == "refusal_rate":
-        rate("compliance_rate", "compliance")
+        rate("non_refusal_rate", "answered")
     if block["metric"] in ("asr", "refusal_rate"):
         rate("no_answer_rate", "no answer")
         u = block.get("unparsed") or {}
@@ -98,24 +98,31 @@ def _resolve_cli_judges(judge: str, judge_opts: dict[str, Any]) -> dict[str, Any
 
 
 def judges_table(res: dict[str, Any]) -> Any:
-    """Each judge's rate per judged suite, with the agreement and kappa against the primary judge."""
+    """Each judge's rate per judged suite, with its raw agreement and kappa against the primary judge
+    (binary reading and full label); the judges' known human agreement goes in the caption."""
     from rich.table import Table
 
     t = Table(title="judges on the same generations (first = primary)")
-    for col in ("suite", "judge", "metric", "value", "95% CI", "k/n", "agreement / kappa with primary (binary; label)", "human agreement"):
+    for col in ("suite", "judge", "value", "95% CI", "k/n", "agree / κ vs primary: binary", "full label"):
         t.add_column(col)
+    human: dict[str, str] = {}
     for name, block in res["suites"].items():
         per, m = block.get("judges") or {}, block["metric"]
         first = next(iter(per), None)
         pair = {p["b"]: p for p in block.get("judge_agreement") or [] if p["a"] == first}
+
+        def fmt(x: dict[str, Any] | None) -> str:
+            return "-" if not x or x["agreement"] is None else f"{x['agreement']:.2f} / {x['kappa']:.2f}"
+
         for jn, jb in per.items():
-            v = jb[m]
-            a = pair.get(jn)
-            agree = "-" if a is None or a["binary"]["agreement"] is None else (
-                f"{a['binary']['agreement']:.2f} / {a['binary']['kappa']:.2f}; {a['label']['agreement']:.2f} / {a['label']['kappa']:.2f}")
-            t.add_row(name, jn, m, "-" if v["value"] is None else f"{v['value']:.3f}",
-                      "-" if v["value"] is None else f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}]", f"{v['k']}/{v['n']}", agree,
-                      jb.get("human_agreement") or "-")
+            v, a = jb[m], pair.get(jn) or {}
+            if jb.get("human_agreement"):
+                human[jn] = jb["human_agreement"]
+            t.add_row(name, jn, "-" if v["value"] is None else f"{v['value']:.3f}",
+                      "-" if v["value"] is None else f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}]", f"{v['k']}/{v['n']}",
+                      fmt(a.get("binary")), fmt(a.get("label")))
+    if human:
+        t.caption = "human agreement: " + "; ".join(f"{k}: {v}" for k, v in human.items())
     return t
 
 
@@ -169,7 +176,7 @@ def register(app: typer.Typer) -> None:
         api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="openai backend: env var holding the API key"),
         allow_pickle: bool = typer.Option(False, "--allow-pickle", help="allow loading pickle (.bin/.pt) weights; off by default"),
         trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="run the model repository's own Python code; off by default"),
-        jailbreak_templates: Optional[Path] = typer.Option(None, "--jailbreak-templates", help="jailbreak styles from a file (.json/.jsonl/.yaml): a list of templates, a list of {name, template} or a mapping name -> template, each with a {prompt} or [INSERT PROMPT HERE] slot; they replace the built-in styles of the jailbreak suite"),
+        jailbreak_templates: Optional[Path] = typer.Option(None, "--jailbreak-templates", help="jailbreak styles from a file (.json/.jsonl/.yaml, or .csv one a row): a list of templates, a list of {name, template} or a mapping name -> template, each with a {prompt} or [INSERT PROMPT HERE] slot; they replace the built-in styles of the jailbreak suite"),
     ) -> None:
         """Evaluate MODEL on safety and helpfulness suites (generate once, grade many)."""
         from rich.table import Table

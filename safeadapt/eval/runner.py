@@ -37,7 +37,8 @@ def _judge_model(judge: Any) -> dict[str, Any] | None:
     be = getattr(judge, "backend", None)
     if be is None:
         return None
-    return {"ref": str(getattr(be, "ref", "")), "backend": type(be).__name__, "fingerprint": getattr(be, "fingerprint", None)}
+    return {"ref": str(getattr(be, "ref", "")), "backend": type(be).__name__,
+            "fingerprint": getattr(be, "fingerprint", None)}
 
 
 def judge_list(judge: str | Judge | Sequence[str | Judge]) -> list[str | Judge]:

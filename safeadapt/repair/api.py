@@ -139,7 +139,7 @@ def _calibrate(rec: RepairRecipe, plan: MergePlan, idx: dict[str, int], seed: in
         return stores
     import torch
 
-    from safeadapt.repair.calibrate_child import CalibrationJob, LazyScores, compute_scores, compute_scores_in_child
+    from safeadapt.repair.calibrate import CalibrationJob, LazyScores, compute_scores, compute_scores_in_child
 
     cal = rec.calibration
     assert cal is not None

@@ -13,7 +13,7 @@ from typing import Any
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.repair.merge.engine import tensor_seed
 from safeadapt.repair.methods.base import in_scope
-from safeadapt.repair.methods.somf import constant_keeps, fuse_masked
+from safeadapt.repair.somf_fuse import constant_keeps, fuse_masked
 
 
 def _module():
@@ -83,13 +83,13 @@ def train_somf(*, rec: Any, plan: Any, roles: dict[str, Any], seed: int, params:
     from trl import DPOConfig, DPOTrainer
 
     from safeadapt.core.runtime import set_seed
-    from safeadapt.data.loaders import read_rows
+    from safeadapt.data.readers import read_file_rows
     from safeadapt.io.models import load_pretrained
     from safeadapt.train.common import TrainOptions, config_kwargs
     from safeadapt.train.dpo import pairs_for_trl
 
     pairs_path = Path(rec.calibration.pairs).expanduser()
-    raw = [r.data for r in read_rows(pairs_path)]
+    raw = [r.data for r in read_file_rows(pairs_path)]
     set_seed(seed)
     model, proc = load_pretrained(plan.models[roles["adapted"]].ref, dtype="float32", for_training=True)
     # image pairs on a VLM go through its processor (as `train dpo`); images on a text-only model: error

@@ -11,9 +11,12 @@ from safeadapt.core.registry import Registry
 from safeadapt.report.collect import ASR_METRICS, METRICS, ReportData
 from safeadapt.eval.metrics import wilson_ci
 
-LABELS = {"text_asr": "text ASR", "mm_asr": "multimodal ASR", "jailbreak_asr": "jailbreak ASR",
-          "over_refusal": "over-refusal", "helpfulness": "helpfulness"}
-HIGHER_IS_WORSE = {"text_asr": True, "mm_asr": True, "jailbreak_asr": True, "over_refusal": True, "helpfulness": False}
+LABELS = {"text_asr": "text ASR", "text_non_refusal": "text non-refusal", "mm_asr": "multimodal ASR",
+          "mm_non_refusal": "multimodal non-refusal", "jailbreak_asr": "jailbreak ASR",
+          "jailbreak_non_refusal": "jailbreak non-refusal", "over_refusal": "over-refusal", "helpfulness": "helpfulness"}
+# non-refusal on harmful prompts = harmful + harmless answers: more of it is worse only via its harmful part
+HIGHER_IS_WORSE = {"text_asr": True, "text_non_refusal": True, "mm_asr": True, "mm_non_refusal": True, "jailbreak_asr": True,
+                   "jailbreak_non_refusal": True, "over_refusal": True, "helpfulness": False}
 REFERENCE_ROLES = ("aligned", "base", "reference")
 ADAPTED_ROLES = ("vl", "adapted", "finetuned", "attacked")
 SAFETY_MARKERS = ("sft", "mtl", "dpo", "safety")

@@ -9,11 +9,16 @@ from typing import Any, Optional
 import typer
 
 from safeadapt.core.cli_support import user_errors
+from safeadapt.core.errors import SafeAdaptError
 
 SEEDS_HELP = ("Replicate the study over these seeds, e.g. 0,1,2: stages that do not depend on the seed run once; "
               "results.json gets per-seed values and the across-seed mean and 95% interval of every metric.")
 EXECUTOR_HELP = ("Where stages run: local (worker processes on this machine) or slurm (one SLURM job a stage, "
                  "resources from each stage's threads / memory_gb / gpus / slurm:; see docs/study.md).")
+SLURM_OPTION_HELP = "Extra sbatch option of every job (repeatable), written --slurm-option=--exclusive."
+STATUS_HELP = "Show each stage's state and SLURM job in this study directory; run nothing."
+SLURM_FLAGS = {"partition": "--slurm-partition", "time": "--slurm-time", "account": "--slurm-account",
+               "qos": "--slurm-qos", "constraint": "--slurm-constraint", "sbatch": "--slurm-option"}
 JOBS_HELP = ("Stages run at once, each in its own worker process with cores/N torch threads (default: the "
              "number of cores, capped by available memory at 1.5 GB a job; 1 = one at a time in this process). "
              "With --executor slurm: the most SLURM jobs queued at once (default: no limit).")
@@ -37,7 +42,8 @@ def run_study_file(
     """Validate, then plan (dry run) or run a study (`executor`: local or slurm, with `slurm` the
     command line's SLURM settings). Returns the plan."""
     from safeadapt.core.console import console as the_console
-    from safeadapt.study.engine import plan_study, print_plan, run_study
+    from safeadapt.study.engine import plan_study, run_study
+    from safeadapt.study.record import print_plan
     from safeadapt.study.replicates import parse_seeds
     from safeadapt.study.schema import load_study, parse_overrides
 
@@ -82,9 +88,9 @@ def register(app: typer.Typer) -> None:
         slurm_time: Optional[str] = typer.Option(None, "--slurm-time", help="Time limit of every job: minutes or D-HH:MM:SS."),
         slurm_account: Optional[str] = typer.Option(None, "--slurm-account", help="SLURM account charged."),
         slurm_qos: Optional[str] = typer.Option(None, "--slurm-qos", help="SLURM quality of service."),
-        slurm_constraint: Optional[str] = typer.Option(None, "--slurm-constraint", help="Node features required (sbatch --constraint)."),
-        slurm_option: Optional[list[str]] = typer.Option(None, "--slurm-option", help="Extra sbatch option of every job, e.g. --exclusive (repeatable; write it as --slurm-option=--exclusive)."),
-        status: Optional[Path] = typer.Option(None, "--status", help="Show each stage's state (and SLURM job) in this study directory; run nothing."),
+        slurm_constraint: Optional[str] = typer.Option(None, "--slurm-constraint", help="Node features required (--constraint)."),
+        slurm_option: Optional[list[str]] = typer.Option(None, "--slurm-option", help=SLURM_OPTION_HELP),
+        status: Optional[Path] = typer.Option(None, "--status", help=STATUS_HELP),
     ) -> None:
         """Run a study DAG with content-addressed caching; a re-run resumes where it stopped."""
         from safeadapt.report.commands import write_study_report
@@ -101,7 +107,7 @@ def register(app: typer.Typer) -> None:
 
         cli = {"partition": slurm_partition, "account": slurm_account, "qos": slurm_qos, "constraint": slurm_constraint,
                "time": int(slurm_time) if slurm_time and slurm_time.isdigit() else slurm_time, "sbatch": slurm_option}
-        slurm = parse_slurm({k: v for k, v in cli.items() if v}, "--slurm-")
+        slurm = parse_slurm({k: v for k, v in cli.items() if v}, "", names=SLURM_FLAGS)
         if slurm and executor != "slurm":
             raise SafeAdaptError("--slurm-* options need --executor slurm")
         try:

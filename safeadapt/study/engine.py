@@ -15,22 +15,19 @@ from safeadapt import __version__
 from safeadapt.core.atomic import atomic_write_json
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.provenance import hash_path, stable_hash
-from safeadapt.study.execute import current_threads, execute_stage, seed_everything, stage_log
+from safeadapt.study.execute import current_threads, execute_stage, stage_log
 from safeadapt.study.record import (
-    MARKER,
     PlannedStage,
     dir_name,
     is_complete,
     mark_interrupted,
-    print_plan,
     print_summary,
     record_parallel,
     study_record,
 )
-from safeadapt.study.schema import Study
+from safeadapt.study.types import Study
 
-__all__ = ["MARKER", "PATH_FINGERPRINT_BYTES", "PlannedStage", "StageFailed", "dir_name", "execute_stage",
-           "is_complete", "plan_study", "print_plan", "print_summary", "run_study", "seed_everything", "select"]
+__all__ = ["PATH_FINGERPRINT_BYTES", "StageFailed", "plan_study", "run_study", "select"]
 
 PATH_FINGERPRINT_BYTES = 1 << 20  # external inputs: size + first/last MiB of each file
 
@@ -173,13 +170,15 @@ def run_study(
         _clean_partials(out_dir / "stages", keep=ex.keep_dirs() if ex else frozenset())
         plan = select(plan_study(study, out_dir), only)
         by_name = {p.stage.name: p for p in plan}
+        if ex is not None:
+            ex.adopt(plan)
         if ex is None:
             workers = useful_workers(plan, jobs)
             # every stage starts with the same thread count, whatever ran before it and wherever it
             # runs: cores // jobs (follows the requested jobs, not the stages left, so it does not
             # depend on what is cached); with jobs=1, this process's count at the start of the run
             threads = threads_per_job(jobs) if jobs > 1 else current_threads(load=True)
-            run_info: dict[str, Any] = {"executor": "local", "jobs": workers, "threads_per_job": threads}
+            run_info: dict[str, Any] = {"jobs": workers, "threads_per_job": threads}
         else:  # a job's threads are decided on its node (run_job): declared, else its CPUs
             workers = max(1, min(cap or len(plan), len(plan)))
             threads = None

@@ -18,7 +18,7 @@ from safeadapt.core.console import capture_output
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.study.context import StageContext
 from safeadapt.study.record import MARKER, PlannedStage, dir_name, run_provenance
-from safeadapt.study.schema import Study
+from safeadapt.study.types import Study
 
 
 def current_threads(load: bool = False) -> int | None:

@@ -17,7 +17,7 @@ from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.provenance import stable_hash
 from safeadapt.study.executors.resources import parse_gpus, parse_slurm
 from safeadapt.study.parsing import pydantic_msg, where_prefix
-from safeadapt.study.schema import InputRef, InputSpec, PathInput, Stage, StudySpec
+from safeadapt.study.types import InputRef, InputSpec, PathInput, Stage, StudySpec
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME_OK = re.compile(r"^[^\s/\\*?\[\]]+$")

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 from safeadapt.core.atomic import atomic_write_json
 from safeadapt.core.provenance import provenance
-from safeadapt.study.schema import Stage, Study
+from safeadapt.study.types import Stage, Study
 
 MARKER = "_stage.json"
 

@@ -47,7 +47,7 @@ def merge_replicates(per_seed: dict[int, list[Any]]) -> list[Any]:
     replicate reuses a single-seed run's outputs of the same key)."""
     from dataclasses import replace
 
-    from safeadapt.study.schema import InputRef
+    from safeadapt.study.types import InputRef
 
     seeds = list(per_seed)
     by_seed = {sd: {s.name: s for s in stages} for sd, stages in per_seed.items()}

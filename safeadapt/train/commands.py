@@ -19,7 +19,7 @@ train_app = typer.Typer(
 )
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
+def read_training_rows(path: Path) -> list[dict[str, Any]]:
     """Rows from a JSONL file (each tagged with `_line` for error messages) or a JSON list."""
     from safeadapt.core.jsonl import read_json_records
 
@@ -99,7 +99,7 @@ def sft_cmd(
         warmup_ratio=warmup_ratio, scheduler=scheduler, max_length=max_length, seed=seed, lora=lora, lora_r=lora_r,
         lora_alpha=lora_alpha, merge_lora=merge_lora, train_modules=train_modules, freeze_modules=freeze_modules,
         logging_steps=logging_steps, threads=threads), overwrite=overwrite, allow_pickle=allow_pickle)
-    rows = read_rows(data)
+    rows = read_training_rows(data)
     path = sft(model, rows, out, o, base_dir=data.parent, source=str(data))
     say(f"saved {path}")
 
@@ -133,7 +133,7 @@ def dpo_cmd(
         warmup_ratio=warmup_ratio, scheduler=scheduler, max_length=max_length, seed=seed, lora=lora, lora_r=lora_r,
         lora_alpha=lora_alpha, merge_lora=merge_lora, train_modules=train_modules, freeze_modules=freeze_modules,
         logging_steps=logging_steps, threads=threads), overwrite=overwrite, allow_pickle=allow_pickle)
-    rows = read_rows(data)
+    rows = read_training_rows(data)
     path = dpo(model, rows, out, o, base_dir=data.parent, source=str(data))
     say(f"saved {path}")
 
@@ -196,8 +196,8 @@ def vl_adapt_cmd(
                   threads=threads, overwrite=overwrite, allow_pickle=allow_pickle, scheduler="cosine")
     s1 = SFTOptions(lr=stage1_lr, epochs=stage1_epochs, max_steps=stage1_max_steps, **common)
     s2 = SFTOptions(lr=stage2_lr, epochs=stage2_epochs, max_steps=stage2_max_steps, **common)
-    cap_rows = read_rows(captions) if captions else []
-    ins_rows = read_rows(instruct)
+    cap_rows = read_training_rows(captions) if captions else []
+    ins_rows = read_training_rows(instruct)
     # rows of both files resolve their image paths against their own file's folder
     for rows, f in ((cap_rows, captions), (ins_rows, instruct)):
         for r in rows:

@@ -10,7 +10,7 @@ from typing import Any
 
 from safeadapt.core.console import quiet_trainer
 from safeadapt.core.errors import SafeAdaptError
-from safeadapt.train.chat import _content_parts, _where, check_messages, load_image
+from safeadapt.train.chat import _content_parts, _where, check_messages, load_train_image
 from safeadapt.train.common import (
     StepClock,
     TrainOptions,
@@ -54,7 +54,7 @@ def normalise_pairs(
         for k in ("chosen", "rejected"):
             if not isinstance(row[k], str):
                 raise SafeAdaptError(f"{where}: '{k}' must be a string (the assistant reply)")
-        images = [load_image(x, base_dir=base_dir, where=where) for x in (row.get("images") or [])]
+        images = [load_train_image(x, base_dir=base_dir, where=where) for x in (row.get("images") or [])]
         if vlm:
             msgs = [{"role": m["role"], "content": _content_parts(m["content"], where)} for m in prompt]
             n_parts = sum(1 for m in msgs for p in m["content"] if p["type"] == "image")

@@ -75,7 +75,7 @@ def build_selfgen_pairs(
     for (s, src), out, v in zip(items, outs, verdicts):
         cat = s.category or ""
         seen[(src, cat)] += 1
-        if v.label != "compliance":
+        if v.label not in ("compliance", "benign"):  # an answer, harmful or harmless (not a refusal / no answer)
             continue
         if len(out.strip()) < min_response_chars:
             too_short[src] += 1

@@ -10,22 +10,8 @@ from typing import Any
 
 from safeadapt.core.console import quiet_trainer
 from safeadapt.core.errors import SafeAdaptError
-from safeadapt.train.common import (
-    StepClock,
-    TrainOptions,
-    apply_freezing,
-    as_plain_messages,
-    check_out,
-    config_kwargs,
-    input_fingerprints,
-    is_processor,
-    load_for_training,
-    lora_config,
-    normalise_chat_rows,
-    save_trained,
-    tokenizer_of,
-    tokenize_chat_rows,
-)
+from safeadapt.train.chat import as_plain_messages, normalise_chat_rows, tokenize_chat_rows
+from safeadapt.train.common import StepClock, TrainOptions, apply_freezing, check_out, config_kwargs, input_fingerprints, is_processor, load_for_training, lora_config, save_trained, tokenizer_of
 
 
 class SFTOptions(TrainOptions):

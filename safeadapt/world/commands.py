@@ -1,5 +1,5 @@
 """The `safeadapt demo` command (added by the world's plugin): runs the miniature-world study,
-summarises it (`demo.summarize`: DIR/results.json and the table) and writes DIR/report.html."""
+summarises it (`summary.summarize`: DIR/results.json and the table) and writes DIR/report.html."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
 def run_demo(out: Path, *, seed: int = 0, quick: bool = False, dry_run: bool = False, study_file: Path | None = None,
              profile: str | None = None, jobs: int | None = None,
              seeds: str | list[int] | None = None) -> dict[str, Any] | None:
-    """Run the demo study, then summarise it (`safeadapt.world.demo.summarize`, the built-in study) and
+    """Run the demo study, then summarise it (`safeadapt.world.summary.summarize`, the built-in study) and
     write OUT/report.html. `profile` picks a named profile (tests: "micro"); `quick` the quick one;
     `jobs` stages at once; `seeds` one run per seed with across-seed intervals."""
     study_file = study_file or DEMO_STUDY
@@ -59,7 +59,7 @@ def run_demo(out: Path, *, seed: int = 0, quick: bool = False, dry_run: bool = F
     from safeadapt.report.commands import write_study_report
 
     if study_file == DEMO_STUDY:
-        from safeadapt.world.demo import summarize
+        from safeadapt.world.summary import summarize
 
         res = summarize(out)
         report = write_study_report(out)

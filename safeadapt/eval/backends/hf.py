@@ -160,7 +160,8 @@ class HFBackend:
             return r.raw_prompt, True
         return self.render(r.messages, len(r.images)), False
 
-    def _encode(self, texts: list[str], images: list[list[Any]], padding_side: str, special: bool = False) -> dict[str, Any]:
+    def _encode(self, texts: list[str], images: list[list[Any]], padding_side: str,
+                special: bool = False) -> dict[str, Any]:
         self.tokenizer.padding_side = padding_side
         flat = [load_image(im) for ims in images for im in ims]
         if flat:
@@ -273,4 +274,41 @@ class HFBackend:
                 lp = torch.log_softmax(logits[row, c - 1 : c - 1 + n].float(), dim=-1)
                 tgt = input_ids[row, c : c + n]
                 out[i] = float(lp.gather(-1, tgt[:, None]).sum())
+        return out
+
+    def next_token_logprobs(self, requests: list[LoglikRequest], candidates: Sequence[str]) -> list[list[float]]:
+        """Per request, the log-prob of each one-token `candidates[k]` as the token right after the
+        prompt (the requests' `continuation` is ignored): one forward per prompt, where
+        `loglikelihood` would run one per candidate. A candidate that is not one token is an error."""
+        torch = self._torch
+        set_threads(self.threads)
+        cand = []
+        for c in candidates:
+            ids = self.tokenizer(c, add_special_tokens=False)["input_ids"]
+            if len(ids) != 1:
+                raise SafeAdaptError(f"next-token candidate {c!r} is {len(ids)} tokens of {self.ref}'s tokenizer, "
+                                     "not one")
+            cand.append(ids[0])
+        seqs = []
+        for r in requests:
+            if r.images:
+                raise SafeAdaptError(f"request {r.key}: next-token log-probs with images are not supported")
+            text, special = self._prompt_of(r)
+            seqs.append(self.tokenizer(text, add_special_tokens=special)["input_ids"])
+        out: list[list[float]] = [[] for _ in seqs]
+        order = sorted(range(len(seqs)), key=lambda i: (-len(seqs[i]), i))
+        pad = self.tokenizer.pad_token_id
+        for start in range(0, len(order), self.max_batch):
+            idx = order[start : start + self.max_batch]
+            L = max(len(seqs[i]) for i in idx)
+            input_ids = torch.full((len(idx), L), pad, dtype=torch.long)
+            mask = torch.zeros((len(idx), L), dtype=torch.long)
+            for row, i in enumerate(idx):  # right padding: each row's last real position is len - 1
+                input_ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
+                mask[row, : len(seqs[i])] = 1
+            with torch.inference_mode():
+                logits = self.model(input_ids=input_ids, attention_mask=mask).logits
+            for row, i in enumerate(idx):
+                lp = torch.log_softmax(logits[row, len(seqs[i]) - 1].float(), dim=-1)
+                out[i] = [float(lp[t]) for t in cand]
         return out

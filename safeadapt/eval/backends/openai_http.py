@@ -1,7 +1,8 @@
 """OpenAI-compatible HTTP backend (POST {base_url}/chat/completions, or /completions for a raw
 classifier prompt) for a served model or an LLM judge, using only urllib: timeouts, bounded
 retries with exponential backoff on 429 / 5xx / connection errors, the API key read from a named
-environment variable and never logged or put in errors or results. Log-likelihoods are not offered by chat endpoints (NotImplementedError)."""
+environment variable and never logged or put in errors or results. Log-likelihoods are not
+offered by chat endpoints (NotImplementedError)."""
 
 from __future__ import annotations
 
@@ -145,7 +146,8 @@ class OpenAIBackend:
             try:
                 text = out["choices"][0]["text"]
             except (KeyError, IndexError, TypeError):
-                raise SafeAdaptError(f"response from {self.base_url} for request {req.key} has no choices[0].text") from None
+                raise SafeAdaptError(f"response from {self.base_url} for request {req.key} "
+                                     "has no choices[0].text") from None
             return (text or "").strip()
         out = self._post("/chat/completions", chat_payload(self.model, req, decoding))
         try:

@@ -3,8 +3,9 @@
 
 Backend options (the rest go to the judge): `model` (HF dir / hub id / GGUF, or the served model
 name), `backend` (auto | hf | vllm | openai; or a ready Backend object), `base_url` and
-`api_key_env` (openai), `dtype`, `threads`, `max_batch`, `max_model_len`, `trust_remote_code`,
-`allow_pickle`; `tokenizer` (a path: the classifier's tokenizer, for an endpoint's truncation)."""
+`api_key_env` (openai), `dtype`, `threads`, `max_batch`, `max_model_len`,
+`gpu_memory_utilization` (vllm), `trust_remote_code`, `allow_pickle`; `tokenizer` (a path: the
+classifier's tokenizer, for an endpoint's truncation)."""
 
 from __future__ import annotations
 
@@ -14,14 +15,14 @@ from safeadapt.core.errors import SafeAdaptError
 from safeadapt.eval.types import Judge
 
 #: options that configure the judge's backend rather than the judge
-BACKEND_OPTIONS = ("dtype", "threads", "max_batch", "max_model_len", "trust_remote_code", "allow_pickle")
+BACKEND_OPTIONS = ("dtype", "threads", "max_batch", "max_model_len", "gpu_memory_utilization", "trust_remote_code",
+                   "allow_pickle")
 
 
 def judge_needs_backend(name: str) -> bool:
-    from safeadapt.eval.judges.registry import JUDGES, load_builtin_judges
+    from safeadapt.eval.judges.registry import judge_needs
 
-    load_builtin_judges()
-    return bool(getattr(JUDGES.get(name), "needs_backend", False))
+    return bool(judge_needs(name)["needs_backend"])
 
 
 def backend_kwargs(kind: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -33,7 +34,9 @@ def backend_kwargs(kind: str, options: dict[str, Any]) -> dict[str, Any]:
         return out
     if options.get("base_url"):
         raise SafeAdaptError(f"base_url (--judge-endpoint) only applies to judge backend openai, not {kind!r}")
-    keep = BACKEND_OPTIONS if kind in ("hf", "auto") else ("dtype", "max_model_len", "trust_remote_code")
+    keep: tuple[str, ...] = ("dtype", "max_model_len", "gpu_memory_utilization", "trust_remote_code")
+    if kind in ("hf", "auto"):  # auto: make_backend keeps what the chosen backend takes
+        keep = BACKEND_OPTIONS
     return {k: options[k] for k in keep if k in options and options[k] is not None}
 
 
@@ -49,7 +52,8 @@ def build_judge(name: str, **options: Any) -> Judge:
     if isinstance(kind, str) or (model is not None and kind is None):
         opts.pop("backend", None)
         if model is None:
-            raise SafeAdaptError(f"judge {name!r}: a judge backend ({kind}) needs a judge model (--judge-model / judge_options.model)")
+            raise SafeAdaptError(f"judge {name!r}: a judge backend ({kind}) needs a judge model "
+                                 "(--judge-model / judge_options.model)")
         if name != "ensemble" and not judge_needs_backend(name):
             raise SafeAdaptError(f"judge {name!r} runs offline and takes no judge model")
         from safeadapt.eval.backends import make_backend
@@ -63,7 +67,7 @@ def build_judge(name: str, **options: Any) -> Judge:
 
         try:
             opts["tokenizer"] = AutoTokenizer.from_pretrained(tokenizer)
-        except OSError as e:
+        except (OSError, ValueError) as e:  # a missing dir, or a name that is no valid hub id
             raise SafeAdaptError(f"judge tokenizer {tokenizer!r} could not be loaded: {type(e).__name__}") from None
     if name != "ensemble" and judge_needs_backend(name) and opts.get("backend") is None:
         raise SafeAdaptError(f"judge {name!r} needs an LLM: pass --judge-model PATH (with --judge-backend hf|vllm) or "

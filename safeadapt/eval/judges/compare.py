@@ -4,6 +4,7 @@ reading the suite's metric counts and on the full label. Items any judge left `u
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence
 
 from safeadapt.eval.judges.agreement import agreement, cohen_kappa
@@ -16,9 +17,8 @@ def judge_label(judgement: Any) -> str:
 def human_agreement_of(name: str, judge: Any = None) -> str | None:
     """The judge's known agreement with human labels: `human_agreement` on its class in the judge
     registry (or on the object given), None when nobody measured it."""
-    from safeadapt.eval.judges.registry import JUDGES, load_builtin_judges
+    from safeadapt.eval.judges.registry import JUDGES
 
-    load_builtin_judges()
     base = name.split("#", 1)[0]
     factory = JUDGES.get(base) if base in JUDGES else None
     value = getattr(factory, "human_agreement", None) if factory is not None else None
@@ -39,7 +39,7 @@ def pair_agreement(a: Sequence[Any], b: Sequence[Any], positive: str) -> dict[st
     bb = [str(x == positive) for x in lb]
 
     def num(x: float) -> float | None:
-        return None if x != x else round(x, 6)  # NaN (no item) -> None
+        return None if math.isnan(x) else round(x, 6)  # NaN (no item) -> None
 
     return {
         "n": len(la),

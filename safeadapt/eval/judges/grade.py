@@ -42,11 +42,11 @@ def read_table(path: str | os.PathLike) -> list[tuple[str, dict[str, Any]]]:
         raise SafeAdaptError(f"{p}: file is empty")
     rows: list[tuple[str, Any]] = []
     if suffix in (".csv", ".tsv"):
-        from safeadapt.data.loaders import read_rows as read_data_rows
+        from safeadapt.data.readers import read_file_rows
 
         csv.field_size_limit(1 << 30)
         try:
-            for r in read_data_rows(p):
+            for r in read_file_rows(p):
                 if "__error__" in r.data:
                     raise SafeAdaptError(f"{r.where}: {r.data['__error__']}")
                 rows.append((r.where, r.data))
@@ -67,7 +67,7 @@ def read_table(path: str | os.PathLike) -> list[tuple[str, dict[str, Any]]]:
     return rows
 
 
-def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
+def table_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The rows of `read_table` without their locations."""
     return [r for _, r in read_table(path)]
 

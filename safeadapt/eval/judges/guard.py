@@ -97,7 +97,7 @@ def guard_mode(native: bool | str, backend: object) -> str:
         return "raw" if tok is not None and not template else "template"
     if template:
         return "template" if "UNSAFE CONTENT CATEGORIES" in str(template) else "generic"
-    name = str(getattr(backend, "ref", "") or "").lower().replace("-", "").replace("_", "")
+    name = str(getattr(backend, "ref", "") or "").lower().replace("-", "").replace("_", "").replace(" ", "")
     if "llamaguard" in name:
         return "raw" if tok is not None else "template"
     return "generic"
@@ -131,12 +131,13 @@ def parse_guard(text: str) -> tuple[str, list[str]] | None:
     return verdict, cats
 
 
+# version 2: native="auto" (a Llama Guard judge model gets its own format, not our prompt inside its template)
+@JUDGES.register("guard", needs_backend=True, default_max_new_tokens=24, takes_threshold=False, version="2")
 class GuardJudge(LLMJudge):
     """`score` = 1.0 unsafe / 0.0 safe (NaN if unparsable); `extra["categories"]` = ["S1", ...]."""
 
     name = "guard"
     score_scale = "0-1"  # 1 = unsafe
-    default_max_new_tokens = 24
 
     def __init__(self, backend=None, *, native: bool | str = "auto", categories: dict[str, str] | None = None,
                  **kw: Any) -> None:
@@ -167,6 +168,3 @@ class GuardJudge(LLMJudge):
 
     def label_of(self, parsed: Parsed) -> str:
         return "compliance" if parsed.label == "unsafe" else "refusal"
-
-
-JUDGES.register("guard")(GuardJudge)

@@ -37,7 +37,8 @@ def truncate(text: str, limit: int) -> str:
     return text[:half] + "\n[... truncated ...]\n" + text[-half:]
 
 
-def clip_tokens(text: str, tokenizer: Any, limit: int, *, side: str = "right", keep_special: bool = False) -> tuple[str, bool]:
+def clip_tokens(text: str, tokenizer: Any, limit: int, *, side: str = "right",
+                keep_special: bool = False) -> tuple[str, bool]:
     """(text, clipped): `text` cut to `limit` tokens of the classifier's `tokenizer` the way the
     field's pipelines do it: `tokenizer(text, max_length=limit, truncation=True)` (its special
     tokens count toward the limit), cut on `side`, then decoded (`keep_special`: with the special

@@ -18,7 +18,8 @@ from safeadapt.io.resolve import ModelRef
 from safeadapt.io.writer import CONFIG_FILES, PROCESSOR_FILES, TOKENIZER_FILES, copy_support_files
 from safeadapt.repair.merge.card import render_card
 from safeadapt.repair.merge.config import MergeConfig, dump_yaml, load_config
-from safeadapt.repair.merge.engine import MergePlan, open_inputs, plan_merge, run_plan
+from safeadapt.repair.merge.engine import MergePlan, plan_merge, run_plan
+from safeadapt.repair.merge.inputs import open_inputs
 from safeadapt.repair.merge.methods import MergeMethod
 
 FINGERPRINT_BYTES = 1 << 20

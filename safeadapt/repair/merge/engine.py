@@ -18,13 +18,7 @@ from safeadapt.core.runtime import track
 from safeadapt.io.names import Layout, canonical_part, from_canonical, layer_index, text_config
 from safeadapt.io.writer import PlannedTensor, StreamingShardWriter
 from safeadapt.repair.merge.config import MergeConfig, resolve_params
-from safeadapt.repair.merge.inputs import (  # noqa: F401 - InputModel / open_inputs re-exported for callers
-    InputModel,
-    _check_architectures,
-    _check_shared_vocab,
-    _index_of,
-    open_inputs,
-)
+from safeadapt.repair.merge.inputs import InputModel, _check_architectures, _check_shared_vocab, _index_of
 from safeadapt.repair.merge.methods import MergeMethod, PrepareJob, TensorJob
 
 _EMBED = re.compile(r"(^|\.)(embed_tokens|wte|word_embeddings|embed_in)\.weight$")

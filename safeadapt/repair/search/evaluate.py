@@ -172,7 +172,7 @@ class ModelEvaluator:
         from safeadapt.repair.search.methods import SEARCH_METHODS
 
         sp = self.space
-        entry = SEARCH_METHODS.get(method)
+        entry = SEARCH_METHODS.get(sp.methods[method].entry)
         recipe = entry.recipe(sp.methods[method].spec, params, sp.models, sp.cfg.dtype)
         tok = sp.models[sp.cfg.tokenizer] if sp.cfg.tokenizer else None
         model_dir = work / "model"

@@ -29,7 +29,7 @@ def _unique(trials: list[Any]) -> list[Any]:
 
 
 def _rebuild(sp: Space, out: Path, method: str, params: dict[str, Any], key: str) -> dict[str, str]:
-    entry = SEARCH_METHODS.get(method)
+    entry = SEARCH_METHODS.get(sp.methods[method].entry)
     recipe = entry.recipe(sp.methods[method].spec, params, sp.models, sp.cfg.dtype)
     name = f"{method}-{key[:10]}"
     rel = f"recipes/{name}.yaml"

@@ -40,6 +40,7 @@ class ParamSpec(BaseModel):
 
 class MethodSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    method: Optional[str] = None  # the merge / repair method when the entry's key is a label (e.g. home_antidote)
     models: list[str] = []  # merges: the merged models (names from `models:`), in order
     base: Optional[str] = None  # merges: base model (task-vector methods)
     roles: dict[str, str] = {}  # repairs: role (adapted, aligned, unaligned) -> model name
@@ -132,6 +133,11 @@ class Method:
     name: str
     spec: MethodSpec
     params: list[Param]
+
+    @property
+    def entry(self) -> str:
+        """The registered merge / repair method (`method:`, else the entry's key)."""
+        return self.spec.method or self.name
 
     @property
     def searched(self) -> list[Param]:
@@ -271,7 +277,7 @@ def load_space(space: dict[str, Any] | str | os.PathLike | Space, *, base_dir: P
     methods: dict[str, Method] = {}
     for mname, mspec in cfg.methods.items():
         where = f"{label}: methods.{mname}"
-        entry = SEARCH_METHODS.get_or_error(mname, where)
+        entry = SEARCH_METHODS.get_or_error(mspec.method or mname, where)
         params = [_param(where, k, v) for k, v in mspec.params.items()]
         by_name = {p.name: p for p in params}
         for p in params:

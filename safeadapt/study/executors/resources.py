@@ -56,16 +56,18 @@ class SlurmSpec(BaseModel):
         return v
 
 
-def parse_slurm(raw: Any, where: str) -> dict[str, Any]:
-    """A validated `slurm:` block as a plain dict of the keys it sets ({} when absent)."""
+def parse_slurm(raw: Any, where: str, names: dict[str, str] | None = None) -> dict[str, Any]:
+    """A validated `slurm:` block as a plain dict of the keys it sets ({} when absent). Errors name
+    `slurm.<field>`, or `names[field]` (the command line's flags)."""
     if raw is None:
         return {}
     try:
         return SlurmSpec.model_validate(raw).model_dump(exclude_unset=True)
     except ValidationError as e:
         err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        raise SafeAdaptError(f"{where}slurm{'.' + loc if loc else ''}: {err['msg']}") from None
+        loc = [str(x) for x in err["loc"]]
+        field = names.get(loc[0], loc[0]) if names and loc else "slurm" + "".join(f".{x}" for x in loc)
+        raise SafeAdaptError(f"{where}{field}: {err['msg']}") from None
 
 
 def parse_gpus(raw: Any, where: str) -> int | None:

@@ -55,9 +55,9 @@ def job_states(ids: list[str]) -> dict[str, str] | None:
     return out
 
 
-def previous_jobs(study_json: Path) -> dict[str, dict[str, Any]]:
-    """Stage key -> the SLURM job recorded for it by an earlier run of this study dir (with the
-    stage's dir), for stages that earlier run left unfinished."""
+def previous_jobs(study_json: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """(stage name, cache key) -> the SLURM job an earlier run of this study dir recorded for it
+    (with the stage's dir and status in that run)."""
     try:
         rec = json.loads(study_json.read_text())
     except (OSError, ValueError):
@@ -65,22 +65,38 @@ def previous_jobs(study_json: Path) -> dict[str, dict[str, Any]]:
     out = {}
     for s in rec.get("stages") or []:
         job = s.get("job") or {}
-        if job.get("executor") == "slurm" and job.get("id") and s.get("status") in ("running", "to-run"):
-            out[str(s.get("key"))] = {**job, "dir": s.get("dir"), "name": s.get("name")}
+        if job.get("executor") == "slurm" and job.get("id"):
+            out[(str(s.get("name")), str(s.get("key")))] = {**job, "dir": s.get("dir"), "status": s.get("status")}
     return out
 
 
 def log_tail(paths: list[Path], n: int = LOG_TAIL) -> list[str]:
-    """The last `n` non-empty lines of each existing log, each block headed by its path."""
+    """The last `n` non-empty lines of each existing log (submitit's own INFO lines left out), each
+    block headed by its path."""
     out: list[str] = []
     for p in paths:
         try:
-            lines = [ln for ln in p.read_text(errors="replace").splitlines() if ln.strip()]
+            lines = [ln for ln in p.read_text(errors="replace").splitlines()
+                     if ln.strip() and not ln.startswith("submitit INFO")]
         except OSError:
             continue
         if lines:
             out += [f"--- {p}"] + lines[-n:]
     return out
+
+
+def job_parameters(study: Any, stage: Any, cli: dict[str, Any] | None = None) -> dict[str, Any]:
+    """submitit SlurmExecutor parameters of a stage's job: its `sbatch_resources`, this checkout first
+    on the job's PYTHONPATH (the job runs the driver's code with the driver's interpreter), and no
+    time limit unless one is set (the partition's default, not submitit's 5 minutes), and the CPUs
+    restated to the job's srun."""
+    res = sbatch_resources(study, stage, cli)
+    pkg_root = str(Path(__file__).resolve().parents[3])
+    res["setup"] = [f"export PYTHONPATH={shlex.quote(pkg_root)}${{PYTHONPATH:+:$PYTHONPATH}}"] + res.get("setup", [])
+    res["time"] = res.get("time")
+    if res.get("cpus_per_task"):  # srun inside the job does not inherit it since SLURM 22.05: say it again
+        res["srun_args"] = [f"--cpus-per-task={res['cpus_per_task']}"]
+    return res
 
 
 def run_job(plugins: list[str], fn: Callable[..., Outcome], args: tuple[Any, ...]) -> Outcome:
@@ -150,9 +166,10 @@ class SlurmExecutor:
         self.running: dict[cf.Future, _Job] = {}
         self.lock = threading.Lock()
         self.stop = threading.Event()
-        prev = previous_jobs(self.out_dir / "study.json")
-        states = job_states([j["id"] for j in prev.values()]) or {}
-        self.reattach = {k: j for k, j in prev.items() if states.get(str(j["id"])) in LIVE}
+        self.previous = previous_jobs(self.out_dir / "study.json")
+        unfinished = {k: j for k, j in self.previous.items() if j["status"] not in ("done", "cached")}
+        states = job_states([j["id"] for j in unfinished.values()]) or {}
+        self.reattach = {k: j for k, j in unfinished.items() if states.get(str(j["id"])) in LIVE}
         self.watcher = threading.Thread(target=self._watch, name="safeadapt-slurm-watch", daemon=True)
         self.watcher.start()
 
@@ -160,22 +177,27 @@ class SlurmExecutor:
         """Stage dir names whose (still running) job may have a temp dir in stages/ to keep."""
         return {Path(str(j["dir"])).name for j in self.reattach.values() if j.get("dir")}
 
+    def adopt(self, plan: list[Any]) -> None:
+        """Before the run's first study.json write: a cached stage keeps the job that built it, a
+        stage whose job still runs gets that job (so a driver killed again cannot lose its id)."""
+        for p in plan:
+            at = (p.stage.name, p.key)
+            old = self.reattach.get(at) if p.status != "cached" else self.previous.get(at)
+            if old is not None:  # (the last run's study.json: no other run can have built it since)
+                p.extra["job"] = {k: old[k] for k in ("executor", "id", "log") if k in old}
+
     def submit(self, p: Any, fn: Callable[..., Outcome], args: tuple[Any, ...]) -> cf.Future:
         import submitit
 
         fut: cf.Future = cf.Future()
         fut.set_running_or_notify_cancel()
-        old = self.reattach.pop(p.key, None)
+        old = self.reattach.pop((p.stage.name, p.key), None)
         if old is not None:
             job = submitit.SlurmJob(folder=self.folder, job_id=str(old["id"]))
             self.say(f"  waiting for SLURM job {old['id']} of {p.stage.name} (submitted by an earlier run)")
         else:
             ex = submitit.SlurmExecutor(folder=self.folder, python=shlex.quote(sys.executable))
-            res = sbatch_resources(self.study, p.stage, self.cli)
-            pkg_root = str(Path(__file__).resolve().parents[3])  # this checkout: the jobs run the same code
-            res["setup"] = [f"export PYTHONPATH={shlex.quote(pkg_root)}${{PYTHONPATH:+:$PYTHONPATH}}"] + res.get("setup", [])
-            res["time"] = res.get("time")  # None: the partition's default limit, not submitit's 5 minutes
-            ex.update_parameters(**res)
+            ex.update_parameters(**job_parameters(self.study, p.stage, self.cli))
             try:
                 job = ex.submit(run_job, self.plugins, fn, args)
             except Exception as e:  # noqa: BLE001 - sbatch refused (bad partition, account...)
@@ -209,8 +231,8 @@ class SlurmExecutor:
                 if j.state in LIVE:
                     j.gone_since = None
                 elif j.gone_since is None:
-                    j.gone_since = time.time()  # give a shared filesystem time to show the result
-                elif time.time() - j.gone_since > 10:
+                    j.gone_since = time.time()  # a shared filesystem may show the result late
+                elif time.time() - j.gone_since > max(5.0, 3 * poll_seconds()):
                     self._resolve(fut, j)
 
     def _resolve(self, fut: cf.Future, j: _Job) -> None:
@@ -218,10 +240,11 @@ class SlurmExecutor:
             if self.running.pop(fut, None) is None:
                 return
         o = self._load(j)
-        if o.status == "failed":
-            tail = log_tail([j.job.paths.stderr, j.job.paths.stdout])
-            self.say("\n".join([f"  SLURM job {j.job.job_id} of stage {j.p.stage.name} failed; the end of its log:"]
-                               + [f"    {ln}" for ln in tail]))
+        if o.status == "failed":  # (the stage's own log tail is shown by the progress view)
+            tail = log_tail([j.job.paths.stdout, j.job.paths.stderr])
+            if tail:
+                self.say("\n".join([f"  SLURM job {j.job.job_id} of stage {j.p.stage.name} failed; the end of "
+                                    "its job log:"] + [f"    {ln}" for ln in tail]))
             o.error = f"{o.error} (SLURM job {j.job.job_id}, log: {j.job.paths.stdout})"
         fut.set_result(o)
 
@@ -236,6 +259,8 @@ class SlurmExecutor:
         except Exception as e:  # noqa: BLE001 - a truncated or unreadable result
             return Outcome("failed", error=f"unreadable job result {path}: {type(e).__name__}")
         if status == "success" and isinstance(value, Outcome):
+            if value.status == "interrupted":  # SIGTERM in the job, not from us: scancel, preemption, time limit
+                value.status, value.error = "failed", "interrupted in its job (scancel, preemption or time limit?)"
             return value
         last = [ln for ln in str(value).splitlines() if ln.strip()][-1:] or ["(no traceback)"]
         return Outcome("failed", error=f"the job raised: {last[0].strip()[:300]}")

@@ -58,7 +58,7 @@ class ConvertParams(BaseModel):
 
 
 def _records(ctx: StageContext, src: Source) -> list[tuple[str, dict[str, Any]]]:
-    from safeadapt.data.loaders import _hub_rows, read_rows
+    from safeadapt.data.readers import _hub_rows, read_file_rows
 
     ref = src.data
     if ref.startswith("hf:"):
@@ -67,7 +67,7 @@ def _records(ctx: StageContext, src: Source) -> list[tuple[str, dict[str, Any]]]
         path = Path(resolve_ref(ctx, ref))
         if not path.is_file():
             raise SafeAdaptError(f"stage {ctx.name!r}: data file not found: {path}")
-        rows = read_rows(path)
+        rows = read_file_rows(path)
     if src.limit is not None:
         rows = rows[: src.limit]
     return [(r.where, r.data) for r in rows]

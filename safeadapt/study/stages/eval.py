@@ -58,7 +58,19 @@ def _dataset_spec(ctx: StageContext, spec: str | dict[str, Any]) -> str | dict[s
     return map_spec_path(spec, lambda p: resolve_ref(ctx, p))
 
 
-@STAGE_KINDS.register("eval", params_model=EvalStageParams, version="1")
+def eval_version(params: dict[str, Any], base_dir: Any = None) -> str:
+    """The eval kind's cache version: "1", plus each judge's declared `version` where it is not "1",
+    so a stage graded by an older judge is re-graded (never reused) once that judge changes."""
+    from safeadapt.eval.judges.registry import JUDGES
+    from safeadapt.eval.runner import judge_list
+
+    known = set(JUDGES.names())
+    names = [n for n in judge_list(params.get("judge", "refusal")) if isinstance(n, str) and n in known]
+    changed = [f"{n}={v}" for n in names if (v := str(getattr(JUDGES.get(n), "version", "1"))) != "1"]
+    return "1" if not changed else "1;" + ",".join(changed)
+
+
+@STAGE_KINDS.register("eval", params_model=EvalStageParams, version=eval_version)
 def eval_stage(ctx: StageContext) -> None:
     from safeadapt.eval.runner import evaluate
     from safeadapt.eval.types import DecodingConfig

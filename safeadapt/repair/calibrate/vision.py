@@ -70,7 +70,8 @@ def tokenize_vision(proc: Any, rows: list[list[dict[str, Any]]], max_length: int
     tokens (each image's placeholders come on top); a row whose images would be cut is dropped, as are
     rows left without a scored token."""
     from safeadapt.eval.backends.common import render_chat, with_image_parts
-    from safeadapt.train.common import assistant_spans, span_labels, tokenizer_of
+    from safeadapt.train.chat import assistant_spans, span_labels
+    from safeadapt.train.common import tokenizer_of
 
     tok = tokenizer_of(proc)
     image_id = tok.convert_tokens_to_ids(getattr(proc, "image_token", "<image>"))
@@ -148,7 +149,7 @@ def _expand_labels(ids: list[int], text: list[tuple[int, int]], image_id: int, m
 
 def check_layerwise_images(config: dict[str, Any] | None, rows: list[Any]) -> None:
     """NotLayerwise when rows carry images and the VLM is not one whose image merge is built here."""
-    from safeadapt.repair.calibrate_layers import NotLayerwise
+    from safeadapt.repair.calibrate.common import NotLayerwise
 
     mtype = (config or {}).get("model_type")
     if any(vision_of(r) for r in rows) and mtype not in LAYERWISE_IMAGE_TYPES:
@@ -158,7 +159,7 @@ def check_layerwise_images(config: dict[str, Any] | None, rows: list[Any]) -> No
 def image_param_names(model: Any) -> list[str]:
     """Parameters of the vision tower and projector (what the image features need)."""
     from safeadapt.io.names import canonical_part
-    from safeadapt.repair.calibrate_layers import canon_name
+    from safeadapt.repair.calibrate.common import canon_name
 
     return [n for n, _ in model.named_parameters() if canonical_part(canon_name(n)) in ("vision", "projector")]
 

@@ -56,9 +56,11 @@ def compute_scores(job: CalibrationJob) -> dict[str, str]:
     from safetensors.torch import save_file
 
     from safeadapt.io.models import load_pretrained
-    from safeadapt.repair.calibrate import snip_scores, tokenize, wanda_norms
-    from safeadapt.repair.calibrate_layers import NotLayerwise, streamable, wanda_norms_by_layer
-    from safeadapt.repair.calibrate_snip import snip_scores_by_layer
+    from safeadapt.repair.calibrate.common import NotLayerwise
+    from safeadapt.repair.calibrate.layers import streamable, wanda_norms_by_layer
+    from safeadapt.repair.calibrate.rows import tokenize
+    from safeadapt.repair.calibrate.scores import snip_scores, wanda_norms
+    from safeadapt.repair.calibrate.snip import snip_scores_by_layer
     from safeadapt.repair.merge.inputs import open_input
     from safeadapt.train.common import tokenizer_of
 
@@ -131,7 +133,7 @@ def compute_scores_in_child(job: CalibrationJob) -> dict[str, str]:
 
 
 def _child_main(job: CalibrationJob) -> dict[str, str]:
-    from safeadapt.repair.calibrate_layers import mmap_large_blocks
+    from safeadapt.repair.calibrate.layers import mmap_large_blocks
 
     mmap_large_blocks()  # this process only: layer-sized blocks go back to the OS when freed
     return compute_scores(job)

@@ -13,10 +13,9 @@ from typing import Any, Iterator
 
 from safeadapt.io.names import layer_index
 from safeadapt.io.writer import PlannedTensor, StreamingShardWriter
-from safeadapt.repair.calibrate import language_linears
-from safeadapt.repair.calibrate_layers import (NotLayerwise, canon_name, capture_layer_inputs, decoder_layers, embed_rows,
-                                                empty_model, layer_param_names, load_params, release_freed_memory,
-                                                unload_params)
+from safeadapt.repair.calibrate.common import NotLayerwise, canon_name, language_linears
+from safeadapt.repair.calibrate.layers import (capture_layer_inputs, decoder_layers, embed_rows, empty_model,
+                                               layer_param_names, load_params, release_freed_memory, unload_params)
 
 CACHE_BYTES = 512 << 20  # default bound on the cached layer inputs of one chunk of calibration rows
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "logit_scaling", "output_multiplier_scale")
@@ -100,7 +99,7 @@ def snip_scores_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], out_
     import torch
 
     from safeadapt.core.runtime import make_progress
-    from safeadapt.repair.calibrate_vision import check_layerwise_images, vision_of
+    from safeadapt.repair.calibrate.vision import check_layerwise_images, vision_of
 
     check_layerwise_images(inp.config, rows)
     model = empty_model(inp)

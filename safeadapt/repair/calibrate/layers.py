@@ -4,27 +4,22 @@ decoder layer in turn is read tensor by tensor from the checkpoint, run on the c
 embeddings of the calibration tokens are read row by row (`inputs_embeds`), so peak memory is one
 decoder layer + the calibration activations, never the model. Scores cover the decoder-layer
 Linears (the repairs' scope); the same numbers as the whole-model pass (tested). The empty-model,
-parameter loading and first-layer capture helpers are shared with layer-wise SNIP (calibrate_snip)."""
+parameter loading and first-layer capture helpers are shared with layer-wise SNIP (snip.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from safeadapt.io.names import canonical_part, detect_layout, layer_index, to_canonical
-from safeadapt.repair.calibrate import batches, language_linears, norm_hooks
+from safeadapt.io.names import canonical_part, layer_index
+from safeadapt.repair.calibrate.common import NotLayerwise, canon_name, language_linears, norm_hooks
+from safeadapt.repair.calibrate.rows import batches
 
 
 class _Stop(Exception):
     pass
 
 
-class NotLayerwise(Exception):
-    """The model's structure is not one the layer-wise passes cover; score it whole instead."""
 
-
-def canon_name(name: str) -> str:
-    """Canonical tensor name (safeadapt.io.names) of one model parameter name."""
-    return to_canonical(name, detect_layout([name]))
 
 
 def streamable(inp: Any) -> bool:
@@ -126,7 +121,7 @@ def wanda_norms_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], *, b
     import torch
 
     from safeadapt.core.runtime import track
-    from safeadapt.repair.calibrate_vision import check_layerwise_images
+    from safeadapt.repair.calibrate.vision import check_layerwise_images
 
     check_layerwise_images(inp.config, rows)
     model = empty_model(inp)
@@ -169,7 +164,7 @@ def capture_layer_inputs(model: Any, first: Any, inp: Any, feeds: list[dict[str,
     Plain (not inference-mode) tensors: usable with autograd."""
     import torch
 
-    from safeadapt.repair.calibrate_vision import image_param_names, merge_image_features
+    from safeadapt.repair.calibrate.vision import image_param_names, merge_image_features
 
     emb_param = next(n for n, p in model.named_parameters() if p is model.get_input_embeddings().weight)
     captured: dict[str, Any] = {}
