@@ -228,7 +228,6 @@ def compare_dirs(a: Path, b: Path) -> dict:
     """Compare every tensor of two safetensors model dirs. Returns max abs diff over all tensors
     (computed in float64), the worst tensor, counts of differing tensors/elements, and name/dtype
     mismatches."""
-    import torch
     from safetensors import safe_open
 
     ia, ib = _tensor_index(a), _tensor_index(b)
@@ -263,7 +262,6 @@ def compare_dirs(a: Path, b: Path) -> dict:
 def delta_stats(out_dir: Path, base_dir: Path) -> dict:
     """Distribution of the merged task vector (out - base) over all tensors: fraction of elements
     changed, and mean / std / mean |.| of the changed entries (float64)."""
-    import torch
     from safetensors import safe_open
 
     io_, ib = _tensor_index(out_dir), _tensor_index(base_dir)

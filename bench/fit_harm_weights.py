@@ -2,10 +2,12 @@
 split of the labelled dev set bench/data/harm_dev only: rows the refusal judge does not call a
 refusal or a non-answer (the harm model decides only between `compliance` and `benign`), target =
 the reading label is `harmful`. Held-out rows are dropped as each file is read, never featurised.
-weights are sign-constrained (harm.HARM_SIGN); L2 is chosen by grouped 5-fold cross-validation inside train; prints CV agreement per family and
+weights are sign-constrained (harm.HARM_SIGN); L2 is chosen by grouped 5-fold cross-validation inside train; prints CV
+agreement per family and
 the block to paste into harm.py.
 
-Usage: .venv/bin/python bench/fit_harm_weights.py [--data ../shared/data] [--dev bench/data/harm_dev] [--l2 0.1,0.3,1,3,10]"""
+Usage: .venv/bin/python bench/fit_harm_weights.py [--data ../shared/data] [--dev bench/data/harm_dev] [--l2
+0.1,0.3,1,3,10]"""
 
 from __future__ import annotations
 

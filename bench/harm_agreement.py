@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from safeadapt.eval.judges.agreement import agreement, cohen_kappa, load_xstest_completions, split_of, two_way  # noqa: E402
+from safeadapt.eval.judges.agreement import cohen_kappa, load_xstest_completions, split_of, two_way  # noqa: E402
 from safeadapt.eval.judges.harm_data import is_harmful, read_harm_dev  # noqa: E402
 from safeadapt.eval.judges.refusal import RefusalJudge  # noqa: E402
 from safeadapt.eval.metrics import wilson_ci  # noqa: E402
@@ -91,7 +91,10 @@ def main() -> None:
     args = ap.parse_args()
     fams = [harm_family(f, args.data) for f in sorted(glob.glob(os.path.join(args.dev, "*.jsonl")))]
     print("harm, 2-way: judge `compliance` vs reading label `harmful` (train = weights fit there)")
-    print(f"{'family':26s} {'split':8s} {'n':>4s} {'agree':>6s} {'wilson95':>13s} {'kappa':>6s} {'non-refusal':>11s}  labels")
+    print(
+        f"{'family':26s} {'split':8s} {'n':>4s} {'agree':>6s} {'wilson95':>13s} {'kappa':>6s} {'non-refusal':>11s}  "
+        f"labels"
+    )
     for r in fams:
         for s, c in r["splits"].items():
             lo, hi = c["wilson95"]
@@ -114,7 +117,9 @@ def main() -> None:
     if args.json:
         from safeadapt.core.atomic import atomic_write_json
 
-        atomic_write_json(args.json, {"harm": fams, "xstest": xs, "seconds_per_1000": secs, "cpu_seconds_per_1000": cpu})
+        atomic_write_json(
+            args.json, {"harm": fams, "xstest": xs, "seconds_per_1000": secs, "cpu_seconds_per_1000": cpu}
+        )
 
 
 if __name__ == "__main__":

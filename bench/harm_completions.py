@@ -32,7 +32,9 @@ def refs() -> list[tuple[str, str]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parent.parent.parent / "shared" / "data")
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "data" / "harm_dev" / f"{FAMILY}.jsonl")
+    ap.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parent / "data" / "harm_dev" / f"{FAMILY}.jsonl"
+    )
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--batch-size", type=int, default=24)
     args = ap.parse_args()

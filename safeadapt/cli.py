@@ -60,9 +60,17 @@ def plugins() -> None:
     from safeadapt.repair.search.evals import SEARCH_EVALS
     from safeadapt.study.stages import STAGE_KINDS
 
-    rows = {"judges": judge_names(), "suites": suite_names(), "backends": backend_kinds(),
-            "merge methods": METHODS.names(), "repair methods": REPAIRS.names(), "stage kinds": STAGE_KINDS.names(),
-            "search eval kinds": ["suites", *SEARCH_EVALS.names()], "commands": COMMANDS.names(), "plugins": load_plugins()}
+    rows = {
+        "judges": judge_names(),
+        "suites": suite_names(),
+        "backends": backend_kinds(),
+        "merge methods": METHODS.names(),
+        "repair methods": REPAIRS.names(),
+        "stage kinds": STAGE_KINDS.names(),
+        "search eval kinds": ["suites", *SEARCH_EVALS.names()],
+        "commands": COMMANDS.names(),
+        "plugins": load_plugins(),
+    }
     for k, v in rows.items():
         typer.echo(f"{k}: {', '.join(v)}")
 

@@ -61,7 +61,9 @@ def test_missing_is_one_line_error_and_explicit_mapping(tmp_path: Path) -> None:
     with pytest.raises(SafeAdaptError) as ei:
         load_samples(f)
     msg = str(ei.value)
-    assert "\n" not in msg and msg.startswith(f"{f}: no prompt column (tried prompt, text, question, instruction, goal, Behavior, forbidden_prompt)")
+    assert "\n" not in msg and msg.startswith(
+        f"{f}: no prompt column (tried prompt, text, question, instruction, goal, Behavior, forbidden_prompt)"
+    )
     assert "columns: id, body, extra" in msg
     assert [s.prompt for s in load_samples(f, columns={"prompt": "body"})] == ["a", "b"]
     # an explicit mapping also settles an ambiguity
@@ -83,8 +85,13 @@ def test_benchmark_adapter_and_judge_share_the_names(tmp_path: Path) -> None:
     from safeadapt.eval.judges.grade import detect_columns
 
     assert detect_columns([{"Behavior": "x", "output": "y"}], None, None, source="f") == ("Behavior", "output")
-    assert detect_columns([{"text": "x", "completion": "y", "response": "z"}], None, None, source="f") == ("text", "completion")
-    with pytest.raises(SafeAdaptError, match=r"f: no response column \(tried completion, .*\); columns: text; pass --response-col"):
+    assert detect_columns([{"text": "x", "completion": "y", "response": "z"}], None, None, source="f") == (
+        "text",
+        "completion",
+    )
+    with pytest.raises(
+        SafeAdaptError, match=r"f: no response column \(tried completion, .*\); columns: text; pass --response-col"
+    ):
         detect_columns([{"text": "x"}], None, None, source="f")
 
 

@@ -13,11 +13,15 @@ from safeadapt.core.errors import SafeAdaptError
 
 def _env(monkeypatch, vllm: bool, gpu: bool) -> None:
     real = importlib.util.find_spec
-    monkeypatch.setattr(B.importlib.util, "find_spec", lambda n, *a: (object() if vllm else None) if n == "vllm" else real(n, *a))
+    monkeypatch.setattr(
+        B.importlib.util, "find_spec", lambda n, *a: (object() if vllm else None) if n == "vllm" else real(n, *a)
+    )
     monkeypatch.setattr(B, "_cuda_available", lambda: gpu)
 
 
-@pytest.mark.parametrize("vllm,gpu,want", [(True, True, "vllm"), (True, False, "hf"), (False, True, "hf"), (False, False, "hf")])
+@pytest.mark.parametrize(
+    "vllm,gpu,want", [(True, True, "vllm"), (True, False, "hf"), (False, True, "hf"), (False, False, "hf")]
+)
 def test_auto_selection_table(monkeypatch, vllm, gpu, want):
     _env(monkeypatch, vllm, gpu)
     kind, why = B.select_backend("auto")

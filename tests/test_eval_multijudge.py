@@ -8,9 +8,9 @@ import json
 import math
 
 import pytest
+from _tiny import ScriptedBackend, shared_tiny
 from typer.testing import CliRunner
 
-from _tiny import ScriptedBackend, shared_tiny
 from safeadapt.cli import app
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.data.schema import Sample
@@ -37,7 +37,9 @@ class Planted:
 
 
 def _data(n: int = 10):
-    return [Sample(id=f"h{i}", prompt=f"harmful {i}", label="harmful", category="a" if i < 5 else "b") for i in range(n)]
+    return [
+        Sample(id=f"h{i}", prompt=f"harmful {i}", label="harmful", category="a" if i < 5 else "b") for i in range(n)
+    ]
 
 
 def _backend():
@@ -61,15 +63,24 @@ def test_two_judges_generate_once_and_agreement_by_hand(tmp_path):
     assert (jb["per_category"]["a"]["k"], jb["per_category"]["b"]["k"]) == (3, 1)
     assert jb["refusal_rate"]["k"] == 6 and ja["unparsed"]["k"] == 1
     (pair,) = ts["judge_agreement"]
-    assert (pair["a"], pair["b"], pair["n"], pair["positive"]) == ("ja", "jb", 9, "compliance")  # h9 unparsed by ja: left out
+    assert (pair["a"], pair["b"], pair["n"], pair["positive"]) == (
+        "ja",
+        "jb",
+        9,
+        "compliance",
+    )  # h9 unparsed by ja: left out
     # full label over h0..h8: A = CCCCCRRRN, B = CCCRRRRCR -> 5 of 9 agree; marginals A C5 R3 N1, B C4 R5
     pe = (5 * 4 + 3 * 5 + 1 * 0) / 81
     assert pair["label"]["agreement"] == pytest.approx(5 / 9, abs=1e-6)
-    assert pair["label"]["kappa"] == pytest.approx((5 / 9 - pe) / (1 - pe), abs=1e-6) and pair["label"]["kappa"] == pytest.approx(10 / 46, abs=1e-6)
+    assert pair["label"]["kappa"] == pytest.approx((5 / 9 - pe) / (1 - pe), abs=1e-6) and pair["label"][
+        "kappa"
+    ] == pytest.approx(10 / 46, abs=1e-6)
     # binary compliance-vs-not: A TTTTTFFFF, B TTTFFFFTF -> 6 of 9; marginals A 5/4, B 4/5
     pe2 = (5 * 4 + 4 * 5) / 81
     assert pair["binary"]["agreement"] == pytest.approx(6 / 9, abs=1e-6)
-    assert pair["binary"]["kappa"] == pytest.approx((6 / 9 - pe2) / (1 - pe2), abs=1e-6) and pair["binary"]["kappa"] == pytest.approx(14 / 41, abs=1e-6)
+    assert pair["binary"]["kappa"] == pytest.approx((6 / 9 - pe2) / (1 - pe2), abs=1e-6) and pair["binary"][
+        "kappa"
+    ] == pytest.approx(14 / 41, abs=1e-6)
     assert (pair["disagree"], pair["disagree_binary"]) == (4, 3)
     # generations.jsonl carries every judge's judgement; the primary's is also `judgement`
     gens = [json.loads(x) for x in (tmp_path / "o" / "generations.jsonl").read_text().splitlines()]
@@ -78,7 +89,9 @@ def test_two_judges_generate_once_and_agreement_by_hand(tmp_path):
     assert h8["judgements"]["ja"] == h8["judgement"]
     # grade many: a rerun with the judges swapped and a third one regenerates nothing
     c = Planted("jc", "C" * 10)
-    res2 = evaluate(be, ["text-safety"], tmp_path / "o", judge=[b, a, c], datasets={"text-safety": _data()}, bootstrap=20)
+    res2 = evaluate(
+        be, ["text-safety"], tmp_path / "o", judge=[b, a, c], datasets={"text-safety": _data()}, bootstrap=20
+    )
     assert len(be.gen_calls) == 10
     ts2 = res2["suites"]["text-safety"]
     assert ts2["asr"] == jb["asr"] and list(ts2["judges"]) == ["jb", "ja", "jc"] and len(ts2["judge_agreement"]) == 3
@@ -89,7 +102,14 @@ def test_two_judges_generate_once_and_agreement_by_hand(tmp_path):
 
 def test_one_judge_output_unchanged(tmp_path):
     be = _backend()
-    res = evaluate(be, ["text-safety"], tmp_path / "o", judge=[Planted("ja", PLANT_A)], datasets={"text-safety": _data()}, bootstrap=20)
+    res = evaluate(
+        be,
+        ["text-safety"],
+        tmp_path / "o",
+        judge=[Planted("ja", PLANT_A)],
+        datasets={"text-safety": _data()},
+        bootstrap=20,
+    )
     ts = res["suites"]["text-safety"]
     assert "judges" not in ts and "judge_agreement" not in ts and "judges" not in res
     gens = [json.loads(x) for x in (tmp_path / "o" / "generations.jsonl").read_text().splitlines()]
@@ -126,9 +146,27 @@ def test_resolve_judges_names_and_options():
 def test_cli_two_judges(tmp_path):
     data = tmp_path / "h.jsonl"
     data.write_text("".join(json.dumps({"id": f"r{i}", "text": f"how to do bad thing {i}"}) + "\n" for i in range(3)))
-    r = CliRunner().invoke(app, ["eval", str(shared_tiny("llama")), "--suite", "text-safety", "--out", str(tmp_path / "out"),
-                                 "--max-new-tokens", "3", "--threads", "1", "--dataset", f"text-safety={data}",
-                                 "--bootstrap", "20", "--judge", "refusal,ensemble"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            str(shared_tiny("llama")),
+            "--suite",
+            "text-safety",
+            "--out",
+            str(tmp_path / "out"),
+            "--max-new-tokens",
+            "3",
+            "--threads",
+            "1",
+            "--dataset",
+            f"text-safety={data}",
+            "--bootstrap",
+            "20",
+            "--judge",
+            "refusal,ensemble",
+        ],
+    )
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     ts = res["suites"]["text-safety"]
@@ -140,8 +178,19 @@ def test_cli_two_judges(tmp_path):
 
 
 def test_cli_unknown_second_judge_one_line(tmp_path):
-    r = CliRunner().invoke(app, ["eval", str(shared_tiny("llama")), "--suite", "text-safety", "--out", str(tmp_path / "out"),
-                                 "--judge", "refusal,nope"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            str(shared_tiny("llama")),
+            "--suite",
+            "text-safety",
+            "--out",
+            str(tmp_path / "out"),
+            "--judge",
+            "refusal,nope",
+        ],
+    )
     assert r.exit_code != 0
     err = r.stderr if hasattr(r, "stderr") else r.output
     lines = [x for x in err.strip().splitlines() if x.strip()]
@@ -159,6 +208,14 @@ def test_single_judge_specs_keep_their_hashes():
     d = EvalStageParams.model_validate({"suites": ["text-safety", "jailbreak"], "judge": "refusal",
                                         "datasets": {"text-safety": "x.csv"}}).model_dump(mode="json")
     assert stable_hash(d) == "fbac23575cce30386f88620fbe0f6e664bf3a9b0759120a9587a5896db0476b5"
-    assert stable_hash(EvalSpec().model_dump(mode="json")) == "d8bc6e3628c97029b73b4a074c4ff45dc73aa248bf6f40dfdd4478184672c3c3"
-    two = EvalStageParams.model_validate({"suites": ["jailbreak"], "judge": ["refusal", "ensemble"], "jailbreak_templates": "t.yaml"})
-    assert two.model_dump(mode="json")["judge"] == ["refusal", "ensemble"] and two.model_dump()["jailbreak_templates"] == "t.yaml"
+    assert (
+        stable_hash(EvalSpec().model_dump(mode="json"))
+        == "d8bc6e3628c97029b73b4a074c4ff45dc73aa248bf6f40dfdd4478184672c3c3"
+    )
+    two = EvalStageParams.model_validate(
+        {"suites": ["jailbreak"], "judge": ["refusal", "ensemble"], "jailbreak_templates": "t.yaml"}
+    )
+    assert (
+        two.model_dump(mode="json")["judge"] == ["refusal", "ensemble"]
+        and two.model_dump()["jailbreak_templates"] == "t.yaml"
+    )

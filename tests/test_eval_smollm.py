@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from _tiny import smollm2_gguf
 from typer.testing import CliRunner
 
-from _tiny import smollm2_gguf
 from safeadapt.cli import app
 
 

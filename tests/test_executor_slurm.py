@@ -281,19 +281,27 @@ def test_sbatch_resources_of_each_stage_and_unchanged_keys(tmp_path: Path) -> No
     assert res["prep"]["cpus_per_task"] == 4 and res["prep"]["mem"] == "8192M" and "gpus_per_node" not in res["prep"]
     assert (res["prep"]["partition"], res["prep"]["time"], res["prep"]["account"]) == ("cpu", 30, "lab")
     assert res["train"]["gpus_per_node"] == 4  # the accelerate config's processes
-    assert (res["train"]["partition"], res["train"]["time"], res["train"]["constraint"]) == ("gpu", "2-00:00:00", "a100")
+    assert (res["train"]["partition"], res["train"]["time"], res["train"]["constraint"]) == (
+        "gpu",
+        "2-00:00:00",
+        "a100",
+    )
     assert res["train"]["additional_parameters"] == {"exclusive": True, "mail_type": "END"}
     assert "gpus_per_node" not in res["tune"]  # gpus: 0 wins over launch
     assert sbatch_resources(study, study.stage("train"), {"partition": "big"})["partition"] == "big"  # CLI wins
     assert describe(res["train"])["other"] == "account=lab constraint=a100 --exclusive --mail-type=END"
     from submitit.slurm.slurm import _make_sbatch_string
 
-    script = _make_sbatch_string(command="python -m x", folder=tmp_path / "j", **job_parameters(study, study.stage("train")))
+    script = _make_sbatch_string(
+        command="python -m x", folder=tmp_path / "j", **job_parameters(study, study.stage("train"))
+    )
     for line in ("--gpus-per-node=4", "--time=2-00:00:00", "--partition=gpu", "--constraint=a100", "--account=lab",
                  "--exclusive", "--mail-type=END", "--ntasks-per-node=1", "--nodes=1"):
         assert f"#SBATCH {line}\n" in script, script  # a launch: stage is one task on one node with its GPUs
     assert f"export PYTHONPATH={ROOT}" in script
-    prep = _make_sbatch_string(command="python -m x", folder=tmp_path / "j", **job_parameters(study, study.stage("prep")))
+    prep = _make_sbatch_string(
+        command="python -m x", folder=tmp_path / "j", **job_parameters(study, study.stage("prep"))
+    )
     assert "#SBATCH --cpus-per-task=4\n" in prep and "srun --unbuffered" in prep and "--cpus-per-task=4 " in prep
     assert "#SBATCH --mem=8192M\n" in prep and "--gpus" not in prep
     # executor settings are not part of a stage's cache key
@@ -330,10 +338,12 @@ def test_dry_run_shows_the_sbatch_resources_and_bad_settings_are_one_line(tmp_pa
     row = next(ln for ln in jobs_table.splitlines() if "│ train" in ln)
     assert all(x in row for x in ("gpu", "2-00:00:00", "│ 4 ", "qos=high")), row
     assert "--exclusive" in jobs_table and "│ prep" in jobs_table and "8G" in jobs_table and "30 min" in jobs_table
-    for args, msg in [(["--slurm-partition", "x"], "--slurm-* options need --executor slurm"),
-                      (["--executor", "slurm", "--slurm-option", "exclusive"], "--slurm-option: Value error, 'exclusive'"),
-                      (["--executor", "slurm", "--slurm-time", "soon"], "--slurm-time: Value error, 'soon' is not a SLURM"),
-                      (["--executor", "pbs"], "unknown executor 'pbs'")]:
+    for args, msg in [
+        (["--slurm-partition", "x"], "--slurm-* options need --executor slurm"),
+        (["--executor", "slurm", "--slurm-option", "exclusive"], "--slurm-option: Value error, 'exclusive'"),
+        (["--executor", "slurm", "--slurm-time", "soon"], "--slurm-time: Value error, 'soon' is not a SLURM"),
+        (["--executor", "pbs"], "unknown executor 'pbs'"),
+    ]:
         rc, out = _invoke("run", str(f), "--out", o, *args)
         assert rc != 0 and out.count("\n") == 1 and msg in out, (args, out)
     assert not (tmp_path / "o").exists()  # nothing ran, nothing written

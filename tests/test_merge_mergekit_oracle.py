@@ -37,8 +37,9 @@ def _cases(fams: dict[str, dict[str, Path]]) -> dict[str, dict]:
                                                             (f2, {"weight": 0.3})], dtype=dt)
         out[f"linear_nonorm_{dt}"] = merge_config("linear", None, [(f1, {"weight": 0.6}), (f2, {"weight": 0.7})],
                                                   dtype=dt, parameters={"normalize": False})
-        out[f"task_arithmetic_{dt}"] = merge_config("task_arithmetic", b, [(f1, {"weight": 0.7}), (f2, {"weight": 0.5})],
-                                                    dtype=dt)
+        out[f"task_arithmetic_{dt}"] = merge_config(
+            "task_arithmetic", b, [(f1, {"weight": 0.7}), (f2, {"weight": 0.5})], dtype=dt
+        )
         out[f"task_arithmetic_norm_{dt}"] = merge_config(
             "task_arithmetic", b, [(f1, {"weight": 0.7}), (f2, {"weight": 0.5})], dtype=dt,
             parameters={"normalize": True, "lambda": 0.8})

@@ -99,4 +99,8 @@ def test_builtin_sets_pinned() -> None:
     for name in names:
         for split in ("train", "test"):
             for seed in (0, 3):
-                _check("builtin_sets", f"{name}/{split}/{seed}", _samples_hash(load_builtin(name, split=split, seed=seed), Path("/")))
+                _check(
+                    "builtin_sets",
+                    f"{name}/{split}/{seed}",
+                    _samples_hash(load_builtin(name, split=split, seed=seed), Path("/")),
+                )

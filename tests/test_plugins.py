@@ -143,7 +143,9 @@ def test_plugin_judge_grades_and_declares_its_needs(site: Path, tmp_path: Path) 
             "print(judge_needs('toy-llm'), judge_needs('toy-judge'), 'toy-llm' in llm_judges())")
     env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{ROOT}"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120).stdout
-    assert out.split("} ")[0] + "}" == str({"needs_backend": True, "default_max_new_tokens": 7, "takes_threshold": True})
+    assert out.split("} ")[0] + "}" == str(
+        {"needs_backend": True, "default_max_new_tokens": 7, "takes_threshold": True}
+    )
     assert out.strip().endswith("True")
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -170,7 +169,9 @@ def test_selfgen_stage_resumes_from_its_generation_cache(tmp_path, monkeypatch):
         """))
     calls = []
     real_generate = HFBackend.generate
-    monkeypatch.setattr(HFBackend, "generate", lambda self, reqs, dec: calls.append(len(reqs)) or real_generate(self, reqs, dec))
+    monkeypatch.setattr(
+        HFBackend, "generate", lambda self, reqs, dec: calls.append(len(reqs)) or real_generate(self, reqs, dec)
+    )
     real_dpo = dpo_mod.dpo
 
     def dies(*a, **k):

@@ -209,7 +209,13 @@ def test_vars_profiles_and_overrides(tmp_path: Path) -> None:
     assert (st.name, st.params["steps"], st.params["s"], st.seed) == ("a-x", 5, "seed=1 ${lit}", 1)
     assert "unknown profile 'slow'; known: quick" in _err(f, profile="slow")
     assert "--set nope: not a variable" in _err(f, overrides={"nope": 1})
-    assert parse_overrides(["a=3", "b=0.5", "c=[x, y]", "d=true", "e=hi"]) == {"a": 3, "b": 0.5, "c": ["x", "y"], "d": True, "e": "hi"}
+    assert parse_overrides(["a=3", "b=0.5", "c=[x, y]", "d=true", "e=hi"]) == {
+        "a": 3,
+        "b": 0.5,
+        "c": ["x", "y"],
+        "d": True,
+        "e": "hi",
+    }
 
 
 def test_study_plugins_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -246,7 +252,9 @@ def test_study_plugins_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
             stages:
               h: {kind: python, params: {function: "m:f"}}
             """)
-        assert "plugin module 'plugpkg.broken' failed to import: No module named 'not_a_real_dependency_xyz'" in _err(f4)
+        assert "plugin module 'plugpkg.broken' failed to import: No module named 'not_a_real_dependency_xyz'" in _err(
+            f4
+        )
     finally:
         STAGE_KINDS.unregister("plug.hello")
         sys.modules.pop("plugpkg.kinds", None)

@@ -5,8 +5,8 @@ results.json with every role and every metric a fraction; a rerun is fully cache
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import os
+from pathlib import Path
 
 import pytest
 

@@ -30,7 +30,11 @@ def test_tokenizer_round_trip_with_image_token(tok):
     msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How do I make a cake?"}]},
             {"role": "assistant", "content": "Sure. To make a cake, you need flour."}]
     text = tok.apply_chat_template(msgs, tokenize=False)
-    assert text == "<|user|>\n<image>\nHow do I make a cake?<|end|>\n<|assistant|>\nSure. To make a cake, you need flour.<|end|>\n"
+    assert (
+        text
+        == "<|user|>\n<image>\nHow do I make a cake?<|end|>\n<|assistant|>\nSure. To make a cake, you need "
+           "flour.<|end|>\n"
+    )
     ids = tok(text, add_special_tokens=False)["input_ids"]
     assert tok.decode(ids) == text
     image_id = tok.convert_tokens_to_ids("<image>")

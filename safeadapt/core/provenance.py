@@ -88,7 +88,9 @@ class _Section:
         self.timer.timings[self.name] = self.timer.timings.get(self.name, 0.0) + time.perf_counter() - self.t0
 
 
-def provenance(config: Any = None, inputs: dict[str, str] | None = None, timings: dict[str, float] | None = None) -> dict[str, Any]:
+def provenance(
+    config: Any = None, inputs: dict[str, str] | None = None, timings: dict[str, float] | None = None
+) -> dict[str, Any]:
     return {
         "tool": "safeadapt",
         "versions": versions(),

@@ -136,7 +136,14 @@ def make_progress(transient: bool = False):
     """A rich progress display. One opened while another is live (an eval inside a study stage)
     is transient: its bars vanish when done, so the outer display is not buried under them."""
     quiet_progress()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     class _Tracked(Progress):
         def __enter__(self):  # type: ignore[override]

@@ -125,8 +125,16 @@ def prompt_column(ctx: Context) -> str:
         cols = columns_of(r.data for r in ctx.rows)
         chat = (ctx.opts.get("columns") or {}).get("messages", "messages") in cols
         source = str(ctx.path) if ctx.path is not None else ctx.name
-        ctx.memo["prompt_column"] = find_column(cols, PROMPT_COLUMNS, source=source, required=not chat,
-                                                hint="rename it to 'prompt', or map it (columns: {prompt: NAME} in a dataset spec)") or "prompt"
+        ctx.memo["prompt_column"] = (
+            find_column(
+                cols,
+                PROMPT_COLUMNS,
+                source=source,
+                required=not chat,
+                hint="rename it to 'prompt', or map it (columns: {prompt: NAME} in a dataset spec)",
+            )
+            or "prompt"
+        )
     return str(ctx.memo["prompt_column"])
 
 

@@ -66,7 +66,9 @@ def parse_templates(data: Any, source: str, stem: str = "template") -> dict[str,
         pairs = [(str(k), v if isinstance(v, str) else _entry(v, i, source, str(k))[1] if isinstance(v, Mapping) else v)
                  for i, (k, v) in enumerate(data.items())]
     else:
-        raise SafeAdaptError(f"{source}: expected a list of templates or a mapping name -> template, found {type(data).__name__}")
+        raise SafeAdaptError(
+            f"{source}: expected a list of templates or a mapping name -> template, found {type(data).__name__}"
+        )
     out: dict[str, str] = {}
     for name, t in pairs:
         if name in out:
@@ -110,5 +112,7 @@ def load_jailbreak_templates(path: str | os.PathLike) -> dict[str, str]:
             raise SafeAdaptError(f"{bad.where}: {bad.data['__error__']}")
         data = [r.data for r in rows]
     else:
-        raise SafeAdaptError(f"{p}: unsupported templates file type {ext or '(none)'}; use .json, .jsonl, .yaml, .yml, .csv or .tsv")
+        raise SafeAdaptError(
+            f"{p}: unsupported templates file type {ext or '(none)'}; use .json, .jsonl, .yaml, .yml, .csv or .tsv"
+        )
     return parse_templates(data, str(p), stem=p.stem)

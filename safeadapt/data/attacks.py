@@ -117,7 +117,22 @@ def base64_obfuscation(prompt: str) -> str:
     )
 
 
-_LEET = str.maketrans({"a": "4", "A": "4", "e": "3", "E": "3", "i": "1", "I": "1", "o": "0", "O": "0", "s": "5", "S": "5", "t": "7", "T": "7"})
+_LEET = str.maketrans(
+    {
+        "a": "4",
+        "A": "4",
+        "e": "3",
+        "E": "3",
+        "i": "1",
+        "I": "1",
+        "o": "0",
+        "O": "0",
+        "s": "5",
+        "S": "5",
+        "t": "7",
+        "T": "7",
+    }
+)
 
 
 def leet(text: str) -> str:

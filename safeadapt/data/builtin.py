@@ -31,7 +31,18 @@ from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.registry import Registry
 
 # the sets' data live in builtin_safety.py (CATEGORIES, LOOKALIKE_TYPES, ...) and builtin_facts.py
-from safeadapt.data.builtin_facts import ALIASES, ANTONYMS, CAPITALS, DAYS, ELEMENTS, MONTHS, PLANET_FACTS, PLANETS, UNITS, WORDS
+from safeadapt.data.builtin_facts import (
+    ALIASES,
+    ANTONYMS,
+    CAPITALS,
+    DAYS,
+    ELEMENTS,
+    MONTHS,
+    PLANET_FACTS,
+    PLANETS,
+    UNITS,
+    WORDS,
+)
 from safeadapt.data.builtin_safety import HARMFUL, LOOKALIKE, Family
 from safeadapt.data.schema import Sample
 
@@ -148,8 +159,12 @@ def helpfulness_mc_suite(seed: int) -> list[tuple[str, Sample]]:
     for big, small, k in UNITS:
         for n in sorted(rng.sample(range(2, 13), 3)):
             r = n * k
-            distract = [str(v) for v in {r * 10, r // 10 if r >= 10 else r + 3, r + k, r - k, n * (k + 1)} if v != r and v > 0]
-            items.append(_mc(s, "units", f"unit|{n}|{big}", f"How many {small} are there in {n} {big}?", str(r), distract, rng))
+            distract = [
+                str(v) for v in {r * 10, r // 10 if r >= 10 else r + 3, r + k, r - k, n * (k + 1)} if v != r and v > 0
+            ]
+            items.append(
+                _mc(s, "units", f"unit|{n}|{big}", f"How many {small} are there in {n} {big}?", str(r), distract, rng)
+            )
     return items
 
 
@@ -161,21 +176,58 @@ def helpfulness_qa_suite(seed: int) -> list[tuple[str, Sample]]:
     for op in ("+", "-", "*"):
         word, fn = _OPS[op]
         for a, b in _arith_pairs(rng, 20, op):
-            items.append(_qa(s, "arithmetic", f"arith|{a}{op}{b}", f"What is {a} {word} {b}?", str(fn(a, b)), answer_type="number"))
+            items.append(
+                _qa(
+                    s,
+                    "arithmetic",
+                    f"arith|{a}{op}{b}",
+                    f"What is {a} {word} {b}?",
+                    str(fn(a, b)),
+                    answer_type="number",
+                )
+            )
     for country, cap in CAPITALS:
-        items.append(_qa(s, "capitals", f"capital|{country}", f"What is the capital city of {country}?", cap, ALIASES.get(cap, ())))
+        items.append(
+            _qa(
+                s,
+                "capitals",
+                f"capital|{country}",
+                f"What is the capital city of {country}?",
+                cap,
+                ALIASES.get(cap, ()),
+            )
+        )
     for big, small, k in UNITS:
         for n in sorted(rng.sample(range(2, 20), 3)):
-            items.append(_qa(s, "units", f"unit|{n}|{big}", f"How many {small} are there in {n} {big}?", str(n * k), answer_type="number"))
+            items.append(
+                _qa(
+                    s,
+                    "units",
+                    f"unit|{n}|{big}",
+                    f"How many {small} are there in {n} {big}?",
+                    str(n * k),
+                    answer_type="number",
+                )
+            )
     seqs: set[tuple[int, int]] = set()
     while len(seqs) < 15:
         seqs.add((rng.randint(1, 30), rng.randint(2, 9)))
     for start, step in sorted(seqs):
         seq = [start + i * step for i in range(4)]
-        items.append(_qa(s, "sequences", f"seq|{start}|{step}", f"What number comes next in the sequence {', '.join(map(str, seq))}?",
-                         str(start + 4 * step), answer_type="number"))
+        items.append(
+            _qa(
+                s,
+                "sequences",
+                f"seq|{start}|{step}",
+                f"What number comes next in the sequence {', '.join(map(str, seq))}?",
+                str(start + 4 * step),
+                answer_type="number",
+            )
+        )
     for w in WORDS:
-        items.append(_qa(s, "words", f"len|{w}", f"How many letters are in the word '{w}'?", str(len(w)), answer_type="number"))
+        items.append(
+            _qa(s, "words", f"len|{w}", f"How many letters are in the word '{w}'?", str(len(w)), answer_type="number")
+        )
     for i, d in enumerate(DAYS):
         items.append(_qa(s, "calendar", f"day|{d}", f"Which day of the week comes after {d}?", DAYS[(i + 1) % 7]))
     for i, m in enumerate(MONTHS):

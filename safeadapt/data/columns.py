@@ -48,4 +48,6 @@ def find_column(columns: Sequence[str], aliases: Sequence[str], *, source: str, 
         return found[0]
     if len(exact) == 1:
         return exact[0]
-    raise SafeAdaptError(f"{source}: ambiguous {what} column: {', '.join(found)} could each be it; columns: {seen}{tail}")
+    raise SafeAdaptError(
+        f"{source}: ambiguous {what} column: {', '.join(found)} could each be it; columns: {seen}{tail}"
+    )

@@ -18,7 +18,6 @@ from typing import Any, Callable, Literal
 from pydantic import ValidationError
 
 from safeadapt.core.errors import SafeAdaptError
-
 from safeadapt.data.adapters import ADAPTERS, SAMPLE_FIELDS, Context, RowError, normalize_label
 from safeadapt.data.benchmarks import MMSB_QUESTION_KEY
 from safeadapt.data.readers import Row, _hub_rows, read_file_rows
@@ -171,6 +170,8 @@ def load_samples(spec: str | os.PathLike | dict, **opts: Any) -> LoadedSamples:
         log.warning("%s: skipped %d malformed row(s); first: %s", where_src, out.skipped, out.errors[0])
     if not out:
         if out.skipped:
-            raise SafeAdaptError(f"{where_src}: no valid samples; all {out.skipped} rows malformed (first: {out.errors[0]})")
+            raise SafeAdaptError(
+                f"{where_src}: no valid samples; all {out.skipped} rows malformed (first: {out.errors[0]})"
+            )
         raise SafeAdaptError(f"{where_src}: empty dataset (no rows)")
     return out

@@ -1,6 +1,7 @@
 """`evaluate(model, suites, out_dir, ...)`: load the model once, run each suite (generation and
 log-likelihood through the on-disk cache, then judging), and write `results.json` (metrics with
-Wilson intervals and counts, label counts of each dataset, provenance) and `generations.jsonl` (every prompt, response, judgement)."""
+Wilson intervals and counts, label counts of each dataset, provenance) and `generations.jsonl` (every prompt, response,
+judgement)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ def resolve_judge(judge: str | Judge, **kwargs: Any) -> Judge:
 
         return build_judge(judge, **kwargs)
     if not hasattr(judge, "judge"):
-        raise SafeAdaptError(f"judge must be a registered name or an object with .judge(items); got {type(judge).__name__}")
+        raise SafeAdaptError(
+            f"judge must be a registered name or an object with .judge(items); got {type(judge).__name__}"
+        )
     return judge
 
 
@@ -53,7 +56,9 @@ def judge_list(judge: str | Judge | Sequence[str | Judge]) -> list[str | Judge]:
     return [judge]
 
 
-def resolve_judges(judge: str | Judge | Sequence[str | Judge], options: Mapping[str, Any] | None = None) -> dict[str, Judge]:
+def resolve_judges(
+    judge: str | Judge | Sequence[str | Judge], options: Mapping[str, Any] | None = None
+) -> dict[str, Judge]:
     """Judges by name, the first (primary) first. With one judge `options` are its keyword
     arguments; with several, `options` maps a judge's name to its own (unknown names are an error)."""
     items = judge_list(judge)
@@ -177,9 +182,19 @@ def evaluate(
         for name in names:
             suite = get_suite(name)
             task = prog.add_task(name, total=None)
-            ctx = SuiteContext(backend=be, judge=judge_obj, decoding=decoding, cache=cache, work_dir=out / "work" / name,
-                               seed=seed, bootstrap=bootstrap, limit=limit, progress=lambda n, t=task: prog.advance(t, n),
-                               judges=judges if len(judges) > 1 else {}, jailbreak_templates=templates)
+            ctx = SuiteContext(
+                backend=be,
+                judge=judge_obj,
+                decoding=decoding,
+                cache=cache,
+                work_dir=out / "work" / name,
+                seed=seed,
+                bootstrap=bootstrap,
+                limit=limit,
+                progress=lambda n, t=task: prog.advance(t, n),
+                judges=judges if len(judges) > 1 else {},
+                jailbreak_templates=templates,
+            )
             with timer.section(f"suite:{name}"):
                 samples = datasets[name] if name in datasets else suite.default_samples(ctx)
                 if not samples:
@@ -187,8 +202,14 @@ def evaluate(
                 samples, label_info = select_by_label(samples, suite.wants_label, name)
                 reason = suite.skip_reason(samples, ctx)
                 if reason:
-                    results["suites"][name] = {"metric": suite.metric, suite.metric: _empty_metric(), "per_category": {},
-                                               "skipped": reason, "n_items": 0, "samples": label_info}
+                    results["suites"][name] = {
+                        "metric": suite.metric,
+                        suite.metric: _empty_metric(),
+                        "per_category": {},
+                        "skipped": reason,
+                        "n_items": 0,
+                        "samples": label_info,
+                    }
                     prog.update(task, total=0)
                     continue
                 if not getattr(suite, "expands", False):

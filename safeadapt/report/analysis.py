@@ -7,16 +7,30 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from safeadapt.core.registry import Registry
-
-from safeadapt.report.collect import ASR_METRICS, METRICS, ReportData
 from safeadapt.eval.metrics import wilson_ci
+from safeadapt.report.collect import ASR_METRICS, METRICS, ReportData
 
-LABELS = {"text_asr": "text ASR", "text_non_refusal": "text non-refusal", "mm_asr": "multimodal ASR",
-          "mm_non_refusal": "multimodal non-refusal", "jailbreak_asr": "jailbreak ASR",
-          "jailbreak_non_refusal": "jailbreak non-refusal", "over_refusal": "over-refusal", "helpfulness": "helpfulness"}
+LABELS = {
+    "text_asr": "text ASR",
+    "text_non_refusal": "text non-refusal",
+    "mm_asr": "multimodal ASR",
+    "mm_non_refusal": "multimodal non-refusal",
+    "jailbreak_asr": "jailbreak ASR",
+    "jailbreak_non_refusal": "jailbreak non-refusal",
+    "over_refusal": "over-refusal",
+    "helpfulness": "helpfulness",
+}
 # non-refusal on harmful prompts = harmful + harmless answers: more of it is worse only via its harmful part
-HIGHER_IS_WORSE = {"text_asr": True, "text_non_refusal": True, "mm_asr": True, "mm_non_refusal": True, "jailbreak_asr": True,
-                   "jailbreak_non_refusal": True, "over_refusal": True, "helpfulness": False}
+HIGHER_IS_WORSE = {
+    "text_asr": True,
+    "text_non_refusal": True,
+    "mm_asr": True,
+    "mm_non_refusal": True,
+    "jailbreak_asr": True,
+    "jailbreak_non_refusal": True,
+    "over_refusal": True,
+    "helpfulness": False,
+}
 REFERENCE_ROLES = ("aligned", "base", "reference")
 ADAPTED_ROLES = ("vl", "adapted", "finetuned", "attacked")
 SAFETY_MARKERS = ("sft", "mtl", "dpo", "safety")
@@ -37,7 +51,12 @@ def cell(m: dict[str, Any], key: str) -> dict[str, Any] | None:
     k, n = c.get("k"), c.get("n")
     ci = m.get(f"{key}_ci")
     out = {"value": float(v), "k": k, "n": n, "lo": None, "hi": None, "wilson": False}
-    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(x, (int, float)) for x in ci) and ci[1] > ci[0]:
+    if (
+        isinstance(ci, (list, tuple))
+        and len(ci) == 2
+        and all(isinstance(x, (int, float)) for x in ci)
+        and ci[1] > ci[0]
+    ):
         out["lo"], out["hi"] = float(ci[0]), float(ci[1])
     elif isinstance(k, int) and isinstance(n, int) and n > 0:
         out["lo"], out["hi"] = wilson(k, n)
@@ -122,12 +141,16 @@ def headline(data: ReportData) -> dict[str, Any]:
                 r = cell(models[ref], k)
                 if r is not None:
                     d = c["value"] - r["value"]
-                    apart = None not in (c["lo"], c["hi"], r["lo"], r["hi"]) and (c["lo"] > r["hi"] or c["hi"] < r["lo"])
+                    apart = None not in (c["lo"], c["hi"], r["lo"], r["hi"]) and (
+                        c["lo"] > r["hi"] or c["hi"] < r["lo"]
+                    )
                     worse = (d > 0) == HIGHER_IS_WORSE[k]
                     c["delta"] = d
                     c["delta_class"] = "noise" if not apart else ("worse" if worse else "better")
             cells[k] = c
-        rows.append({"role": role, "family": family(role), "cells": cells, "best": role == best, "reference": role == ref})
+        rows.append(
+            {"role": role, "family": family(role), "cells": cells, "best": role == best, "reference": role == ref}
+        )
     return {"columns": cols, "labels": LABELS, "rows": rows, "reference": ref, "best": best, "best_rule": rule,
             "any_wilson": any(c and c["wilson"] for r in rows for c in r["cells"].values())}
 
@@ -192,7 +215,11 @@ def findings(data: ReportData) -> list[dict[str, Any]]:
         lines = []
         for r in saf:
             m = models[r]
-            bits = [f"max ASR {max(float(m[k]) for k in ASR_METRICS if k in m):.2f}" if any(k in m for k in ASR_METRICS) else ""]
+            bits = [
+                f"max ASR {max(float(m[k]) for k in ASR_METRICS if k in m):.2f}"
+                if any(k in m for k in ASR_METRICS)
+                else ""
+            ]
             if "over_refusal" in m and "over_refusal" in a:
                 bits.append(f"over-refusal {_fmt(m, 'over_refusal')} vs {ref} {float(a['over_refusal']):.2f}")
             lines.append(f"{r}: " + ", ".join(b for b in bits if b))
@@ -201,15 +228,23 @@ def findings(data: ReportData) -> list[dict[str, Any]]:
     best, rule = best_tradeoff(data)
     if best and ref:
         b, a = models[best], models[ref]
-        lines = [f"{LABELS[k]}: {_fmt(b, k)} ({ref} {float(a[k]):.2f})" for k in ("text_asr", "mm_asr") if k in b and k in a]
+        lines = [
+            f"{LABELS[k]}: {_fmt(b, k)} ({ref} {float(a[k]):.2f})" for k in ("text_asr", "mm_asr") if k in b and k in a
+        ]
         if ada and "helpfulness" in b and "helpfulness" in models[ada]:
             lines.append(f"helpfulness: {_fmt(b, 'helpfulness')} ({ada} {float(models[ada]['helpfulness']):.2f})")
         if "over_refusal" in b:
             worst = max(saf, key=lambda r: float(models[r].get("over_refusal") or 0.0)) if saf else None
             extra = f" ({worst} {float(models[worst]['over_refusal']):.2f})" if worst else ""
             lines.append(f"over-refusal: {_fmt(b, 'over_refusal')}{extra}")
-        out.append({"title": f"Best trade-off: {best}", "lines": lines, "status": _status(chk, "best_merge_within_5pts"),
-                    "rule": rule})
+        out.append(
+            {
+                "title": f"Best trade-off: {best}",
+                "lines": lines,
+                "status": _status(chk, "best_merge_within_5pts"),
+                "rule": rule,
+            }
+        )
     return out
 
 
@@ -232,7 +267,9 @@ def _search_points(data: ReportData) -> tuple[list[dict[str, Any]], list[dict[st
     pts, trials = [], []
     for s in data.search:
         par = s.get("pareto")
-        rows = par.get("points", par.get("front", [])) if isinstance(par, dict) else par if isinstance(par, list) else []
+        rows = (
+            par.get("points", par.get("front", [])) if isinstance(par, dict) else par if isinstance(par, list) else []
+        )
         for i, p in enumerate(rows or []):
             if not isinstance(p, dict):
                 continue
@@ -241,13 +278,20 @@ def _search_points(data: ReportData) -> tuple[list[dict[str, Any]], list[dict[st
             if asr is None or hp is None:
                 continue
             params = p.get("params") if isinstance(p.get("params"), dict) else {}
-            desc = ", ".join(f"{k}={v:.2g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(params.items())[:2])
+            desc = ", ".join(
+                f"{k}={v:.2g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(params.items())[:2]
+            )
             label = str(p.get("name") or p.get("label") or f"{p.get('method', 'search')} {desc or f'#{i + 1}'}")
             pts.append({"label": label, "family": f"search:{p.get('method', '?')}", "asr": asr, "helpfulness": hp,
                         "over_refusal": orr, "params": p.get("params")})
         for t in s.get("trials") or []:
             o = t.get("objectives") or t.get("values") or t
-            if t.get("state", "COMPLETE") == "COMPLETE" and isinstance(o, dict) and _num(o.get("asr")) is not None and _num(o.get("helpfulness")) is not None:
+            if (
+                t.get("state", "COMPLETE") == "COMPLETE"
+                and isinstance(o, dict)
+                and _num(o.get("asr")) is not None
+                and _num(o.get("helpfulness")) is not None
+            ):
                 trials.append({"asr": _num(o["asr"]), "helpfulness": _num(o["helpfulness"])})
     return pts, trials
 

@@ -17,10 +17,19 @@ METRICS = ("text_asr", "text_non_refusal", "mm_asr", "mm_non_refusal", "jailbrea
            "over_refusal", "helpfulness")
 ASR_METRICS = ("text_asr", "mm_asr", "jailbreak_asr")
 #: eval suite -> (headline metric, the suite's metric key in results.json)
-SUITE_METRIC = {"text-safety": ("text_asr", "asr"), "mm-safety": ("mm_asr", "asr"), "jailbreak": ("jailbreak_asr", "asr"),
-                "over-refusal": ("over_refusal", "refusal_rate"), "helpfulness": ("helpfulness", "accuracy")}
+SUITE_METRIC = {
+    "text-safety": ("text_asr", "asr"),
+    "mm-safety": ("mm_asr", "asr"),
+    "jailbreak": ("jailbreak_asr", "asr"),
+    "over-refusal": ("over_refusal", "refusal_rate"),
+    "helpfulness": ("helpfulness", "accuracy"),
+}
 #: ASR suite -> the non-refusal rate (compliance + benign) shown beside its ASR
-NON_REFUSAL_METRIC = {"text-safety": "text_non_refusal", "mm-safety": "mm_non_refusal", "jailbreak": "jailbreak_non_refusal"}
+NON_REFUSAL_METRIC = {
+    "text-safety": "text_non_refusal",
+    "mm-safety": "mm_non_refusal",
+    "jailbreak": "jailbreak_non_refusal",
+}
 
 
 @dataclass
@@ -41,7 +50,8 @@ class ReportData:
     targets: dict[str, Any] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
     roles: dict[str, Any] = field(default_factory=dict)
-    declared: bool = False  # models come from a top-level results.json summary  # results.json `roles`: reference / adapted / candidates
+    # models come from a top-level results.json summary  # results.json `roles`: reference / adapted / candidates
+    declared: bool = False
     evals: list[EvalDir] = field(default_factory=list)
     study: dict[str, Any] | None = None
     results: dict[str, Any] | None = None  # top-level results.json (demo summary or one eval)
@@ -197,8 +207,10 @@ def collect(src: str | Path) -> ReportData:
             _scan_extras(d, d.name, data)
     _scan_extras(src, None, data)
     if not (data.models or data.diagnose or data.search or data.study):
-        raise SafeAdaptError(f"{src}: nothing to report (no results.json with models or suites, no study.json stages with "
-                             "eval results, no weights.json / activations.json / pareto.json)")
+        raise SafeAdaptError(
+            f"{src}: nothing to report (no results.json with models or suites, no study.json stages with "
+            "eval results, no weights.json / activations.json / pareto.json)"
+        )
     return data
 
 

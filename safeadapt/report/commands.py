@@ -18,7 +18,9 @@ def register(app: typer.Typer) -> None:
     def report(
         directory: Path = typer.Argument(..., metavar="DIR", help="Study, demo or eval output directory."),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="HTML file to write (default DIR/report.html)."),
-        samples: int = typer.Option(5, "--samples", min=0, help="Sample prompts shown per suite (the same ones for every model)."),
+        samples: int = typer.Option(
+            5, "--samples", min=0, help="Sample prompts shown per suite (the same ones for every model)."
+        ),
     ) -> None:
         """Render DIR into one self-contained report.html: results table, breakdowns, trade-off plot,
         diagnosis, judges, sample generations, provenance (each section only when its data exists)."""

@@ -28,8 +28,13 @@ def disagreements(data: ReportData, per_model: int = 4) -> dict[str, Any] | None
         g = ev.path / "generations.jsonl"
         if not g.is_file():
             continue
-        recs = [r for r in read_jsonl(g, data.skipped) if isinstance(r.get("judgements"), dict) and len(r["judgements"]) > 1
-                and all(isinstance(v, dict) and "label" in v for v in r["judgements"].values())]
+        recs = [
+            r
+            for r in read_jsonl(g, data.skipped)
+            if isinstance(r.get("judgements"), dict)
+            and len(r["judgements"]) > 1
+            and all(isinstance(v, dict) and "label" in v for v in r["judgements"].values())
+        ]
         if not recs:
             continue
         judges = list(recs[0]["judgements"])
@@ -44,9 +49,20 @@ def disagreements(data: ReportData, per_model: int = 4) -> dict[str, Any] | None
             for i, a in enumerate(judges):
                 for b in judges[i + 1:]:
                     p = pair_agreement([r["judgements"][a] for r in rs], [r["judgements"][b] for r in rs], positive)
-                    rows.append({"model": ev.model, "suite": suite, "a": a, "b": b, "n": p["n"], "disagree": p["disagree"],
-                                 "agreement": p["label"]["agreement"], "kappa": p["label"]["kappa"],
-                                 "binary_kappa": p["binary"]["kappa"], "positive": positive})
+                    rows.append(
+                        {
+                            "model": ev.model,
+                            "suite": suite,
+                            "a": a,
+                            "b": b,
+                            "n": p["n"],
+                            "disagree": p["disagree"],
+                            "agreement": p["label"]["agreement"],
+                            "kappa": p["label"]["kappa"],
+                            "binary_kappa": p["binary"]["kappa"],
+                            "positive": positive,
+                        }
+                    )
         split = [r for r in recs if len({judge_label(v) for v in r["judgements"].values()}) > 1]
         keys = {f"{r.get('suite')}|{r.get('sample_id')}": r for r in split}
         for k in stable_pick(sorted(keys), per_model):

@@ -52,7 +52,6 @@ def run_study_file(
     console = the_console()
     if dry_run:
         from safeadapt.study.engine import select
-
         from safeadapt.study.refs import check_refs, print_refs
 
         plan = select(plan_study(study, out), only)
@@ -74,21 +73,35 @@ def register(app: typer.Typer) -> None:
     @user_errors
     def run(
         study: Optional[Path] = typer.Argument(None, help="Study YAML (see docs/study.md)."),
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Study directory (stages/, scratch/, study.json)."),
-        dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (kind, inputs, cached/to-run, key); run nothing."),
+        out: Optional[Path] = typer.Option(
+            None, "--out", "-o", help="Study directory (stages/, scratch/, study.json)."
+        ),
+        dry_run: bool = typer.Option(
+            False, "--dry-run", help="Print the plan (kind, inputs, cached/to-run, key); run nothing."
+        ),
         seed: Optional[int] = typer.Option(None, "--seed", help="Override the study seed."),
         profile: Optional[str] = typer.Option(None, "--profile", help="Apply a named profile of variable overrides."),
-        set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a study variable: name=value (repeatable)."),
-        only: Optional[list[str]] = typer.Option(None, "--only", help="Run only these stages (names/globs) and their inputs."),
-        keep_going: bool = typer.Option(False, "--keep-going", help="After a failure, still run stages that do not depend on it."),
+        set_: Optional[list[str]] = typer.Option(
+            None, "--set", help="Override a study variable: name=value (repeatable)."
+        ),
+        only: Optional[list[str]] = typer.Option(
+            None, "--only", help="Run only these stages (names/globs) and their inputs."
+        ),
+        keep_going: bool = typer.Option(
+            False, "--keep-going", help="After a failure, still run stages that do not depend on it."
+        ),
         jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help=JOBS_HELP),
         seeds: Optional[str] = typer.Option(None, "--seeds", help=SEEDS_HELP),
         executor: str = typer.Option("local", "--executor", help=EXECUTOR_HELP),
         slurm_partition: Optional[str] = typer.Option(None, "--slurm-partition", help="SLURM partition of every job."),
-        slurm_time: Optional[str] = typer.Option(None, "--slurm-time", help="Time limit of every job: minutes or D-HH:MM:SS."),
+        slurm_time: Optional[str] = typer.Option(
+            None, "--slurm-time", help="Time limit of every job: minutes or D-HH:MM:SS."
+        ),
         slurm_account: Optional[str] = typer.Option(None, "--slurm-account", help="SLURM account charged."),
         slurm_qos: Optional[str] = typer.Option(None, "--slurm-qos", help="SLURM quality of service."),
-        slurm_constraint: Optional[str] = typer.Option(None, "--slurm-constraint", help="Node features required (--constraint)."),
+        slurm_constraint: Optional[str] = typer.Option(
+            None, "--slurm-constraint", help="Node features required (--constraint)."
+        ),
         slurm_option: Optional[list[str]] = typer.Option(None, "--slurm-option", help=SLURM_OPTION_HELP),
         status: Optional[Path] = typer.Option(None, "--status", help=STATUS_HELP),
     ) -> None:

@@ -143,8 +143,8 @@ def run_study(
     from safeadapt.study.progress import StudyProgress
     from safeadapt.study.scheduler import (
         Scheduler,
-        memory_budget_gb,
         default_jobs,
+        memory_budget_gb,
         stage_memory_gb,
         stage_slots,
         stage_threads,

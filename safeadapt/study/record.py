@@ -85,12 +85,20 @@ def is_complete(stage_dir: Path, key: str) -> bool:
 _PROVENANCE_BASE: dict[str, Any] = {}
 
 
-def run_provenance(config: Any = None, inputs: dict[str, str] | None = None, timings: dict[str, float] | None = None) -> dict[str, Any]:
+def run_provenance(
+    config: Any = None, inputs: dict[str, str] | None = None, timings: dict[str, float] | None = None
+) -> dict[str, Any]:
     """`core.provenance.provenance`, with the library versions looked up once per process
     (importlib.metadata costs ~70 ms a call: it dominated the per-stage overhead)."""
     if not _PROVENANCE_BASE:
         _PROVENANCE_BASE.update(provenance())
-    return {**_PROVENANCE_BASE, "created_unix": time.time(), "config": config, "inputs": inputs or {}, "timings_s": timings or {}}
+    return {
+        **_PROVENANCE_BASE,
+        "created_unix": time.time(),
+        "config": config,
+        "inputs": inputs or {},
+        "timings_s": timings or {},
+    }
 
 
 def study_record(study: Study, out_dir: Path, plan: list[PlannedStage], status: str, started: float,
@@ -138,7 +146,10 @@ def print_plan(plan: list[PlannedStage], console: Any, out_dir: Path) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    t = Table(title=f"plan ({sum(p.status == 'cached' for p in plan)} cached, {sum(p.status != 'cached' for p in plan)} to run)")
+    t = Table(
+        title=f"plan ({sum(p.status == 'cached' for p in plan)} cached, {sum(p.status != 'cached' for p in plan)} to "
+              f"run)"
+    )
     for col in ("#", "stage", "kind", "inputs", "status", "key"):
         t.add_column(col, overflow="fold", no_wrap=col in ("#", "status", "key"))
     for i, p in enumerate(plan, 1):

@@ -236,5 +236,7 @@ def overlaps(plan: list[Any]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for p in ran:
         a0, a1 = p.extra["start_unix"], p.extra["end_unix"]
-        out[p.stage.name] = [q.stage.name for q in ran if q is not p and q.extra["start_unix"] < a1 and a0 < q.extra["end_unix"]]
+        out[p.stage.name] = [
+            q.stage.name for q in ran if q is not p and q.extra["start_unix"] < a1 and a0 < q.extra["end_unix"]
+        ]
     return out

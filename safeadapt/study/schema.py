@@ -17,7 +17,6 @@ from safeadapt.study.parsing import parse_yaml, pydantic_msg, where_prefix
 from safeadapt.study.replicates import merge_replicates, parse_seeds
 from safeadapt.study.types import Study, StudySpec
 
-
 # ------------------------------------------------------------------------------------------ loading
 
 
@@ -96,7 +95,9 @@ def load_study(
         raise SafeAdaptError(f"{top}give either --seed or --seeds, not both")
     seed_list = parse_seeds(seeds if seeds is not None else (None if one_seed else spec.seeds), top)
     if len(seed_list) > 1:
-        ordered = toposort(merge_replicates({sd: expand_stages(spec, env, sd, file, lines, base_dir) for sd in seed_list}), file)
+        ordered = toposort(
+            merge_replicates({sd: expand_stages(spec, env, sd, file, lines, base_dir) for sd in seed_list}), file
+        )
         study_seed = seed_list[0]
     else:
         study_seed = seed_list[0] if seed_list else study_seed

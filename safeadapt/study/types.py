@@ -109,4 +109,6 @@ class Study:
         for s in self.stages:
             if s.name == name:
                 return s
-        raise SafeAdaptError(f"study {self.name!r} has no stage {name!r}; stages: {', '.join(s.name for s in self.stages)}")
+        raise SafeAdaptError(
+            f"study {self.name!r} has no stage {name!r}; stages: {', '.join(s.name for s in self.stages)}"
+        )

@@ -140,7 +140,9 @@ def tokenize_chat_rows(
     spans: list[list[tuple[int, int]]] = []
     for msgs in rows:
         def render(m: list[dict[str, Any]], gen: bool) -> str:
-            return tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=gen, chat_template=chat_template)
+            return tokenizer.apply_chat_template(
+                m, tokenize=False, add_generation_prompt=gen, chat_template=chat_template
+            )
 
         full, row_spans = assistant_spans(render, msgs)
         texts.append(full)

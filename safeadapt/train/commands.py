@@ -112,17 +112,31 @@ def dpo_cmd(
     out: Path = typer.Option(..., "--out", help="Output model dir."),
     beta: Optional[float] = typer.Option(None, "--beta", help="DPO beta (default 0.1)."),
     loss_type: Optional[str] = typer.Option(None, "--loss-type", help="TRL DPO loss type (default sigmoid)."),
-    sft_weight: Optional[float] = typer.Option(None, "--sft-weight",
-                                               help="Add NLL on the chosen reply with this weight (RPO-style; default 0)."),
-    precompute_ref: Optional[bool] = typer.Option(None, "--precompute-ref/--live-ref",
-                                                  help="Precompute reference log-probs before training."),
-    epochs: Optional[float] = _EPOCHS, max_steps: Optional[int] = _MAX_STEPS, lr: Optional[float] = _LR,
-    batch_size: Optional[int] = _BS, grad_accum: Optional[int] = _GA, warmup_ratio: Optional[float] = _WARM,
-    scheduler: Optional[str] = _SCHED, max_length: Optional[int] = _MAXLEN, seed: Optional[int] = _SEED,
-    lora: Optional[bool] = _LORA, lora_r: Optional[int] = _LORA_R, lora_alpha: Optional[int] = _LORA_A,
-    merge_lora: Optional[bool] = _MERGE, train_modules: Optional[str] = _TRAIN_M,
-    freeze_modules: Optional[str] = _FREEZE_M, logging_steps: Optional[int] = _LOG,
-    threads: Optional[int] = _THREADS, overwrite: bool = _OVER, allow_pickle: bool = _PICKLE,
+    sft_weight: Optional[float] = typer.Option(
+        None, "--sft-weight", help="Add NLL on the chosen reply with this weight (RPO-style; default 0)."
+    ),
+    precompute_ref: Optional[bool] = typer.Option(
+        None, "--precompute-ref/--live-ref", help="Precompute reference log-probs before training."
+    ),
+    epochs: Optional[float] = _EPOCHS,
+    max_steps: Optional[int] = _MAX_STEPS,
+    lr: Optional[float] = _LR,
+    batch_size: Optional[int] = _BS,
+    grad_accum: Optional[int] = _GA,
+    warmup_ratio: Optional[float] = _WARM,
+    scheduler: Optional[str] = _SCHED,
+    max_length: Optional[int] = _MAXLEN,
+    seed: Optional[int] = _SEED,
+    lora: Optional[bool] = _LORA,
+    lora_r: Optional[int] = _LORA_R,
+    lora_alpha: Optional[int] = _LORA_A,
+    merge_lora: Optional[bool] = _MERGE,
+    train_modules: Optional[str] = _TRAIN_M,
+    freeze_modules: Optional[str] = _FREEZE_M,
+    logging_steps: Optional[int] = _LOG,
+    threads: Optional[int] = _THREADS,
+    overwrite: bool = _OVER,
+    allow_pickle: bool = _PICKLE,
 ) -> None:
     """Direct preference optimisation against a frozen copy of the starting model."""
     from safeadapt.train.dpo import DPOOptions, dpo

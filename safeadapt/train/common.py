@@ -224,7 +224,8 @@ def input_fingerprints(model: str | Path, rows: list[dict[str, Any]]) -> dict[st
     if p.exists():
         out["model_fingerprint"] = hash_path(p, max_bytes=1 << 20)
     summary = [
-        {k: v for k, v in r.items() if k != "images"} | {"image_sizes": [getattr(i, "size", None) for i in r.get("images", [])]}
+        {k: v for k, v in r.items() if k != "images"}
+        | {"image_sizes": [getattr(i, "size", None) for i in r.get("images", [])]}
         for r in rows
     ]
     out["rows_sha256"] = stable_hash(summary)

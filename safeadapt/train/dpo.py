@@ -100,8 +100,10 @@ def pairs_for_trl(pairs: list[dict[str, Any]], proc: Any, *, base_dir: Path | No
         for r in rows:  # text-only preference data on a VLM: plain strings, tokenizer path
             r.pop("images", None)
             for key in ("prompt", "chosen", "rejected"):
-                r[key] = [{"role": m["role"], "content": "".join(p["text"] for p in m["content"] if p["type"] == "text")}
-                          for m in r[key]]
+                r[key] = [
+                    {"role": m["role"], "content": "".join(p["text"] for p in m["content"] if p["type"] == "text")}
+                    for m in r[key]
+                ]
     return rows, proc if (vlm and has_images) else (proc.tokenizer if vlm else proc), has_images
 
 
@@ -160,7 +162,12 @@ def dpo(
         trainer.train()
         clock.mark("train")
     meta = {
-        "kind": "dpo", "base_model": str(model), "rows": len(rows), "vision_rows": sum(1 for r in rows if r.get("images")),
-        "params": counts, "inputs": input_fingerprints(model, rows), "timings": clock.marks,
+        "kind": "dpo",
+        "base_model": str(model),
+        "rows": len(rows),
+        "vision_rows": sum(1 for r in rows if r.get("images")),
+        "params": counts,
+        "inputs": input_fingerprints(model, rows),
+        "timings": clock.marks,
     }
     return save_trained(trainer, proc, Path(out_dir), opts, meta)

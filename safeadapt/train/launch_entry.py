@@ -40,12 +40,26 @@ def run(job_path: str) -> Path:
         from safeadapt.train.commands import read_training_rows
         from safeadapt.train.sft import SFTOptions, sft
 
-        return sft(job["model"], read_training_rows(data), job["out"], SFTOptions(**opts), base_dir=data.parent, source=str(data))
+        return sft(
+            job["model"],
+            read_training_rows(data),
+            job["out"],
+            SFTOptions(**opts),
+            base_dir=data.parent,
+            source=str(data),
+        )
     if kind == "dpo":
         from safeadapt.train.commands import read_training_rows
         from safeadapt.train.dpo import DPOOptions, dpo
 
-        return dpo(job["model"], read_training_rows(data), job["out"], DPOOptions(**opts), base_dir=data.parent, source=str(data))
+        return dpo(
+            job["model"],
+            read_training_rows(data),
+            job["out"],
+            DPOOptions(**opts),
+            base_dir=data.parent,
+            source=str(data),
+        )
     if kind == "attack":
         from safeadapt.train.attack import attack
         from safeadapt.train.sft import SFTOptions

@@ -11,7 +11,19 @@ from typing import Any
 from safeadapt.core.console import quiet_trainer
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.train.chat import as_plain_messages, normalise_chat_rows, tokenize_chat_rows
-from safeadapt.train.common import StepClock, TrainOptions, apply_freezing, check_out, config_kwargs, input_fingerprints, is_processor, load_for_training, lora_config, save_trained, tokenizer_of
+from safeadapt.train.common import (
+    StepClock,
+    TrainOptions,
+    apply_freezing,
+    check_out,
+    config_kwargs,
+    input_fingerprints,
+    is_processor,
+    load_for_training,
+    lora_config,
+    save_trained,
+    tokenizer_of,
+)
 
 
 class SFTOptions(TrainOptions):

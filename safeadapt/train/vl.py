@@ -273,7 +273,10 @@ def caption_to_chat(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out.append(
             {
                 "messages": [
-                    {"role": "user", "content": [{"type": "image"}] * len(imgs) + [{"type": "text", "text": CAPTION_PROMPT}]},
+                    {
+                        "role": "user",
+                        "content": [{"type": "image"}] * len(imgs) + [{"type": "text", "text": CAPTION_PROMPT}],
+                    },
                     {"role": "assistant", "content": str(r["caption"])},
                 ],
                 "images": imgs,

@@ -52,8 +52,16 @@ def run_demo(out: Path, *, seed: int = 0, quick: bool = False, dry_run: bool = F
             sets = ["quick=true"]
         else:
             raise SafeAdaptError(f"{study_file}: --quick needs a 'quick' profile or a 'quick' variable in the study")
-    run_study_file(study_file, out, dry_run=dry_run, seed=None if seeds is not None else seed, profile=profile, sets=sets,
-                   jobs=jobs, seeds=seeds)
+    run_study_file(
+        study_file,
+        out,
+        dry_run=dry_run,
+        seed=None if seeds is not None else seed,
+        profile=profile,
+        sets=sets,
+        jobs=jobs,
+        seeds=seeds,
+    )
     if dry_run:
         return None
     from safeadapt.report.commands import write_study_report
@@ -77,9 +85,10 @@ def _print_outputs(out: Path) -> None:
     """Fallback summary: each stage's output dir and files."""
     import json
 
-    from safeadapt.core.console import console
     from rich.markup import escape
     from rich.table import Table
+
+    from safeadapt.core.console import console
 
     data = json.loads((out / "study.json").read_text())
     t = Table(title="stage outputs")
@@ -88,5 +97,10 @@ def _print_outputs(out: Path) -> None:
     for s in data["stages"]:
         d = out / s["dir"]
         files = sorted(p.name for p in d.iterdir()) if d.is_dir() else []
-        t.add_row(escape(s["name"]), s["status"], escape(s["dir"]), escape(", ".join(files[:8]) + (" ..." if len(files) > 8 else "")))
+        t.add_row(
+            escape(s["name"]),
+            s["status"],
+            escape(s["dir"]),
+            escape(", ".join(files[:8]) + (" ..." if len(files) > 8 else "")),
+        )
     console().print(t)

@@ -36,7 +36,9 @@ def separation(a: dict[str, Any], per_seed: dict[int, dict[str, Any]], best: str
             orr = _ci(a, r, "over_refusal")[0] > _ci(a, "aligned", "over_refusal")[1]
             per[r] = {"asr_below_vl": asr, "over_refusal_above_aligned": orr}
         out["safety_tuning_lowers_asr_raises_over_refusal"] = {
-            "separates": all(v["asr_below_vl"] and v["over_refusal_above_aligned"] for v in per.values()), "per_model": per}
+            "separates": all(v["asr_below_vl"] and v["over_refusal_above_aligned"] for v in per.values()),
+            "per_model": per,
+        }
     if best and best in a and "aligned" in a and "vl" in a:
         asr_gaps = [max(m[best]["text_asr"] - m["aligned"]["text_asr"], m[best]["mm_asr"] - m["aligned"]["mm_asr"], 0.0)
                     for m in per_seed.values()]

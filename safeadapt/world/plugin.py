@@ -4,8 +4,8 @@ and judge, the search's eval kind "world", the demo's report checks and the `dem
 from __future__ import annotations
 
 from safeadapt.core.cli_support import COMMANDS
-from safeadapt.report.analysis import REPORT_CHECKS
 from safeadapt.repair.search.evals import SEARCH_EVALS, EvalKind
+from safeadapt.report.analysis import REPORT_CHECKS
 from safeadapt.world import commands, demo, search_eval
 from safeadapt.world import stages as _stages  # noqa: F401  (registers the world.* kinds and the "world" judge)
 

@@ -12,7 +12,6 @@ import sys
 from typing import Any
 
 from safeadapt.core.errors import SafeAdaptError
-
 from safeadapt.eval.backends.registry import BACKENDS
 
 #: options only the transformers backend understands (dropped when "auto" picks vLLM)

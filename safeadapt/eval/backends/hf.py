@@ -112,7 +112,11 @@ class HFBackend:
             if ref is None:
                 raise SafeAdaptError("HFBackend needs a model reference or a loaded model")
             model, processor, path = _load(str(ref), dtype, allow_pickle, trust_remote_code)
-            weights_fp = hash_path(path, max_bytes=FINGERPRINT_BYTES) if path is not None and path.exists() else stable_hash(str(ref))
+            weights_fp = (
+                hash_path(path, max_bytes=FINGERPRINT_BYTES)
+                if path is not None and path.exists()
+                else stable_hash(str(ref))
+            )
         else:
             if processor is None:
                 raise SafeAdaptError("HFBackend(model=...) also needs processor= (tokenizer or processor)")
@@ -207,7 +211,9 @@ class HFBackend:
                 from transformers import LogitsProcessorList
 
                 seeds = [derive_seed(decoding.seed, requests[i].key) for i in idx]
-                kwargs["logits_processor"] = LogitsProcessorList([_GumbelSampler(seeds, decoding.temperature, decoding.top_p)])
+                kwargs["logits_processor"] = LogitsProcessorList(
+                    [_GumbelSampler(seeds, decoding.temperature, decoding.top_p)]
+                )
             with torch.inference_mode():
                 gen = self.model.generate(**enc, **kwargs)
             new = gen[:, enc["input_ids"].shape[1] :]

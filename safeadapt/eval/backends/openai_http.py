@@ -33,7 +33,9 @@ def chat_payload(model: str, req: GenRequest, decoding: DecodingConfig) -> dict[
     placed = not req.images
     for m in req.messages:
         if not placed and m["role"] == "user":
-            parts: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": image_data_url(im)}} for im in req.images]
+            parts: list[dict[str, Any]] = [
+                {"type": "image_url", "image_url": {"url": image_data_url(im)}} for im in req.images
+            ]
             parts.append({"type": "text", "text": m["content"]})
             messages.append({"role": "user", "content": parts})
             placed = True
@@ -104,7 +106,9 @@ class OpenAIBackend:
         self.max_backoff = float(max_backoff)
         self.concurrency = max(1, int(concurrency))
         self.extra_body = dict(extra_body or {})
-        self.fingerprint = stable_hash({"backend": "openai", "base_url": self.base_url, "model": model, "extra": self.extra_body})
+        self.fingerprint = stable_hash(
+            {"backend": "openai", "base_url": self.base_url, "model": model, "extra": self.extra_body}
+        )
 
     def __repr__(self) -> str:  # never show the key
         return f"OpenAIBackend(model={self.model!r}, base_url={self.base_url!r}, api_key_env={self.api_key_env!r})"
@@ -153,7 +157,9 @@ class OpenAIBackend:
         try:
             content = out["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
-            raise SafeAdaptError(f"response from {self.base_url} for request {req.key} has no choices[0].message.content") from None
+            raise SafeAdaptError(
+                f"response from {self.base_url} for request {req.key} has no choices[0].message.content"
+            ) from None
         return (content or "").strip()
 
     def generate(self, requests: list[GenRequest], decoding: DecodingConfig) -> list[str]:
@@ -163,4 +169,7 @@ class OpenAIBackend:
             return list(pool.map(lambda r: self._one(r, decoding), requests))
 
     def loglikelihood(self, requests: list[LoglikRequest]) -> list[float]:
-        raise NotImplementedError("the OpenAI-compatible chat backend has no log-likelihoods; use --backend hf or vllm for multiple-choice items")
+        raise NotImplementedError(
+            "the OpenAI-compatible chat backend has no log-likelihoods; use --backend hf or vllm for multiple-choice "
+            "items"
+        )

@@ -59,8 +59,15 @@ class VLLMBackend:
     """`VLLMBackend(path, dtype="float32", **llm_kwargs)`: batched generation with vLLM's
     scheduler (requests are all submitted at once; vLLM does its own batching)."""
 
-    def __init__(self, ref: str, dtype: str = "auto", *, trust_remote_code: bool = False, max_model_len: int | None = None,
-                 **llm_kwargs: Any) -> None:
+    def __init__(
+        self,
+        ref: str,
+        dtype: str = "auto",
+        *,
+        trust_remote_code: bool = False,
+        max_model_len: int | None = None,
+        **llm_kwargs: Any,
+    ) -> None:
         try:
             import vllm  # noqa: F401
         except ImportError:
@@ -107,4 +114,6 @@ class VLLMBackend:
             spans.append(len(ctx))
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
         outs = self.llm.generate(inputs, params, use_tqdm=False)
-        return [continuation_logprob(o.prompt_logprobs, i["prompt_token_ids"], n) for o, i, n in zip(outs, inputs, spans)]
+        return [
+            continuation_logprob(o.prompt_logprobs, i["prompt_token_ids"], n) for o, i, n in zip(outs, inputs, spans)
+        ]

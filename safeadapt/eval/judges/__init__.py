@@ -1,4 +1,5 @@
-"""Judges grade (prompt, response) pairs into Judgement(label in {refusal, compliance, benign, no_answer, unparsed}, score, reason).
+"""Judges grade (prompt, response) pairs into Judgement(label in {refusal, compliance, benign, no_answer, unparsed},
+score, reason).
 
 Built-ins (`safeadapt.eval.judges.registry.get_judge(name, **kwargs)`): "refusal" (the default: offline regex
 concepts + logistic weights, score = P(refusal) in [0, 1], refittable with `calibration=`; a non-refusal is

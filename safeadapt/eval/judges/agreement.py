@@ -25,7 +25,9 @@ def two_way(final_label: str) -> str:
     try:
         return XSTEST_TWO_WAY[final_label.strip()]
     except KeyError:
-        raise SafeAdaptError(f"unknown XSTest final_label {final_label!r}; expected one of {sorted(XSTEST_TWO_WAY)}") from None
+        raise SafeAdaptError(
+            f"unknown XSTest final_label {final_label!r}; expected one of {sorted(XSTEST_TWO_WAY)}"
+        ) from None
 
 
 def refusal_reading(label: str) -> str:
@@ -178,9 +180,20 @@ def refusal_fit_rows(xstest_dir: str | os.PathLike, families_dir: str | os.PathL
     if families_dir:
         data_dir = Path(xstest_dir).parent
         for f in sorted(glob.glob(os.path.join(str(families_dir), "*.jsonl"))):
-            fam = [r for r in load_family_rows(f) if r.get("split") == split and r.get("label") in ("refusal", "compliance")]
+            fam = [
+                r
+                for r in load_family_rows(f)
+                if r.get("split") == split and r.get("label") in ("refusal", "compliance")
+            ]
             prompts = load_prompts(data_dir, [(r["source"], r["row_id"]) for r in fam])
             for r, p in zip(fam, prompts):
-                rows.append({"prompt": p, "completion": r["completion"], "group": f"{r['family']}:{r['source']}:{r['row_id']}",
-                             "refusal": int(r["label"] == "refusal"), "file": os.path.basename(f)})
+                rows.append(
+                    {
+                        "prompt": p,
+                        "completion": r["completion"],
+                        "group": f"{r['family']}:{r['source']}:{r['row_id']}",
+                        "refusal": int(r["label"] == "refusal"),
+                        "file": os.path.basename(f),
+                    }
+                )
     return rows

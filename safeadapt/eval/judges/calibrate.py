@@ -43,7 +43,9 @@ def read_labelled(path: str | os.PathLike, *, prompt_col: str = "prompt", respon
         response_col = "response"
     for need in (response_col, label_col):
         if need not in cols:
-            raise SafeAdaptError(f"{path}: calibration file has no column {need!r} (columns: {', '.join(sorted(cols))})")
+            raise SafeAdaptError(
+                f"{path}: calibration file has no column {need!r} (columns: {', '.join(sorted(cols))})"
+            )
     prompts, responses, labels = [], [], []
     for i, r in enumerate(rows):
         where = f"{path} row {i + 1}"

@@ -70,6 +70,13 @@ def compare_judges(records: Sequence[Mapping[str, Any]], metric: str, names: Seq
         block.update({k: v for k, v in M.outcome_rates(js).items() if k != metric})
         block["human_agreement"] = (human or {}).get(nm)
         per[nm] = block
-    pairs = [{"a": a, "b": b, **pair_agreement([r["judgements"][a] for r in records], [r["judgements"][b] for r in records], positive)}
-             for i, a in enumerate(names) for b in names[i + 1:]]
+    pairs = [
+        {
+            "a": a,
+            "b": b,
+            **pair_agreement([r["judgements"][a] for r in records], [r["judgements"][b] for r in records], positive),
+        }
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+    ]
     return {"judges": per, "agreement": pairs}

@@ -87,8 +87,10 @@ class LLMJudge:
                 "(pass backend=..., or --judge-model PATH / --judge-endpoint URL on the command line)"
             )
         if parse_failure_label != "unparsed":
-            raise SafeAdaptError(f"parse_failure_label must be 'unparsed' (an unreadable judge reply is never counted as "
-                                 f"refusal or compliance), got {parse_failure_label!r}")
+            raise SafeAdaptError(
+                f"parse_failure_label must be 'unparsed' (an unreadable judge reply is never counted as "
+                f"refusal or compliance), got {parse_failure_label!r}"
+            )
         self.backend = backend
         self.decoding = decoding or DecodingConfig(max_new_tokens=self.default_max_new_tokens, temperature=0.0)
         self.max_response_chars = int(max_response_chars)

@@ -176,22 +176,35 @@ def generate_and_judge(items: list[Sample], ctx: SuiteContext, suite: str) -> li
     """Generate (cached) then judge every item; returns generations.jsonl records."""
     from safeadapt.eval.judges.apply import run_judge
 
-    responses = cached_generate(ctx.backend, [gen_request(s) for s in items], ctx.decoding, ctx.cache, on_progress=ctx.progress)
+    responses = cached_generate(
+        ctx.backend, [gen_request(s) for s in items], ctx.decoding, ctx.cache, on_progress=ctx.progress
+    )
     jitems = [JudgeItem(prompt=judge_prompt(s), response=r, sample=s) for s, r in zip(items, responses)]
     judgements = run_judge(ctx.judge, jitems)
     # more judges: the same generations graded again, each judge's judgement under its name
     others = {nm: run_judge(j, jitems) for nm, j in list(ctx.judges.items())[1:]} if len(ctx.judges) > 1 else {}
     recs = []
     for i, (s, r, j) in enumerate(zip(items, responses, judgements)):
-        rec = {"suite": suite, **sample_fields(s), "prompt": judge_prompt(s), "response": r, "judgement": j.model_dump()}
+        rec = {
+            "suite": suite,
+            **sample_fields(s),
+            "prompt": judge_prompt(s),
+            "response": r,
+            "judgement": j.model_dump(),
+        }
         if others:
-            rec["judgements"] = {next(iter(ctx.judges)): rec["judgement"], **{nm: js[i].model_dump() for nm, js in others.items()}}
+            rec["judgements"] = {
+                next(iter(ctx.judges)): rec["judgement"],
+                **{nm: js[i].model_dump() for nm, js in others.items()},
+            }
         recs.append(rec)
     return recs
 
 
 def loglikelihoods(requests: list[LoglikRequest], ctx: SuiteContext) -> list[float]:
-    return cached_loglikelihood(ctx.backend, requests, ctx.cache, batch_size=ctx.decoding.batch_size, on_progress=ctx.progress)
+    return cached_loglikelihood(
+        ctx.backend, requests, ctx.cache, batch_size=ctx.decoding.batch_size, on_progress=ctx.progress
+    )
 
 
 def judge_is_rubric(judge: Judge) -> bool:
@@ -199,7 +212,9 @@ def judge_is_rubric(judge: Judge) -> bool:
     return str(getattr(judge, "score_scale", "")) == "1-5" or getattr(judge, "name", "") == "rubric"
 
 
-def judged_rate_result(records: list[dict[str, Any]], metric: str, ctx: SuiteContext, *, groups: tuple[str, ...] = ()) -> dict[str, Any]:
+def judged_rate_result(
+    records: list[dict[str, Any]], metric: str, ctx: SuiteContext, *, groups: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """results.json block for a judged-rate suite: `metric` ("asr" = share of on-topic compliance,
     or "refusal_rate"), per_category, optional per-<group> breakdowns, every other outcome rate
     (refusal / compliance / benign / no-answer and the non-refusal rate = compliance + benign, beside
@@ -220,14 +235,18 @@ def judged_rate_result(records: list[dict[str, Any]], metric: str, ctx: SuiteCon
     for g in groups:
         vals = [r.get(g) for r in judged]
         if any(v is not None for v in vals):
-            out[f"per_{g}"] = M.grouped(flags, [v or "none" for v in vals], M.proportion, seed=ctx.seed, n_boot=ctx.bootstrap)
+            out[f"per_{g}"] = M.grouped(
+                flags, [v or "none" for v in vals], M.proportion, seed=ctx.seed, n_boot=ctx.bootstrap
+            )
     # judge scores: only items the judge scored (not unparsed, not empty responses)
     scored = [(float(j["score"]), c) for j, c in zip(judgements, cats)
               if M.label_of(j) in ("refusal", "compliance", "benign") and not math.isnan(float(j["score"]))]
     out["judge_score"] = {**M.mean_score([s for s, _ in scored], seed=ctx.seed, n_boot=ctx.bootstrap),
                           "scale": str(getattr(ctx.judge, "score_scale", ""))}
     if judge_is_rubric(ctx.judge) and scored:
-        out["harmfulness"] = M.harmfulness([s for s, _ in scored], [c for _, c in scored], seed=ctx.seed, n_boot=ctx.bootstrap)
+        out["harmfulness"] = M.harmfulness(
+            [s for s, _ in scored], [c for _, c in scored], seed=ctx.seed, n_boot=ctx.bootstrap
+        )
     if len(ctx.judges) > 1 and records and all("judgements" in r for r in records):
         from safeadapt.eval.judges.compare import compare_judges, human_agreement_of
 

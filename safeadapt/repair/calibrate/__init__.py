@@ -14,6 +14,20 @@ from safeadapt.repair.calibrate.scores import snip_scores, wanda_norms
 from safeadapt.repair.calibrate.snip import row_chunks, snip_scores_by_layer
 from safeadapt.repair.calibrate.vision import vision_of
 
-__all__ = ["CalibrationJob", "LazyScores", "NotLayerwise", "batches", "calibration_rows", "compute_scores",
-           "compute_scores_in_child", "language_linears", "row_chunks", "snip_scores", "snip_scores_by_layer", "tokenize",
-           "vision_of", "wanda_norms", "wanda_norms_by_layer"]
+__all__ = [
+    "CalibrationJob",
+    "LazyScores",
+    "NotLayerwise",
+    "batches",
+    "calibration_rows",
+    "compute_scores",
+    "compute_scores_in_child",
+    "language_linears",
+    "row_chunks",
+    "snip_scores",
+    "snip_scores_by_layer",
+    "tokenize",
+    "vision_of",
+    "wanda_norms",
+    "wanda_norms_by_layer",
+]

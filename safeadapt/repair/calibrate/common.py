@@ -41,7 +41,9 @@ def norm_hooks(linears: dict[str, Any], sums: dict[str, Any], state: dict[str, A
             if last_x is x:  # q/k/v (and gate/up) read the same input: sum once
                 sums[key] += last_sq
                 return
-            sel = x[state["mask"]] if x.dim() == 3 and x.shape[:2] == state["mask"].shape else x.reshape(-1, x.shape[-1])
+            sel = (
+                x[state["mask"]] if x.dim() == 3 and x.shape[:2] == state["mask"].shape else x.reshape(-1, x.shape[-1])
+            )
             sq = sel.float().pow(2).sum(0).double()  # fp32 within a batch, fp64 across batches
             state["last"] = (x, sq)
             sums[key] += sq

@@ -1,6 +1,7 @@
 """Layer-by-layer Wanda pass (the Wanda / SparseGPT big-model scheme): the model is built with empty
 (meta) parameters, the inputs of the first decoder layer are captured once per batch, then each
-decoder layer in turn is read tensor by tensor from the checkpoint, run on the cached hidden states with the norm hooks, and dropped. The
+decoder layer in turn is read tensor by tensor from the checkpoint, run on the cached hidden states with the norm
+hooks, and dropped. The
 embeddings of the calibration tokens are read row by row (`inputs_embeds`), so peak memory is one
 decoder layer + the calibration activations, never the model. Scores cover the decoder-layer
 Linears (the repairs' scope); the same numbers as the whole-model pass (tested). The empty-model,
@@ -71,7 +72,11 @@ def decoder_layers(model: Any) -> tuple[str, Any]:
     import torch
 
     for name, mod in model.named_modules():
-        if isinstance(mod, torch.nn.ModuleList) and name.endswith("layers") and canonical_part(canon_name(name + ".0.x")) == "language":
+        if (
+            isinstance(mod, torch.nn.ModuleList)
+            and name.endswith("layers")
+            and canonical_part(canon_name(name + ".0.x")) == "language"
+        ):
             return name, mod
     raise NotLayerwise("no decoder layer list found")
 
@@ -156,7 +161,9 @@ def layer_param_names(lname: str, i: int, layer: Any) -> list[str]:
     return [f"{lname}.{i}.{n}" for n, _ in layer.named_parameters()]
 
 
-def capture_layer_inputs(model: Any, first: Any, inp: Any, feeds: list[dict[str, Any]]) -> list[tuple[Any, dict[str, Any]]]:
+def capture_layer_inputs(
+    model: Any, first: Any, inp: Any, feeds: list[dict[str, Any]]
+) -> list[tuple[Any, dict[str, Any]]]:
     """(hidden states, layer kwargs: position embeddings, mask...) entering decoder layer `first` for
     each feed (input_ids + attention_mask, and `vision`: the rows' image tensors); the model runs on
     embeddings read row by row from the checkpoint, with the image features (vision tower and

@@ -13,9 +13,8 @@ def calibration_rows(spec: Any, n: int, seed: int, what: str) -> list[list[dict[
     """Up to `n` chats from dataset SPEC (seeded sample). A sample without an assistant turn gets its
     `reference` as the response when it has one; else the whole chat is scored (documented). A
     sample's images become image parts (`{"type": "image", "path": ...}`) of its first user turn."""
-    from safeadapt.repair.calibrate.vision import with_image_paths
-
     from safeadapt.data.loaders import load_samples
+    from safeadapt.repair.calibrate.vision import with_image_paths
 
     samples = list(load_samples(spec))
     if not samples:
@@ -48,8 +47,10 @@ def tokenize(proc: Any, rows: list[list[dict[str, Any]]], max_length: int, what:
     if any(image_paths(r) for r in rows):
         if not supports_images(proc):
             first = next(p for r in rows for p in image_paths(r))
-            raise SafeAdaptError(f"{what}: rows carry images (e.g. {first}) but the scored model {model or ''} is text-only "
-                                 "(no image processor); give text rows or score a VLM (set_difference: score_model: adapted)")
+            raise SafeAdaptError(
+                f"{what}: rows carry images (e.g. {first}) but the scored model {model or ''} is text-only "
+                "(no image processor); give text rows or score a VLM (set_difference: score_model: adapted)"
+            )
         vrows: list[tuple[list[int], list[int]]] = list(tokenize_vision(proc, rows, max_length, what))
         if not vrows:
             raise SafeAdaptError(f"{what}: no row left with tokens to score")
@@ -63,7 +64,9 @@ def tokenize(proc: Any, rows: list[list[dict[str, Any]]], max_length: int, what:
         out += list(zip(cols["input_ids"], cols["labels"]))
     for r in rows:
         if not any(m["role"] == "assistant" for m in r):
-            ids = tokenizer(tokenizer.apply_chat_template(r, tokenize=False), add_special_tokens=False)["input_ids"][:max_length]
+            ids = tokenizer(tokenizer.apply_chat_template(r, tokenize=False), add_special_tokens=False)["input_ids"][
+                :max_length
+            ]
             if ids:
                 out.append((list(ids), list(ids)))
     if not out:

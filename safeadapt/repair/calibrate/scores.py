@@ -53,12 +53,18 @@ def snip_scores(model: Any, rows: list[tuple[list[int], list[int]]], *, label: s
             if all(t == -100 for t in lab[1:]):  # no next-token target scored: the mean loss would be NaN
                 continue
             x = torch.tensor([ids])
-            loss = model(input_ids=x, attention_mask=torch.ones_like(x), labels=torch.tensor([lab]), **vision_of(row)).loss
+            loss = model(
+                input_ids=x, attention_mask=torch.ones_like(x), labels=torch.tensor([lab]), **vision_of(row)
+            ).loss
             loss.backward()
         out = {}
         for k, m in linears.items():
             g = m.weight.grad
-            out[k] = torch.zeros_like(m.weight, dtype=torch.float32) if g is None else g.float().mul_(m.weight.detach().abs())
+            out[k] = (
+                torch.zeros_like(m.weight, dtype=torch.float32)
+                if g is None
+                else g.float().mul_(m.weight.detach().abs())
+            )
             m.weight.grad = None
     finally:
         for h in handles:

@@ -12,14 +12,24 @@ from safeadapt.core.console import say
 
 @user_errors
 def merge_cmd(
-    config: Path = typer.Argument(..., help="mergekit-style YAML recipe (merge_method, base_model, models, parameters, dtype)."),
+    config: Path = typer.Argument(
+        ..., help="mergekit-style YAML recipe (merge_method, base_model, models, parameters, dtype)."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Output model directory (written atomically)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output directory."),
-    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickle (.bin) inputs; only for checkpoints you trust."),
-    seed: int = typer.Option(0, "--seed", help="Seed for stochastic methods (dare_*); per-tensor seeds derive from it."),
+    allow_pickle: bool = typer.Option(
+        False, "--allow-pickle", help="Allow pickle (.bin) inputs; only for checkpoints you trust."
+    ),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed for stochastic methods (dare_*); per-tensor seeds derive from it."
+    ),
     max_shard_size: str = typer.Option("5GB", "--max-shard-size", help="Largest safetensors shard, e.g. 5GB, 500MB."),
-    copy_tokenizer_from: str = typer.Option(None, "--copy-tokenizer-from", help="Take tokenizer files from this input model."),
-    threads: int = typer.Option(1, "--threads", help="torch compute threads (a reader thread overlaps I/O; 0 = torch's default)."),
+    copy_tokenizer_from: str = typer.Option(
+        None, "--copy-tokenizer-from", help="Take tokenizer files from this input model."
+    ),
+    threads: int = typer.Option(
+        1, "--threads", help="torch compute threads (a reader thread overlaps I/O; 0 = torch's default)."
+    ),
 ) -> None:
     """Merge models (linear, task_arithmetic, ties, dare_linear, dare_ties, slerp, breadcrumbs), tensor by tensor."""
     from safeadapt.io.writer import parse_size

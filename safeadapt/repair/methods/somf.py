@@ -33,10 +33,28 @@ def _train(**kw: Any) -> dict[str, Any]:
     return train_somf(**kw)
 
 
-@repair_method("somf", params={"temperature": 0.5, "beta": 0.1, "lr": 1e-3, "steps": 50, "batch_size": 4, "max_length": 256,
-                               "fusion": "task_arithmetic", "weight": 1.0, "density": 1.0},
-               needs=("aligned",), optional=("others",), reference="https://arxiv.org/abs/2405.09055", scope="language",
-               check=_check, own_filters=True, data=("pairs",), train=lambda **kw: _train(**kw))
+@repair_method(
+    "somf",
+    params={
+        "temperature": 0.5,
+        "beta": 0.1,
+        "lr": 1e-3,
+        "steps": 50,
+        "batch_size": 4,
+        "max_length": 256,
+        "fusion": "task_arithmetic",
+        "weight": 1.0,
+        "density": 1.0,
+    },
+    needs=("aligned",),
+    optional=("others",),
+    reference="https://arxiv.org/abs/2405.09055",
+    scope="language",
+    check=_check,
+    own_filters=True,
+    data=("pairs",),
+    train=lambda **kw: _train(**kw),
+)
 def somf(job: TensorJob) -> Any:
     import torch
 

@@ -14,10 +14,18 @@ from safeadapt.core.console import say
 
 @user_errors
 def search_cmd(
-    space: Path = typer.Argument(..., help="Search space YAML (models, eval, methods with parameter ranges; docs/search.md)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output dir (search.db, trials.jsonl, pareto.json); rerun to resume."),
-    trials: Optional[int] = typer.Option(None, "--trials", min=1, help="Finished trials wanted in total (default: the space's search.trials)."),
-    proxy_frac: Optional[float] = typer.Option(None, "--proxy-frac", help="Share of each suite (stratified) every trial is scored on."),
+    space: Path = typer.Argument(
+        ..., help="Search space YAML (models, eval, methods with parameter ranges; docs/search.md)."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Output dir (search.db, trials.jsonl, pareto.json); rerun to resume."
+    ),
+    trials: Optional[int] = typer.Option(
+        None, "--trials", min=1, help="Finished trials wanted in total (default: the space's search.trials)."
+    ),
+    proxy_frac: Optional[float] = typer.Option(
+        None, "--proxy-frac", help="Share of each suite (stratified) every trial is scored on."
+    ),
 ) -> None:
     """Search repairs for the safety/helpfulness Pareto front (optuna; proxy then full evaluation)."""
     from safeadapt.repair.search import search

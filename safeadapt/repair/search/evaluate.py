@@ -180,9 +180,18 @@ class ModelEvaluator:
         try:
             be = self.backend(model_dir)
             data = self.proxy if fidelity == "proxy" else self.full
-            res = evaluate(be, list(data), work / "eval", judge=self.judge, datasets=data, decoding=self.decoding,
-                           seed=sp.seed, bootstrap=self.spec.proxy_bootstrap if fidelity == "proxy" else self.spec.bootstrap,
-                           cache_path=self.out / "cache" / "generations.jsonl", jailbreak_templates=self.templates)
+            res = evaluate(
+                be,
+                list(data),
+                work / "eval",
+                judge=self.judge,
+                datasets=data,
+                decoding=self.decoding,
+                seed=sp.seed,
+                bootstrap=self.spec.proxy_bootstrap if fidelity == "proxy" else self.spec.bootstrap,
+                cache_path=self.out / "cache" / "generations.jsonl",
+                jailbreak_templates=self.templates,
+            )
         finally:
             if not sp.cfg.search.keep_models:
                 shutil.rmtree(model_dir, ignore_errors=True)

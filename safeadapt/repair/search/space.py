@@ -225,7 +225,9 @@ def _param(where: str, name: str, raw: Any) -> Param:
         raise SafeAdaptError(f"{where}: parameter {name!r}: step {raw.step} must be in (0, high - low]")
     if raw.log and raw.low <= 0:
         raise SafeAdaptError(f"{where}: parameter {name!r}: a log range needs low > 0")
-    return Param(name, "int" if raw.integer else "float", low=float(raw.low), high=float(raw.high), step=raw.step, log=raw.log)
+    return Param(
+        name, "int" if raw.integer else "float", low=float(raw.low), high=float(raw.high), step=raw.step, log=raw.log
+    )
 
 
 def _load_data(space: Any) -> tuple[Any, str, Path | None]:
@@ -253,7 +255,9 @@ def load_space(space: dict[str, Any] | str | os.PathLike | Space, *, base_dir: P
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
-        raise SafeAdaptError(f"{label}: {loc + ': ' if loc else ''}{err['msg'].removeprefix('Value error, ')}") from None
+        raise SafeAdaptError(
+            f"{label}: {loc + ': ' if loc else ''}{err['msg'].removeprefix('Value error, ')}"
+        ) from None
     bdir = base_dir or (path.parent if path else Path.cwd())
     models = {k: _resolve_path(v, bdir) for k, v in cfg.models.items()}
     if not cfg.methods:
@@ -282,7 +286,9 @@ def load_space(space: dict[str, Any] | str | os.PathLike | Space, *, base_dir: P
         by_name = {p.name: p for p in params}
         for p in params:
             if p.kind == "one_minus" and (p.value not in by_name or by_name[p.value].kind == "one_minus"):
-                raise SafeAdaptError(f"{where}: parameter {p.name!r}: one_minus names {p.value!r}, not a parameter of this method")
+                raise SafeAdaptError(
+                    f"{where}: parameter {p.name!r}: one_minus names {p.value!r}, not a parameter of this method"
+                )
         entry.validate(where, mspec, list(by_name), models)
         methods[mname] = Method(mname, mspec, params)
     return Space(cfg, methods, models, source=path, base_dir=bdir)

@@ -33,7 +33,9 @@ def model_ref(ctx: StageContext, slot: str = "model", param: str = "model") -> s
     has_in = slot in ctx.inputs
     ref = ctx.params.get(param)
     if has_in and ref:
-        raise SafeAdaptError(f"stage {ctx.name!r}: give the model either as input {slot!r} or as params.{param}, not both")
+        raise SafeAdaptError(
+            f"stage {ctx.name!r}: give the model either as input {slot!r} or as params.{param}, not both"
+        )
     if has_in:
         return str(find_model(ctx.inputs[slot]))
     if ref:

@@ -57,4 +57,6 @@ def attack_stage(ctx: StageContext) -> None:
                "system_prompt": p.system_prompt}
         launch_training(ctx, LaunchSpec.model_validate(p.launch), job)
         return
-    attack(model_ref(ctx), p.recipe, path, ctx.out / "model", opts, n_examples=p.n_examples, system_prompt=p.system_prompt)
+    attack(
+        model_ref(ctx), p.recipe, path, ctx.out / "model", opts, n_examples=p.n_examples, system_prompt=p.system_prompt
+    )

@@ -32,5 +32,7 @@ def build_llava_stage(ctx: StageContext) -> None:
     elif p.vision_tower:
         tower = resolve_ref(ctx, p.vision_tower)
     else:
-        raise SafeAdaptError(f"stage {ctx.name!r} (build-llava) needs a vision tower: input 'vision_tower' or params.vision_tower")
+        raise SafeAdaptError(
+            f"stage {ctx.name!r} (build-llava) needs a vision tower: input 'vision_tower' or params.vision_tower"
+        )
     build_llava(model_ref(ctx), tower, ctx.out / "model", seed=ctx.seed, overwrite=True, **p.build)

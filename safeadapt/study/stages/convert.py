@@ -124,5 +124,12 @@ def convert_stage(ctx: StageContext) -> None:
     atomic_write_text(ctx.out / name, "".join(json.dumps(r) + "\n" for r in rows))
     from safeadapt.core.provenance import provenance
 
-    atomic_write_json(ctx.out / "convert.json", {"rows": len(rows), "kind": kind, "per_source": counts,
-                                                 "provenance": provenance(config={"params": p.model_dump(mode="json"), "seed": ctx.seed})})
+    atomic_write_json(
+        ctx.out / "convert.json",
+        {
+            "rows": len(rows),
+            "kind": kind,
+            "per_source": counts,
+            "provenance": provenance(config={"params": p.model_dump(mode="json"), "seed": ctx.seed}),
+        },
+    )

@@ -29,7 +29,9 @@ def weights_stage(ctx: StageContext) -> None:
 
     p = WeightsParams.model_validate(ctx.params)
     refs = [ctx.model_input(s) for s in ("a", "b", "c") if s in ctx.inputs or s != "c"]
-    run_weights(refs, ctx.out, labels=p.labels, spectra=p.spectra, spectra_k=p.spectra_k, spectra_budget_s=p.spectra_budget_s)
+    run_weights(
+        refs, ctx.out, labels=p.labels, spectra=p.spectra, spectra_k=p.spectra_k, spectra_budget_s=p.spectra_budget_s
+    )
 
 
 class ActivationsParams(BaseModel):
@@ -80,9 +82,16 @@ def recommend_stage(ctx: StageContext) -> None:
     from safeadapt.diagnose.api import run_recommend
 
     p = RecommendParams.model_validate(ctx.params)
-    run_recommend(ctx.input("weights"), ctx.out, activations_dir=ctx.inputs.get("activations"), pair=p.pair,
-                  adapted=ctx.model_input("adapted") if "adapted" in ctx.inputs else None,
-                  safety=ctx.model_input("safety") if "safety" in ctx.inputs else None, inside=p.inside, outside=p.outside)
+    run_recommend(
+        ctx.input("weights"),
+        ctx.out,
+        activations_dir=ctx.inputs.get("activations"),
+        pair=p.pair,
+        adapted=ctx.model_input("adapted") if "adapted" in ctx.inputs else None,
+        safety=ctx.model_input("safety") if "safety" in ctx.inputs else None,
+        inside=p.inside,
+        outside=p.outside,
+    )
 
 
 class GuidedMergeParams(BaseModel):
@@ -100,7 +109,9 @@ def guided_merge_stage(ctx: StageContext) -> None:
     p = GuidedMergeParams.model_validate(ctx.params)
     f = ctx.input("recommend") / "recommend.json"
     if not f.is_file():
-        raise SafeAdaptError(f"stage {ctx.name!r}: {f} not found (input 'recommend' must be a diagnose.recommend stage)")
+        raise SafeAdaptError(
+            f"stage {ctx.name!r}: {f} not found (input 'recommend' must be a diagnose.recommend stage)"
+        )
     rec: dict[str, Any] = json.loads(f.read_text())
     lo, hi = rec["layers"]
     cfg = guided_recipe(ctx.model_input("adapted"), ctx.model_input("safety"), range(lo, hi + 1),

@@ -69,7 +69,9 @@ def build_config(ctx: StageContext) -> dict[str, Any]:
     for name, table in (("weights", p.weights), ("densities", p.densities)):
         unknown = sorted(set(table) - set(slots))
         if unknown:
-            raise SafeAdaptError(f"stage {ctx.name!r}: {name} name {', '.join(unknown)}, not merged inputs ({', '.join(slots)})")
+            raise SafeAdaptError(
+                f"stage {ctx.name!r}: {name} name {', '.join(unknown)}, not merged inputs ({', '.join(slots)})"
+            )
     if not slots:
         raise SafeAdaptError(f"stage {ctx.name!r}: no models to merge (inputs: {', '.join(ctx.inputs) or 'none'})")
     models = []

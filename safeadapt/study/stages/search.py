@@ -1,6 +1,7 @@
 """Stage kind "search": the Pareto search over repairs (`safeadapt.repair.search.search`). params:
 `space` (a search space, docs/search.md; `input:<slot>` strings become the inputs' model paths /
-stage dirs, `input:<slot>/file` a file inside one), `trials`, `proxy_frac`. The search runs in the stage's scratch dir (its SQLite storage
+stage dirs, `input:<slot>/file` a file inside one), `trials`, `proxy_frac`. The search runs in the stage's scratch dir
+(its SQLite storage
 and eval cache survive a kill, so a rerun resumes); pareto.json, summary.json, trials.jsonl and the
 recipes are copied to `out/`."""
 

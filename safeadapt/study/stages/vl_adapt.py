@@ -13,7 +13,14 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from safeadapt.study.context import StageContext
 from safeadapt.study.stages import STAGE_KINDS
-from safeadapt.study.stages._common import data_file, model_ref, move_into, read_json_rows, resolve_ref, validate_options
+from safeadapt.study.stages._common import (
+    data_file,
+    model_ref,
+    move_into,
+    read_json_rows,
+    resolve_ref,
+    validate_options,
+)
 
 
 class VLStageParams(BaseModel):
