@@ -171,7 +171,6 @@ class SlurmExecutor:
         states = job_states([j["id"] for j in unfinished.values()]) or {}
         self.reattach = {k: j for k, j in unfinished.items() if states.get(str(j["id"])) in LIVE}
         self.watcher = threading.Thread(target=self._watch, name="safeadapt-slurm-watch", daemon=True)
-        self.watcher.start()
 
     def keep_dirs(self) -> set[str]:
         """Stage dir names whose (still running) job may have a temp dir in stages/ to keep."""
@@ -206,6 +205,8 @@ class SlurmExecutor:
         p.extra["job"] = {"executor": "slurm", "id": str(job.job_id), "log": str(job.paths.stdout)}
         with self.lock:
             self.running[fut] = _Job(job, p)
+        if not self.watcher.is_alive() and not self.stop.is_set():
+            self.watcher.start()  # (started with the first job: an executor that submits nothing has no thread)
         self.record()
         return fut
 
