@@ -70,6 +70,16 @@ def previous_jobs(study_json: Path) -> dict[tuple[str, str], dict[str, Any]]:
     return out
 
 
+def live_jobs(out_dir: Path) -> list[tuple[str, str]]:
+    """(stage, job id) of the jobs an earlier `--executor slurm` run of `out_dir` left pending or
+    running ([] without recorded jobs, or when squeue cannot tell)."""
+    prev = {k: j for k, j in previous_jobs(out_dir / "study.json").items() if j["status"] not in ("done", "cached")}
+    if not prev or shutil.which("squeue") is None:
+        return []
+    states = job_states([str(j["id"]) for j in prev.values()]) or {}
+    return [(name, str(j["id"])) for (name, _), j in prev.items() if states.get(str(j["id"])) in LIVE]
+
+
 def log_tail(paths: list[Path], n: int = LOG_TAIL) -> list[str]:
     """The last `n` non-empty lines of each existing log (submitit's own INFO lines left out), each
     block headed by its path."""
