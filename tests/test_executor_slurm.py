@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _slurm  # noqa: E402
 from _study_files import write_study  # noqa: E402
 
+from safeadapt.core.errors import SafeAdaptError  # noqa: E402
 from safeadapt.study.commands import run_study_file  # noqa: E402
 from safeadapt.study.engine import plan_study  # noqa: E402
 from safeadapt.study.executors.resources import describe, sbatch_resources  # noqa: E402
@@ -181,6 +182,8 @@ def test_a_killed_driver_is_resumed_without_submitting_a_stage_twice(cluster: _s
             driver.kill()
     b_job = _jobs(out)["b"]
     assert cluster.run("squeue", "-h", "-j", b_job, "-o", "%T").strip() == "RUNNING"  # b's job outlived its driver
+    with pytest.raises(SafeAdaptError, match=f"still running: .*b \\(job {b_job}\\); re-run with --executor slurm"):
+        run_study_file(f, out, executor="local")  # a local run must not build what the job is building
     log = tmp_path / "rerun.log"
     with open(log, "w") as fh:
         rerun = _cli("run", str(f), "--out", str(out), "--executor", "slurm", stdout=fh)

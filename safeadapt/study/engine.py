@@ -167,6 +167,8 @@ def run_study(
             from safeadapt.study.executors.slurm import SlurmExecutor
 
             ex = SlurmExecutor(study, out_dir, dict(slurm or {}), plugins)  # reads the last study.json
+        else:
+            _no_live_jobs(out_dir)
         _clean_partials(out_dir / "stages", keep=ex.keep_dirs() if ex else frozenset())
         plan = select(plan_study(study, out_dir), only)
         by_name = {p.stage.name: p for p in plan}
@@ -219,6 +221,18 @@ def run_study(
         more = f" (+{len(failures) - 1} more failed)" if len(failures) > 1 else ""
         raise StageFailed(f"stage {f.stage.name!r} ({f.stage.kind}) failed: {f.error}{more}")
     return plan
+
+
+def _no_live_jobs(out_dir: Path) -> None:
+    """A local run must not build the stages that SLURM jobs of an earlier run are building."""
+    if (out_dir / "slurm").is_dir():
+        from safeadapt.study.executors.slurm import live_jobs
+
+        live = live_jobs(out_dir)
+        if live:
+            jobs = ", ".join(f"{n} (job {j})" for n, j in live)
+            raise SafeAdaptError(f"SLURM jobs of an earlier run of {out_dir} are still running: {jobs}; re-run with "
+                                 "--executor slurm to wait for them, or scancel them first")
 
 
 def _input_dirs(p: PlannedStage, by_name: dict[str, PlannedStage]) -> dict[str, Path]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from safeadapt.study.executors.base import Outcome
+from safeadapt.study.executors.base import Outcome, StageExecutor
 from safeadapt.study.executors.local import BROKEN, LocalExecutor, call_stage, worker_init  # noqa: F401
 
 JOB_MEMORY_GB = 1.5  # RAM budget of one stage worker (the demo's largest stage peaks ~1.1 GB)
@@ -140,7 +140,7 @@ class Scheduler:
     slots: Callable[[Any], int] = lambda p: 1
     memory: Callable[[Any], float] = lambda p: 0.0
     memory_budget: float | None = None
-    executor: Any = None  # a StageExecutor (executors/base.py); None: the local process pool
+    executor: StageExecutor | None = None  # where stages run (executors/); None: the local process pool
 
     def _priority(self) -> dict[str, tuple[float, int]]:
         """(-bottom level, plan index): a stage's bottom level is its expected cost plus the largest
@@ -172,7 +172,7 @@ class Scheduler:
         return self.memory_budget is None or not running or \
             sum(self.memory(q) for q in running) + self.memory(p) <= self.memory_budget
 
-    def _executor(self) -> Any:
+    def _executor(self) -> StageExecutor:
         return self.executor or LocalExecutor(self.jobs, threads_per_job(self.jobs), self.plugins)
 
     def execute(self) -> None:

@@ -70,6 +70,16 @@ def previous_jobs(study_json: Path) -> dict[tuple[str, str], dict[str, Any]]:
     return out
 
 
+def live_jobs(out_dir: Path) -> list[tuple[str, str]]:
+    """(stage, job id) of the jobs an earlier `--executor slurm` run of `out_dir` left pending or
+    running ([] without recorded jobs, or when squeue cannot tell)."""
+    prev = {k: j for k, j in previous_jobs(out_dir / "study.json").items() if j["status"] not in ("done", "cached")}
+    if not prev or shutil.which("squeue") is None:
+        return []
+    states = job_states([str(j["id"]) for j in prev.values()]) or {}
+    return [(name, str(j["id"])) for (name, _), j in prev.items() if states.get(str(j["id"])) in LIVE]
+
+
 def log_tail(paths: list[Path], n: int = LOG_TAIL) -> list[str]:
     """The last `n` non-empty lines of each existing log (submitit's own INFO lines left out), each
     block headed by its path."""
@@ -171,7 +181,6 @@ class SlurmExecutor:
         states = job_states([j["id"] for j in unfinished.values()]) or {}
         self.reattach = {k: j for k, j in unfinished.items() if states.get(str(j["id"])) in LIVE}
         self.watcher = threading.Thread(target=self._watch, name="safeadapt-slurm-watch", daemon=True)
-        self.watcher.start()
 
     def keep_dirs(self) -> set[str]:
         """Stage dir names whose (still running) job may have a temp dir in stages/ to keep."""
@@ -206,6 +215,8 @@ class SlurmExecutor:
         p.extra["job"] = {"executor": "slurm", "id": str(job.job_id), "log": str(job.paths.stdout)}
         with self.lock:
             self.running[fut] = _Job(job, p)
+        if not self.watcher.is_alive() and not self.stop.is_set():
+            self.watcher.start()  # (started with the first job: an executor that submits nothing has no thread)
         self.record()
         return fut
 
