@@ -397,19 +397,24 @@ REGRADE_END = "<!-- regrade:end -->"
 
 def regrade_section(out: Path, summary: dict[str, Any], info: list[dict[str, Any]], command: str, machine: str,
                     notes: Path | None = None) -> list[str]:
-    """The results page's "Re-graded" section: what was re-judged, by which judge and version, the
-    table from the new labels and each suite's label counts before -> after."""
+    """The results page's "Re-graded" section: `notes` (hand-written) first, then what was re-judged,
+    by which judge and version, the table from the new labels and each suite's label counts
+    before -> after."""
     study = json.loads((out / "study.json").read_text())
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(study["started_unix"])) if study.get("started_unix") else "unknown"
     judges = sorted({f"`{i['judge']}` version {i['version']}" for i in info})
-    L = [REGRADE_BEGIN, "", "## Re-graded from stored generations", "",
+    L = [REGRADE_BEGIN, ""]
+    if notes is not None and notes.is_file():  # hand-written: what the rest of the page is, what did not run
+        L += [notes.read_text().rstrip(), ""]
+    L += ["## Re-graded from stored generations", "",
          f"These rows were **re-graded from stored generations**: no model was run. `{command}` ({run_stamp()}) "
          f"judged the generations.jsonl of the {len(info)} finished eval stage(s) of `{out}` "
          f"({', '.join('`' + i['name'] + '`' for i in info) or 'none'}) again with the current "
          + " and ".join(judges) + " judge (three-way: compliance = the harmful content asked for, delivered; "
          "benign = a harmless answer), through the eval's own `run_judge` and `judged_rate_result`, so the "
          f"numbers are computed as `safeadapt eval` computes them. The generations are those of the study run "
-         f"started {when} on {machine}; stages that did not finish there have no row.", ""]
+         f"started {when} on {machine}; stages that did not finish there have no row. Helpfulness is scored by "
+         "log-likelihood, not by a judge: its cell is the stored one.", ""]
     L += table(summary["rows"])
     L += ["", "Labels per suite, stored judgement -> re-graded (refusal / compliance / benign / no-answer; unparsed "
           "left out):", "", "| stage | suite | n | stored | re-graded |", "|---|---|---|---|---|"]
@@ -418,8 +423,6 @@ def regrade_section(out: Path, summary: dict[str, Any], info: list[dict[str, Any
         for suite, c in i["suites"].items():
             L.append(f"| `{i['name']}` | {suite} | {c['n']} | " + " / ".join(str(c["before"].get(k, 0)) for k in order)
                      + " | " + " / ".join(str(c["after"].get(k, 0)) for k in order) + " |")
-    if notes is not None and notes.is_file():
-        L += ["", notes.read_text().rstrip()]
     return L + ["", REGRADE_END]
 
 
