@@ -464,7 +464,8 @@ def main() -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         info = regrade(a.out)
         summary = summarize(a.out, regraded=True)
-        cmd = f"python bench/smollm2_recipe.py --out {a.out} --regrade"
+        cmd = f"python bench/smollm2_recipe.py --out {a.out} --regrade" + (
+            f" --machine '{a.machine}'" if a.machine != ap.get_default("machine") else "")
         write_regrade_section(a.results, regrade_section(a.out, summary, info, cmd, a.machine,
                                                          a.results.with_name(a.results.stem + "-regrade-notes.md")))
         print(json.dumps({"stages": info, "rows": {k: {x: y for x, y in v.items() if x != "judges"}
