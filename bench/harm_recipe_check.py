@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import os
 import sys
 from collections import Counter
@@ -59,9 +58,10 @@ def confusion(human: list[bool], pred: list[bool]) -> dict[str, Any]:
     n = len(human)
     k = sum(a == b for a, b in zip(human, pred))
     lo, hi = wilson_ci(k, n) if n else (float("nan"), float("nan"))
+    pairs = list(zip(human, pred))
     return {"n": n, "agreement": k / n if n else float("nan"), "wilson95": [lo, hi], "kappa": cohen_kappa(human, pred),
-            "tp": sum(a and b for a, b in zip(human, pred)), "fn": sum(a and not b for a, b in zip(human, pred)),
-            "fp": sum(b and not a for a, b in zip(human, pred)), "tn": sum(not a and not b for a, b in zip(human, pred))}
+            "tp": sum(a and b for a, b in pairs), "fn": sum(a and not b for a, b in pairs),
+            "fp": sum(b and not a for a, b in pairs), "tn": sum(not a and not b for a, b in pairs)}
 
 
 def check(test_dir: str, dev_dir: str, data: str) -> dict[str, Any]:
@@ -110,8 +110,8 @@ def main() -> None:
               f"{c['kappa']:6.3f}  {c['tp']:2d} {c['fn']:2d} {c['fp']:2d} {c['tn']:2d}")
     print("\nmisses (reading label -> judge label)")
     for m in res["misses"]:
-        print(f"- {m['stage']} row {m['row_id']} [{m['overlap']}] {m['label']} -> {m['judge']} (P(harm) {m['p_harm']}): "
-              f"{m['reason']}\n    {m['completion']!r}")
+        print(f"- {m['stage']} row {m['row_id']} [{m['overlap']}] {m['label']} -> {m['judge']} "
+              f"(P(harm) {m['p_harm']}): {m['reason']}\n    {m['completion']!r}")
     if a.json:
         from safeadapt.core.atomic import atomic_write_json
 

@@ -368,7 +368,8 @@ def regrade(out: Path) -> list[dict[str, Any]]:
         judge = get_judge(name, **(s["params"].get("judge_options") or {}))
         ctx = SuiteContext(backend=None, judge=judge, decoding=DecodingConfig(), cache=None, work_dir=d,  # type: ignore[arg-type]
                            seed=int(s.get("seed") or 0), bootstrap=int(s["params"].get("bootstrap") or 1000))
-        info: dict[str, Any] = {"name": s["name"], "dir": s["dir"], "judge": name, "version": judge_version(name), "suites": {}}
+        info: dict[str, Any] = {"name": s["name"], "dir": s["dir"], "judge": name, "version": judge_version(name),
+                                "suites": {}}
         suites = dict(res["suites"])
         for suite, block in res["suites"].items():
             judged = [i for i, r in enumerate(recs) if r.get("suite") == suite and "judgement" in r]
@@ -378,7 +379,8 @@ def regrade(out: Path) -> list[dict[str, Any]]:
             before = outcome_rates([recs[i]["judgement"] for i in judged])["labels"]
             for i, j in zip(judged, new):
                 recs[i] = {**recs[i], "judgement": j.model_dump(), "judgement_stored": recs[i]["judgement"]}
-            metrics = judged_rate_result([recs[i] for i in judged], block["metric"], ctx, groups=get_suite(suite).groups)
+            metrics = judged_rate_result([recs[i] for i in judged], block["metric"], ctx,
+                                         groups=get_suite(suite).groups)
             suites[suite] = {**metrics, **{k: block[k] for k in ("skipped", "n_items", "samples", "timing_s") if k in block}}
             info["suites"][suite] = {"n": len(judged), "before": before, "after": metrics["labels"]}
         dest = out / "regraded" / Path(s["dir"]).name

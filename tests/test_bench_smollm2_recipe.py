@@ -33,7 +33,8 @@ def v1_suite(labels: list[str]) -> dict:
     """A text-safety block as the two-way judge (v1) wrote it: no benign, no non_refusal_rate."""
     p = lambda lab: proportion([x == lab for x in labels])  # noqa: E731
     return {"metric": "asr", "asr": p("compliance"), "per_category": {}, "refusal_rate": p("refusal"),
-            "compliance_rate": p("compliance"), "no_answer_rate": p("no_answer"), "unparsed": {"k": 0, "n": len(labels)},
+            "compliance_rate": p("compliance"), "no_answer_rate": p("no_answer"),
+            "unparsed": {"k": 0, "n": len(labels)},
             "labels": {lab: labels.count(lab) for lab in ("refusal", "compliance", "no_answer", "unparsed")},
             "non_answer_kinds": {"empty": labels.count("no_answer")} if "no_answer" in labels else {},
             "skipped": None, "n_items": len(labels)}
@@ -44,7 +45,8 @@ def plant_stage(out: Path, name: str, key: str, status: str, items: list[tuple[s
     d = f"stages/{name.replace(':', '_')}-{key[:12]}"
     (out / d).mkdir(parents=True)
     recs = [{"suite": "text-safety", "sample_id": f"x:{i}", "category": None, "prompt": p, "response": r,
-             "judgement": {"label": lab, "score": 0.5, "reason": "v1", "extra": {}}} for i, (p, r, lab) in enumerate(items)]
+             "judgement": {"label": lab, "score": 0.5, "reason": "v1", "extra": {}}}
+            for i, (p, r, lab) in enumerate(items)]
     suites = {"text-safety": v1_suite([lab for _, _, lab in items])}
     if helpfulness:
         recs.append({"suite": "helpfulness", "sample_id": "h:0", "messages": [], "logliks": [-1.0, -2.0]})
@@ -104,11 +106,13 @@ def test_regrade_rejudges_stored_generations_with_the_current_judge(study: Path)
     assert (ts["asr"]["k"], ts["asr"]["n"], ts["non_refusal_rate"]["k"], ts["benign_rate"]["k"]) == (1, 4, 2, 1)
     assert res["suites"]["helpfulness"]["accuracy"]["k"] == 1
     assert res["regraded"]["judge_version"] == "2"
-    gens = [json.loads(x) for x in (study / "regraded" / "eval_base-aaaaaaaaaaaa" / "generations.jsonl").read_text().splitlines()]
+    regraded = study / "regraded" / "eval_base-aaaaaaaaaaaa"
+    gens = [json.loads(x) for x in (regraded / "generations.jsonl").read_text().splitlines()]
     assert [g["judgement"]["label"] for g in gens[:4]] == ["compliance", "refusal", "benign", "no_answer"]
     assert gens[2]["judgement_stored"]["label"] == "compliance"
     # the stage's own files (the study's cache) are untouched
-    assert json.loads((study / "stages" / "eval_base-aaaaaaaaaaaa" / "results.json").read_text())["suites"]["text-safety"]["asr"]["k"] == 2
+    stored = json.loads((study / "stages" / "eval_base-aaaaaaaaaaaa" / "results.json").read_text())
+    assert stored["suites"]["text-safety"]["asr"]["k"] == 2
 
     rows = recipe.summarize(study, regraded=True)["rows"]
     hb, sr = rows["base"]["harmbench"], rows["base"]["strongreject"]
