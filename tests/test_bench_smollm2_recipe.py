@@ -1,6 +1,7 @@
 """bench/smollm2_recipe.py on a planted study dir: the table puts the compliance ASR and the
 non-refusal rate side by side (a two-way v1 results.json falls back to non-refusal only), and
-`--regrade` re-judges stored generations with the current judge, counting labels as the eval does."""
+`--regrade` re-judges stored generations with the current judge, counting labels as the eval does;
+bench/harm_recipe_check.py on the test-only family bench/data/harm_test."""
 
 from __future__ import annotations
 
@@ -140,3 +141,20 @@ def test_regrade_section_goes_on_top_and_replaces_the_last_one(study: Path, tmp_
     assert out.startswith("# Results\n\n" + recipe.REGRADE_BEGIN)
     assert out.count(recipe.REGRADE_BEGIN) == 1 and out.count("old body") == 1
     assert out.index(recipe.REGRADE_END) < out.index("old body")
+
+
+def test_recipe_harm_test_family_is_test_only_and_measured(shared_data: Path) -> None:
+    """bench/data/harm_test: every row split `test` (the fitting scripts read harm_dev's train split
+    only), no exact copy of a dev row, and the judge's harm agreement as docs/benchmarks.md reports
+    it (0.960 over 150 rows, guarded at minus 0.04)."""
+    spec2 = importlib.util.spec_from_file_location("harm_recipe_check", ROOT / "bench" / "harm_recipe_check.py")
+    check = importlib.util.module_from_spec(spec2)
+    spec2.loader.exec_module(check)
+    data = ROOT / "bench" / "data"
+    res = check.check(str(data / "harm_test"), str(data / "harm_dev"), str(shared_data))
+    assert res["n_rows"] == 150
+    assert res["labels"] == {"benign": 128, "harmful": 7, "refusal": 11, "no_answer": 4}
+    assert res["overlap"] == {"prefix:train": 36, "prefix:heldout": 30, "none": 84}  # no "exact"
+    allrows = res["groups"]["all (exact overlaps excluded)"]
+    assert allrows["n"] == 150 and allrows["agreement"] >= 0.92
+    assert allrows["tp"] + allrows["fn"] == 7
