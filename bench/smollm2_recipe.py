@@ -464,7 +464,12 @@ def main() -> None:
         import os
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        info = regrade(a.out)
+        from safeadapt.core.errors import SafeAdaptError
+
+        try:
+            info = regrade(a.out)  # a missing file, or an LLM judge (needs a backend): one line
+        except (SafeAdaptError, OSError) as e:
+            sys.exit(f"error: {e}")
         summary = summarize(a.out, regraded=True)
         cmd = f"python bench/smollm2_recipe.py --out {a.out} --regrade" + (
             f" --machine '{a.machine}'" if a.machine != ap.get_default("machine") else "")
