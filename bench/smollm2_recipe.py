@@ -437,7 +437,8 @@ def write_regrade_section(dest: Path, section: list[str]) -> None:
     block = "\n".join(section) + "\n"
     if REGRADE_BEGIN in text and REGRADE_END in text:
         head, rest = text.split(REGRADE_BEGIN, 1)
-        text = head + block + rest.split(REGRADE_END, 1)[1].lstrip("\n")
+        tail = rest.split(REGRADE_END, 1)[1].lstrip("\n")
+        text = head + block + ("\n" + tail if tail.strip() else "")
         if not text.endswith("\n"):
             text += "\n"
     else:

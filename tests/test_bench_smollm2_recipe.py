@@ -141,6 +141,7 @@ def test_regrade_section_goes_on_top_and_replaces_the_last_one(study: Path, tmp_
     assert out.startswith("# Results\n\n" + recipe.REGRADE_BEGIN)
     assert out.count(recipe.REGRADE_BEGIN) == 1 and out.count("old body") == 1
     assert out.index(recipe.REGRADE_END) < out.index("old body")
+    assert recipe.REGRADE_END + "\n\nold body\n" in out
 
 
 def test_recipe_harm_test_family_is_test_only_and_measured(shared_data: Path) -> None:
