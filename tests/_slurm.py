@@ -42,7 +42,16 @@ class Cluster:
         return "\n".join(out)
 
     def stop(self) -> None:
-        """SIGTERM each daemon by its pid file (slurmd first), then SIGKILL what is left."""
+        """Cancel the jobs left (a failed test may leave one waiting forever), SIGTERM each daemon by
+        its pid file (slurmd first), SIGKILL what is left, then any job process (slurmstepd, job
+        scripts: they outlive slurmd) still running under this cluster's slurm.conf."""
+        try:
+            self.run("scancel", "--user", str(os.geteuid()), check=False)
+            deadline = time.time() + 10
+            while self.run("squeue", "-h", "-o", "%i", check=False).strip() and time.time() < deadline:
+                time.sleep(0.2)
+        except (OSError, subprocess.SubprocessError):
+            pass
         pids = []
         for name in ("slurmd", "slurmctld", "munged"):
             f = self.pids.get(name)
@@ -58,6 +67,21 @@ class Cluster:
             time.sleep(0.1)
         for p in pids:
             _signal(p, signal.SIGKILL)
+        for p in _processes_with(f"SLURM_CONF={self.conf}".encode()):
+            _signal(p, signal.SIGKILL)
+
+
+def _processes_with(env_entry: bytes) -> list[int]:
+    """Pids (not this one) whose environment holds `env_entry`."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and int(d.name) != os.getpid():
+            try:
+                if env_entry in (d / "environ").read_bytes().split(b"\0"):
+                    out.append(int(d.name))
+            except OSError:
+                continue
+    return out
 
 
 def _signal(pid: int, sig: int) -> None:

@@ -233,18 +233,27 @@ class SlurmExecutor:
             if time.time() - last_query >= poll_seconds():
                 states, last_query = job_states([j.job.job_id for _, j in items]), time.time()
             for fut, j in items:
-                if j.job.paths.result_pickle.exists():
-                    self._resolve(fut, j)
-                    continue
-                if states is None:
-                    continue
-                j.state = states.get(str(j.job.job_id), "ENDED")
-                if j.state in LIVE:
-                    j.gone_since = None
-                elif j.gone_since is None:
-                    j.gone_since = time.time()  # a shared filesystem may show the result late
-                elif time.time() - j.gone_since > max(5.0, 3 * poll_seconds()):
-                    self._resolve(fut, j)
+                try:
+                    self._check(fut, j, states)
+                except Exception as e:  # noqa: BLE001 - never leave the driver waiting on a dead watcher
+                    with self.lock:
+                        self.running.pop(fut, None)
+                    if not fut.done():
+                        fut.set_result(Outcome("failed", error=f"watching SLURM job {j.job.job_id} failed: {e!r}"))
+
+    def _check(self, fut: cf.Future, j: _Job, states: dict[str, str] | None) -> None:
+        if j.job.paths.result_pickle.exists():
+            self._resolve(fut, j)
+            return
+        if states is None:
+            return
+        j.state = states.get(str(j.job.job_id), "ENDED")
+        if j.state in LIVE:
+            j.gone_since = None
+        elif j.gone_since is None:
+            j.gone_since = time.time()  # a shared filesystem may show the result late
+        elif time.time() - j.gone_since > max(5.0, 3 * poll_seconds()):
+            self._resolve(fut, j)
 
     def _resolve(self, fut: cf.Future, j: _Job) -> None:
         with self.lock:
