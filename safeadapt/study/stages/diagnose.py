@@ -89,12 +89,16 @@ class GuidedMergeParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     tokenizer: str | None = "adapted"  # input slot to copy the tokenizer / processor from
     dtype: str = "float32"
+    weighting: str = "per_layer"  # per_layer: weights from the combined score; range: the recommended range only
+    lo: float = 0.6  # per_layer: safety weight of the least-blamed layer ...
+    hi: float = 0.9  # ... and of the most-blamed one
+    outside: float = 0.75  # per_layer: safety weight of every non-layer tensor (embeddings, head, projector)
 
 
 @STAGE_KINDS.register("diagnose.guided_merge")
 def guided_merge_stage(ctx: StageContext) -> None:
     from safeadapt.core.atomic import atomic_write_json
-    from safeadapt.diagnose.recommend import guided_recipe
+    from safeadapt.diagnose.recommend import guided_recipe, per_layer_recipe, per_layer_weights
     from safeadapt.repair.merge.api import merge
 
     p = GuidedMergeParams.model_validate(ctx.params)
@@ -103,16 +107,25 @@ def guided_merge_stage(ctx: StageContext) -> None:
         raise SafeAdaptError(f"stage {ctx.name!r}: {f} not found (input 'recommend' must be a diagnose.recommend stage)")
     rec: dict[str, Any] = json.loads(f.read_text())
     lo, hi = rec["layers"]
-    cfg = guided_recipe(ctx.model_input("adapted"), ctx.model_input("safety"), range(lo, hi + 1),
-                        inside=rec["inside"], outside=rec["outside"], dtype=p.dtype)
+    if p.weighting not in ("per_layer", "range"):
+        raise SafeAdaptError(f"stage {ctx.name!r}: weighting must be per_layer or range, got {p.weighting!r}")
+    extra: dict[str, Any] = {"layers": [lo, hi], "weighting": p.weighting}
+    if p.weighting == "range":
+        cfg = guided_recipe(ctx.model_input("adapted"), ctx.model_input("safety"), range(lo, hi + 1),
+                            inside=rec["inside"], outside=rec["outside"], dtype=p.dtype)
+    else:
+        w = per_layer_weights({int(k): float(v) for k, v in rec["combined_score"].items()}, lo=p.lo, hi=p.hi)
+        cfg = per_layer_recipe(ctx.model_input("adapted"), ctx.model_input("safety"), w, outside=p.outside, dtype=p.dtype)
+        extra["safety_weight_per_layer"] = w
     tok = ctx.model_input(p.tokenizer) if p.tokenizer else None
     merge(cfg, ctx.out / "model", seed=ctx.seed, copy_tokenizer_from=tok)
-    atomic_write_json(ctx.out / "merge_config.json", {**cfg, "layers": [lo, hi]})
+    atomic_write_json(ctx.out / "merge_config.json", {**cfg, **extra})
 
 
 weights_stage.params_model = WeightsParams  # type: ignore[attr-defined]
 activations_stage.params_model = ActivationsParams  # type: ignore[attr-defined]
 recommend_stage.params_model = RecommendParams  # type: ignore[attr-defined]
 guided_merge_stage.params_model = GuidedMergeParams  # type: ignore[attr-defined]
-for _fn in (weights_stage, activations_stage, recommend_stage, guided_merge_stage):
+for _fn in (weights_stage, activations_stage, recommend_stage):
     _fn.version = "1"  # type: ignore[attr-defined]
+guided_merge_stage.version = "2"  # type: ignore[attr-defined]  # 2: per-layer weights from the combined score
