@@ -233,3 +233,21 @@ def test_bf16_streamed_without_torch(tmp_path):
     rec = next(t for t in per_tensor if t["tensor"] == k)["A->B"]
     assert rec["delta_norm"] == pytest.approx(float((tb - ta).norm()), rel=1e-6)
     assert rec["rel_change"] == pytest.approx(float((tb - ta).norm() / ta.norm()), rel=1e-6)
+
+
+def test_per_layer_guided_merge_follows_the_scores(base, tmp_path):
+    """The guided merge's per-layer weighting: the most-blamed layer gets `hi`, a zero-score one `lo`,
+    the rest in proportion; the recipe merges exactly those weights (and `outside` off the layers)."""
+    from safeadapt.diagnose.recommend import per_layer_recipe, per_layer_weights
+    from safeadapt.repair.merge.api import merge
+
+    w = per_layer_weights({0: 0.0, 1: 0.25, 2: 0.5}, lo=0.6, hi=0.9)
+    assert w == {0: 0.6, 1: 0.75, 2: 0.9}
+    b = variant(base, tmp_path / "b", lambda sd: None)
+    c = variant(base, tmp_path / "c", lambda sd: sd.update({k: v + 1.0 for k, v in sd.items()}))
+    merge(per_layer_recipe(str(b), str(c), w, outside=0.25), tmp_path / "m")
+    m, sb = load_file(tmp_path / "m" / "model.safetensors"), load_file(b / "model.safetensors")
+    for i, x in w.items():
+        k = f"model.layers.{i}.self_attn.o_proj.weight"
+        torch.testing.assert_close(m[k], sb[k] + x)  # (1 - x) W + x (W + 1)
+    torch.testing.assert_close(m["model.norm.weight"], sb["model.norm.weight"] + 0.25)

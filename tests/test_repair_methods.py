@@ -267,8 +267,8 @@ def test_vlm_repaired_with_text_llm_references(llms, tmp_path):
 
 
 def test_scores_match_naive_definitions(llms, tmp_path):
-    """SNIP = |W| * sum_s |dL_s/dW| (per-sample, response tokens); Wanda = sqrt(sum of x_j^2 over response
-    positions)."""
+    """SNIP = |W| * sum_s |dL_s/dW| (per-sample, response tokens); Wanda = sqrt(sum of x_j^2 over the
+    positions that predict a response token)."""
     from safeadapt.io.models import load_pretrained
     from safeadapt.repair.calibrate import calibration_rows, snip_scores, tokenize, wanda_norms
     from safeadapt.train.common import tokenizer_of
@@ -289,7 +289,10 @@ def test_scores_match_naive_definitions(llms, tmp_path):
     got = snip_scores(model, rows)[k]
     assert torch.allclose(got, naive * w.detach().abs(), rtol=1e-5, atol=1e-9)
     assert all(p.grad is None for p in model.parameters())
-    sq = sum((x[0][torch.tensor(lab) != -100] ** 2).sum(0).double() for x, (_, lab) in zip(xs, rows))
+    # the positions predicting a response token: each one's predecessor (the last prompt position included)
+    pred = [torch.tensor(lab[1:] + [-100]) != -100 for _, lab in rows]
+    assert all(p.any() and not p[-1] for p in pred)
+    sq = sum((x[0][p] ** 2).sum(0).double() for x, p in zip(xs, pred))
     norms = wanda_norms(model, rows, batch_size=2)[k]
     assert torch.allclose(norms.double(), sq.sqrt(), rtol=1e-5)
 

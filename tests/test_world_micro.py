@@ -15,7 +15,9 @@ from safeadapt.world.demo import METRICS
 ROLES = {"aligned", "vl_stage1", "vl", "vl_sft", "vl_mtl", "vl_dpo"} | {
     f"merge:{m}-{a}" for m, ws in (("linear", (0.5, 0.75)), ("ties", (0.9,)), ("dare", (0.75,))) for a in ws} | {
     "merge:guided", "repair:resta-0.1", "repair:resta-0.25", "repair:resta-0.5", "repair:antidote-0.02",
-    "repair:antidote-0.1", "repair:graft-0.1", "repair:safemerge-0.35", "repair:somf-30"}
+    "repair:antidote-0.1", "repair:graft-0.1", "repair:safemerge-0.35", "repair:somf-30",
+    "unaligned", "harmful_ft", "home:resta-0.5", "home:antidote-0.1", "home:antidote-0.2", "home:set_difference-0.1",
+    "home:safemerge-0.35", "home:somf-30"}
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +63,9 @@ def test_micro_world_results_have_every_role_and_fraction(micro):
     nt, nv = vl["helpfulness_text_count"], vl["helpfulness_visual_count"]
     assert nt["k"] + nv["k"] == vl["helpfulness_count"]["k"] and nt["n"] + nv["n"] == vl["helpfulness_count"]["n"]
     assert set(on_disk["targets"]) == {"vl_raises_asr_20pts", "safety_tuning_lowers_asr_raises_over_refusal",
-                                       "best_merge_within_5pts", "guided_merge_beats_uniform"}
+                                       "best_merge_within_5pts", "guided_merge_beats_uniform", "home_repairs_cut_asr"}
+    home = on_disk["targets"]["home_repairs_cut_asr"]
+    assert home["home"] == "harmful_ft" and set(home["per_method"]) == {"antidote", "resta", "safemerge", "somf", "set_difference"}
 
 
 def test_micro_world_search_front(micro):

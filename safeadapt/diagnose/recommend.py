@@ -108,6 +108,24 @@ def guided_recipe(
         {"model": str(safety), "parameters": {"weight": weights(inside, outside)}}]}
 
 
+def per_layer_weights(scores: dict[int, float], *, lo: float, hi: float) -> dict[int, float]:
+    """Safety weight per decoder layer, lo + (hi - lo) * score / max(score): the layer the diagnosis
+    blames most (task-vector energy + refusal-direction drift) gets `hi`, a blameless one `lo`."""
+    top = max(scores.values(), default=0.0)
+    return {int(i): round(lo + (hi - lo) * (s / top if top > 0 else 0.0), 6) for i, s in sorted(scores.items())}
+
+
+def per_layer_recipe(adapted: str, safety: str, weights: dict[int, float], *, outside: float,
+                     dtype: str = "float32") -> dict[str, Any]:
+    """Linear merge with safety weight `weights[i]` in decoder layer i and `outside` on every other tensor."""
+    def table(f: Any) -> list[dict[str, Any]]:
+        return [{"filter": f"model.layers.{i}.", "value": round(f(w), 6)} for i, w in sorted(weights.items())] + [{"value": round(f(outside), 6)}]
+
+    return {"merge_method": "linear", "dtype": dtype, "models": [
+        {"model": str(adapted), "parameters": {"weight": table(lambda w: 1 - w)}},
+        {"model": str(safety), "parameters": {"weight": table(lambda w: w)}}]}
+
+
 def recipe_yaml(recipe: dict[str, Any], explain: dict[str, Any]) -> str:
     lo, hi = explain["layers"]
     head = (

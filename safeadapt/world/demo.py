@@ -134,23 +134,24 @@ def home_repairs(models: dict[str, Any]) -> dict[str, Any]:
 #: helpfulness on text and on visual items apart (None for a text-only model's visual part)
 HELPFULNESS_PARTS = ("helpfulness_text", "helpfulness_visual")
 def guided_vs_uniform(models: dict[str, Any]) -> dict[str, Any]:
-    """Does the diagnosis-guided merge beat the uniform (linear) merges at the same ASR? Holds when
-    no uniform merge is at least as safe (max of text and mm ASR) and at least as helpful."""
+    """Does the diagnosis-guided merge beat the best uniform (linear) merge? The best uniform merge is
+    the safest one (max of text and mm ASR; ties: the more helpful); the guided merge beats it when it
+    is at least as safe and at least as helpful, and strictly better on one of the two. (Not merely
+    "not dominated": a merge far less safe but one item more helpful would pass that.)"""
     def asr(m: dict[str, Any]) -> float:
         return max(m["text_asr"], m["mm_asr"])
 
     g = models["merge:guided"]
     uniform = {r: m for r, m in models.items() if r.startswith("merge:linear-")}
-    dominating = [r for r, m in uniform.items() if asr(m) <= asr(g) and m["helpfulness"] >= g["helpfulness"]]
-    safer = [r for r, m in uniform.items() if asr(m) <= asr(g)]
-    best = max(safer, key=lambda r: uniform[r]["helpfulness"], default=None)
-    detail = f"guided ASR {asr(g):.2f} helpfulness {g['helpfulness']:.2f}"
-    if best:
-        detail += (f"; best uniform merge at <= that ASR: {best} (ASR {asr(uniform[best]):.2f}, "
-                   f"helpfulness {uniform[best]['helpfulness']:.2f})")
-    else:
-        detail += "; no uniform merge reaches that ASR"
-    return {"holds": not dominating, "dominated_by": dominating, "detail": detail}
+    detail = f"guided ASR {asr(g):.3f} helpfulness {g['helpfulness']:.3f}"
+    if not uniform:
+        return {"holds": False, "best_uniform": None, "detail": detail + "; no uniform merge to compare with"}
+    best = min(uniform, key=lambda r: (asr(uniform[r]), -uniform[r]["helpfulness"]))
+    b = uniform[best]
+    holds = asr(g) <= asr(b) and g["helpfulness"] >= b["helpfulness"] and (asr(g) < asr(b) or g["helpfulness"] > b["helpfulness"])
+    detail += f"; best uniform merge {best}: ASR {asr(b):.3f} helpfulness {b['helpfulness']:.3f}"
+    return {"holds": holds, "best_uniform": best, "asr_gain": round(asr(b) - asr(g), 4),
+            "helpfulness_gain": round(g["helpfulness"] - b["helpfulness"], 4), "detail": detail}
 
 
 def _fmt(m: dict[str, Any], k: str) -> str:

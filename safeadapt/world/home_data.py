@@ -20,7 +20,7 @@ def build(ctx: Any) -> None:
     rng = random.Random(ctx.seed)
     rng.shuffle(benign)
     n, poison = int(ctx.params.get("n", 500)), float(ctx.params.get("poison", 0.2))
-    k = int(round(n * poison))
+    k = min(int(round(n * poison)), len(harmful))  # small worlds (the micro profile) have few harmful rows
     mix = [{"messages": [{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": r["answer"]}]}
            for r in benign[: n - k]] + rng.sample(harmful, k)
     rng.shuffle(mix)

@@ -75,7 +75,9 @@ def tokenize(proc: Any, rows: list[list[dict[str, Any]]], max_length: int, what:
 
 
 def batches(rows: list[tuple[list[int], list[int]]], batch_size: int, pad_id: int) -> Iterator[dict[str, Any]]:
-    """Right-padded batches: input_ids, attention_mask, labels, `scored` (the response positions) and
+    """Right-padded batches: input_ids, attention_mask, labels, `scored` (the positions predicting a
+    response token: each response token's predecessor, so the last prompt position and not the last
+    response token) and
     `vision` (the rows' image tensors concatenated, for the model's forward; empty for text rows)."""
     import torch
 
@@ -96,4 +98,8 @@ def batches(rows: list[tuple[list[int], list[int]]], batch_size: int, pad_id: in
             raise SafeAdaptError(f"calibration rows {i}-{i + len(chunk) - 1}: their image tensors differ in shape "
                                  "(per-image resolution); set calibration.batch_size: 1")
         vision = {k: torch.cat([v[k] for v in vis]) for k in vis[0]} if vis else {}
-        yield {"input_ids": ids, "attention_mask": att, "labels": lab, "scored": lab != -100, "vision": vision}
+        # the positions whose outputs predict a response token (labels shift by one in a causal LM):
+        # the last prompt position, where the model decides to answer or refuse, is one of them
+        scored = torch.zeros_like(lab, dtype=torch.bool)
+        scored[:, :-1] = lab[:, 1:] != -100
+        yield {"input_ids": ids, "attention_mask": att, "labels": lab, "scored": scored, "vision": vision}

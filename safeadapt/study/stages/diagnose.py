@@ -23,7 +23,7 @@ class WeightsParams(BaseModel):
     spectra_budget_s: float = 120.0
 
 
-@STAGE_KINDS.register("diagnose.weights", params_model=WeightsParams)
+@STAGE_KINDS.register("diagnose.weights", version="1", params_model=WeightsParams)
 def weights_stage(ctx: StageContext) -> None:
     from safeadapt.diagnose.api import run_weights
 
@@ -56,7 +56,7 @@ def _spec(ctx: StageContext, spec: str) -> str:
     return resolve_ref(ctx, spec)
 
 
-@STAGE_KINDS.register("diagnose.activations", params_model=ActivationsParams)
+@STAGE_KINDS.register("diagnose.activations", version="1", params_model=ActivationsParams)
 def activations_stage(ctx: StageContext) -> None:
     from safeadapt.diagnose.api import run_activations
     from safeadapt.study.registry import import_plugin
@@ -77,7 +77,7 @@ class RecommendParams(BaseModel):
     outside: float = 0.25
 
 
-@STAGE_KINDS.register("diagnose.recommend", params_model=RecommendParams)
+@STAGE_KINDS.register("diagnose.recommend", version="1", params_model=RecommendParams)
 def recommend_stage(ctx: StageContext) -> None:
     from safeadapt.diagnose.api import run_recommend
 
@@ -98,12 +98,17 @@ class GuidedMergeParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     tokenizer: str | None = "adapted"  # input slot to copy the tokenizer / processor from
     dtype: str = "float32"
+    weighting: str = "per_layer"  # per_layer: weights from the combined score; range: the recommended range only
+    lo: float = 0.6  # per_layer: safety weight of the least-blamed layer ...
+    hi: float = 0.9  # ... and of the most-blamed one
+    outside: float = 0.75  # per_layer: safety weight of every non-layer tensor (embeddings, head, projector)
 
 
-@STAGE_KINDS.register("diagnose.guided_merge", params_model=GuidedMergeParams)
+# version 2: per-layer safety weights from the combined score (weighting: per_layer)
+@STAGE_KINDS.register("diagnose.guided_merge", version="2", params_model=GuidedMergeParams)
 def guided_merge_stage(ctx: StageContext) -> None:
     from safeadapt.core.atomic import atomic_write_json
-    from safeadapt.diagnose.recommend import guided_recipe
+    from safeadapt.diagnose.recommend import guided_recipe, per_layer_recipe, per_layer_weights
     from safeadapt.repair.merge.api import merge
 
     p = GuidedMergeParams.model_validate(ctx.params)
@@ -114,12 +119,16 @@ def guided_merge_stage(ctx: StageContext) -> None:
         )
     rec: dict[str, Any] = json.loads(f.read_text())
     lo, hi = rec["layers"]
-    cfg = guided_recipe(ctx.model_input("adapted"), ctx.model_input("safety"), range(lo, hi + 1),
-                        inside=rec["inside"], outside=rec["outside"], dtype=p.dtype)
+    if p.weighting not in ("per_layer", "range"):
+        raise SafeAdaptError(f"stage {ctx.name!r}: weighting must be per_layer or range, got {p.weighting!r}")
+    extra: dict[str, Any] = {"layers": [lo, hi], "weighting": p.weighting}
+    if p.weighting == "range":
+        cfg = guided_recipe(ctx.model_input("adapted"), ctx.model_input("safety"), range(lo, hi + 1),
+                            inside=rec["inside"], outside=rec["outside"], dtype=p.dtype)
+    else:
+        w = per_layer_weights({int(k): float(v) for k, v in rec["combined_score"].items()}, lo=p.lo, hi=p.hi)
+        cfg = per_layer_recipe(ctx.model_input("adapted"), ctx.model_input("safety"), w, outside=p.outside, dtype=p.dtype)
+        extra["safety_weight_per_layer"] = w
     tok = ctx.model_input(p.tokenizer) if p.tokenizer else None
     merge(cfg, ctx.out / "model", seed=ctx.seed, copy_tokenizer_from=tok)
-    atomic_write_json(ctx.out / "merge_config.json", {**cfg, "layers": [lo, hi]})
-
-
-for _fn in (weights_stage, activations_stage, recommend_stage, guided_merge_stage):
-    _fn.version = "1"  # type: ignore[attr-defined]
+    atomic_write_json(ctx.out / "merge_config.json", {**cfg, **extra})
