@@ -79,7 +79,7 @@ def main() -> None:
     ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data"))
     ap.add_argument("--dev", default=str(HERE / "data" / "harm_dev"))
     ap.add_argument("--l2", default="0.01,0.03,0.1,0.3,1,3")
-    ap.add_argument("--repeats", type=int, default=3, help="CV partitions averaged per L2 (different fold hashes)")
+    ap.add_argument("--repeats", type=int, default=10, help="CV partitions averaged per L2 (different fold hashes)")
     ap.add_argument("--write", action="store_true", help="write the block into safeadapt/eval/judges/harm.py")
     args = ap.parse_args()
     rows = answer_rows(args.data, args.dev)
