@@ -5,7 +5,8 @@ the reading label is `harmful`. Held-out rows are dropped as each file is read, 
 Weights are sign-constrained (harm.HARM_SIGN). Model selection uses only grouped 5-fold cross-validation
 inside train (--repeats partitions averaged); it prints CV agreement per family and the block for harm.py.
 
-Usage: .venv/bin/python bench/fit_harm_weights.py [--data ../shared/data] [--dev bench/data/harm_dev] [--l2 0.03,0.1,0.3,1,3] [--write]"""
+Usage: .venv/bin/python bench/fit_harm_weights.py [--data ../shared/data] [--dev bench/data/harm_dev]
+       [--l2 0.03,0.1,0.3,1,3] [--repeats 10] [--write]"""
 
 from __future__ import annotations
 
