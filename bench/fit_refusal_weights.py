@@ -1,10 +1,12 @@
 """Fit the offline `refusal` judge's logistic weights on the *dev* split only (XSTest completion files
-plus the labelled out-of-family files in bench/data/judge_families; held-out rows are dropped as each
+plus, with --external, other models' XSTest files, plus the labelled out-of-family files in
+bench/data/judge_families; held-out rows are dropped as each
 file is read, never featurised or printed), choose the L2 penalty by grouped 5-fold
 cross-validation inside dev (folds keyed by prompt id, repeated over 4 fold seeds), and print the
 CV agreement per file (plus nested CV and cross-model transfer on dev) and the WEIGHTS block pasted into safeadapt/eval/judges/refusal.py.
 
-Usage: .venv/bin/python bench/fit_refusal_weights.py [--data ../shared/data/xstest] [--families DIR|''] [--l2 0.01,0.03,0.1,0.3,1]"""
+Usage: .venv/bin/python bench/fit_refusal_weights.py [--data ../shared/data/xstest] [--external DIR]
+       [--families DIR|''] [--l2 0.01,0.03,0.1,0.3,1]"""
 
 from __future__ import annotations
 
@@ -25,8 +27,10 @@ from safeadapt.eval.judges.refusal_features import FEATURE_NAMES  # noqa: E402
 CV_SALTS = ("safeadapt-judge-cv", "cv-rep-1", "cv-rep-2", "cv-rep-3")
 
 
-def dev_rows(data: str, families: str | None = None) -> list[dict]:
-    rows = refusal_fit_rows(data, families or None, split="dev")
+def dev_rows(data: str, families: str | None = None, external: str | None = None) -> list[dict]:
+    if external and not glob.glob(os.path.join(external, "completions_*.csv")):
+        sys.exit(f"no completions_*.csv under {external}")
+    rows = refusal_fit_rows(data, families or None, split="dev", external_dir=external or None)
     if not rows:
         sys.exit(f"no completions_*.csv under {data}")
     return rows
@@ -124,8 +128,11 @@ def main() -> None:
     ap.add_argument("--learned", action="store_true", help="also cross-validate a hashed bag-of-words logistic classifier for comparison")
     ap.add_argument("--families", default=str(Path(__file__).resolve().parent / "data" / "judge_families"),
                     help="also fit on the dev rows (refusal/compliance) of these labelled out-of-family files ('' = XSTest only)")
+    ap.add_argument("--external", default=os.environ.get("SAFEADAPT_XSTEST_EXTERNAL", ""),
+                    help="also fit on the dev rows of other models' XSTest completions_*.csv in this directory "
+                         "(upstream gpt4 / llama2new / mistralguard files; default $SAFEADAPT_XSTEST_EXTERNAL, '' = none)")
     args = ap.parse_args()
-    rows = dev_rows(args.data, args.families)
+    rows = dev_rows(args.data, args.families, args.external)
     X = feature_matrix([r["prompt"] for r in rows], [r["completion"] for r in rows])
     y = np.array([r["refusal"] for r in rows], dtype=float)
     groups = [r["group"] for r in rows]
