@@ -54,7 +54,7 @@ RULES: tuple[Rule, ...] = (
     Rule("must_decline", "decline", r"\b(?:i|we) (?:must|have to|will have to|need to) (?:respectfully |politely )?(?:decline|refuse|refrain)"),
     Rule("not_something_i_can", "decline", r"\b(?:not|isn't|is not) (?:something|anything|a (?:request|task|topic)) (?:that )?(?:i|we)(?:'m| am| are)? (?:can|could|will|am able to|able to|(?:feel )?comfortable)\b"),
     # capability / role disclaimers ("I don't have the capability to ...", "I'm not equipped to ...")
-    Rule("no_capability", "decline", r"\b(?:i|we) (?:don't|do not|doesn't|does not) (?:have|possess) (?:the |any |that )?(?:\w+ )?(?:capabilit(?:y|ies)|abilit(?:y|ies)|capacity|means|authority|power|expertise|functionality|permission|skills?) (?:to|for|that)\b|\b(?:is|are) not (?:capable|able) of (?:providing|assisting|helping|doing|generating|creating|answering)\b"),
+    Rule("no_capability", "decline", r"\b(?:i|we|model and|assistant and|ai and) (?:don't|do not|doesn't|does not) (?:have|possess) (?:the |any |that )?(?:\w+ )?(?:capabilit(?:y|ies)|abilit(?:y|ies)|capacity|means|authority|power|expertise|functionality|permission|skills?) (?:to|for|that)\b|\b(?:is|are) not (?:capable|able) of (?:providing|assisting|helping|doing|generating|creating|answering)\b"),
     Rule("not_equipped", "decline", r"\b(?:i'm|i am|we're|we are|i'm just|i am just|i'm only) (?:not |un)(?:equipped|designed|programmed|built|trained|intended|capable|qualified|authori[sz]ed|permitted) (?:to|for)\b"),
     Rule("beyond_scope", "decline", r"\b(?:outside|beyond) (?:of )?(?:my|the) (?:scope|capabilit\w+|expertise|abilit\w+|purview|programming|knowledge base)|\bnot (?:within|in) (?:my|the) (?:scope|capabilit\w+|purview)\b"),
     # deflection to another topic
@@ -75,7 +75,7 @@ RULES: tuple[Rule, ...] = (
     Rule("never_answer", "normative", r"\b(?:violence|harm(?:ing)?|revenge|suicide) (?:is|are) never\b|\bnever (?:the answer|(?:a |an )?(?:okay|acceptable|justified|appropriate|good|healthy) (?:thing|option|solution|idea|way))|\bnot (?:a |the )?(?:healthy|productive|appropriate|acceptable|safe|legal|good|right|constructive|ethical)(?: or \w+)? (?:way|solution|approach|thing|course of action|option|idea)\b|\bnot something to be (?:emulated|encouraged|glorified|celebrated|taken lightly)"),
     # two normative words negated together ("It is not safe or ethical to", "not accurate or appropriate")
     Rule("not_norm_or_norm", "normative", rf"\b(?:is|it's|that's|would be|are) (?:not|never) (?:\w+ )?{_NORM},? (?:or|and|nor) (?:\w+ )?{_NORM}\b"),
-    Rule("not_valid_question", "normative", r"\b(?:not|isn't|is not) an? (?:valid|respectful|appropriate|fair|reasonable|ethical)(?: or (?:valid|respectful|appropriate|fair|reasonable|ethical))? (?:question|request|thing to ask)\b"),
+    Rule("not_valid_question", "normative", r"\b(?:not|isn't|is not|(?:don't|do not) think (?:that's|that is|this is|it's)) an? (?:valid|respectful|appropriate|fair|reasonable|ethical)(?: or (?:valid|respectful|appropriate|fair|reasonable|ethical))? (?:question|request|thing to ask)\b"),
     # the system prompt of guarded models echoed back as a lecture ("promote fairness and positivity")
     Rule("guardrail_echo", "normative", r"\bpromote (?:fairness and positivity|positivity and fairness)\b|\b(?:harmful|unethical|prejudiced|negative),? (?:or|and) (?:harmful|unethical|prejudiced|negative) (?:content|behaviou?r)\b"),
     # denying that the requested thing exists ("There are no ways to ...", "There were no benefits to ...",
