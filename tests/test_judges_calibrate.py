@@ -1,5 +1,5 @@
 """Fitting the refusal judge's weights: the shipped weights are reproducible from the documented
-procedure (dev split of XSTest and of the labelled out-of-family completions), cross-validation inside dev, user calibration files (API and
+procedure (dev split of the shipped and upstream XSTest files and of the labelled out-of-family completions), cross-validation inside dev, user calibration files (API and
 `safeadapt judge --calibrate`), and one-line errors for bad calibration files."""
 
 from __future__ import annotations
@@ -53,11 +53,18 @@ FAMILIES = Path(__file__).resolve().parent.parent / "bench" / "data" / "judge_fa
 
 @pytest.fixture(scope="module")
 def xstest_dev(shared_data):
-    """Dev-split rows the weights are fit on: every XSTest completions file plus the labelled
+    """Dev-split rows the weights are fit on: every XSTest completions file in shared data, the
+    upstream gpt4 / llama2new / mistralguard files (directory $SAFEADAPT_XSTEST_EXTERNAL; skipped
+    when unset, since the shipped weights cannot be reproduced without them) and the labelled
     out-of-family files shipped in bench/data/judge_families (held-out rows dropped on reading)."""
+    import os
+
     if not glob.glob(str(shared_data / "xstest" / "completions_*.csv")):
         pytest.skip("no XSTest completion files")
-    rows = refusal_fit_rows(shared_data / "xstest", FAMILIES, split="dev")
+    ext = os.environ.get("SAFEADAPT_XSTEST_EXTERNAL", "")
+    if not ext or len(glob.glob(os.path.join(ext, "completions_*.csv"))) < 3:
+        pytest.skip("SAFEADAPT_XSTEST_EXTERNAL (upstream gpt4 / llama2new / mistralguard XSTest files) unset")
+    rows = refusal_fit_rows(shared_data / "xstest", FAMILIES, split="dev", external_dir=ext)
     X = feature_matrix([r["prompt"] for r in rows], [r["completion"] for r in rows])
     y = np.array([r["refusal"] for r in rows], dtype=float)
     return rows, X, y
