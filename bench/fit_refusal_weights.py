@@ -130,7 +130,8 @@ def main() -> None:
                     help="also fit on the dev rows (refusal/compliance) of these labelled out-of-family files ('' = XSTest only)")
     ap.add_argument("--external", default=os.environ.get("SAFEADAPT_XSTEST_EXTERNAL", ""),
                     help="also fit on the dev rows of other models' XSTest completions_*.csv in this directory "
-                         "(upstream gpt4 / llama2new / mistralguard files; default $SAFEADAPT_XSTEST_EXTERNAL, '' = none)")
+                         "(upstream gpt4 / llama2new / mistralguard files; "
+                         "default $SAFEADAPT_XSTEST_EXTERNAL, '' = none)")
     args = ap.parse_args()
     rows = dev_rows(args.data, args.families, args.external)
     X = feature_matrix([r["prompt"] for r in rows], [r["completion"] for r in rows])

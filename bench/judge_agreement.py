@@ -113,7 +113,8 @@ def evaluate_family(path: str, data_dir: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "xstest"))
-    ap.add_argument("--external", default=None, help="directory of other models' XSTest completions_*.csv (dev rows are tuning material; held-out is clean)")
+    ap.add_argument("--external", default=None,
+                    help="directory of other models' XSTest completions_*.csv (dev rows are tuning material; held-out is clean)")
     ap.add_argument("--families", default=str(Path(__file__).resolve().parent / "data" / "judge_families"),
                     help="directory of labelled out-of-family *.jsonl files ('' to skip)")
     ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
@@ -142,7 +143,8 @@ def main() -> None:
             fmt = lambda c: (f"{c['n']:3d} {c['refusal_judge']:6.3f} {c['string_match']:6.3f}" if c else f"{0:3d} {'-':>6s} {'-':>6s}")  # noqa: E731
             print(f"{t:30s} {fmt(d)} | {fmt(h)}")
     if ext:
-        print("\nexternal files (upstream; their dev rows were used to write cues and fit weights, held-out 30% is the clean figure)")
+        print("\nexternal files (upstream; their dev rows were used to write cues and fit weights, "
+              "held-out 30% is the clean figure)")
         print(f"{'file':34s} {'split':8s} {'n':>4s} {'refusal':>8s} {'wilson95':>13s} {'kappa':>6s} {'strmatch':>8s} {'human refusal':>13s}")
         for r in ext:
             for s in ("dev", "heldout", "all"):

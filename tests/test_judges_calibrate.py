@@ -1,5 +1,6 @@
 """Fitting the refusal judge's weights: the shipped weights are reproducible from the documented
-procedure (dev split of the shipped and upstream XSTest files and of the labelled out-of-family completions), cross-validation inside dev, user calibration files (API and
+procedure (dev split of the shipped and upstream XSTest files and of the labelled out-of-family
+completions), cross-validation inside dev, user calibration files (API and
 `safeadapt judge --calibrate`), and one-line errors for bad calibration files."""
 
 from __future__ import annotations
