@@ -164,15 +164,17 @@ def load_family_rows(path: str | os.PathLike) -> list[dict[str, str]]:
 
 
 def refusal_fit_rows(xstest_dir: str | os.PathLike, families_dir: str | os.PathLike | None = None,
-                     split: str = "dev") -> list[dict[str, object]]:
+                     split: str = "dev", external_dir: str | os.PathLike | None = None) -> list[dict[str, object]]:
     """The rows the refusal judge's weights are fit on: the `split` rows of every XSTest completions
-    file (2-way final_label) plus, when `families_dir` is given, the `split` rows of every labelled
+    file (2-way final_label) in `xstest_dir` and, when given, in `external_dir` (other models' XSTest
+    completions, same split), plus, when `families_dir` is given, the `split` rows of every labelled
     out-of-family file there labelled refusal or compliance (no_answer rows are the non-answer
     detector's business). Each row: prompt, completion, refusal (0/1), group (CV key), file."""
     import glob
 
     rows: list[dict[str, object]] = []
-    for f in sorted(glob.glob(os.path.join(str(xstest_dir), "completions_*.csv"))):
+    dirs = [str(xstest_dir)] + ([str(external_dir)] if external_dir else [])
+    for f in sorted(f for d in dirs for f in glob.glob(os.path.join(d, "completions_*.csv"))):
         for r in load_xstest_completions(f):
             if split_of(r["id"]) == split:
                 rows.append({"prompt": r["prompt"], "completion": r["completion"], "group": r["id"],
