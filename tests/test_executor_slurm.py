@@ -217,6 +217,9 @@ def test_ctrl_c_cancels_the_running_jobs(cluster: _slurm.Cluster, tmp_path: Path
         while not (_calls(tmp_path) and "b" in _jobs(out)):
             assert driver.poll() is None and time.time() < deadline, log.read_text()
             time.sleep(0.1)
+        rec = print_status(out)  # while it runs: the stage, its job and SLURM's word on it, a driver active
+        assert rec["active"] and [(st["name"], st["state"], st["job_state"]) for st in rec["stages"]] == \
+            [("b", "running", "RUNNING")], rec
         driver.send_signal(signal.SIGINT)
         assert driver.wait(timeout=30) == 130, log.read_text()
     finally:
