@@ -145,7 +145,8 @@ def test_slurm_run_equals_a_local_run_and_each_stage_is_one_job(cluster: _slurm.
             rc, log = _run("run", str(f), "--out", str(roots[ex] / "out"), "--executor", ex)
             assert rc == 0, log
     local, slurm = roots["local"] / "out", roots["slurm"] / "out"
-    assert _files(slurm) == _files(local) and len(_files(local)) == 7  # same dirs (keys) and bytes; 3 are log.txt
+    outputs = [k for k in _files(local) if not k.endswith("/log.txt")]  # (a stage's log.txt, when it printed)
+    assert _files(slurm) == _files(local) and len(outputs) == 4  # same dirs (keys), same bytes
     rec = json.loads((slurm / "study.json").read_text())
     assert rec["executor"] == "slurm" and rec["status"] == "complete"
     jobs = _jobs(slurm)
@@ -216,6 +217,9 @@ def test_ctrl_c_cancels_the_running_jobs(cluster: _slurm.Cluster, tmp_path: Path
         while not (_calls(tmp_path) and "b" in _jobs(out)):
             assert driver.poll() is None and time.time() < deadline, log.read_text()
             time.sleep(0.1)
+        rec = print_status(out)  # while it runs: the stage, its job and SLURM's word on it, a driver active
+        assert rec["active"] and [(st["name"], st["state"], st["job_state"]) for st in rec["stages"]] == \
+            [("b", "running", "RUNNING")], rec
         driver.send_signal(signal.SIGINT)
         assert driver.wait(timeout=30) == 130, log.read_text()
     finally:
@@ -246,8 +250,8 @@ def test_failing_jobs_print_the_end_of_their_logs(cluster: _slurm.Cluster, tmp_p
             driver.kill()
     jobs = _jobs(tmp_path / "out")
     assert driver.returncode == 2, log  # failed stages, not an interrupted study
-    # a stage that raised: its error, job id and the end of its log (what it printed, its traceback)
-    assert "LOG-LINE-40" in log and "ERR-LINE-last" in log and 'raise RuntimeError("boom in the job")' in log, log
+    # a stage that raised: its error, job id and the end of its log (what it printed)
+    assert "LOG-LINE-40" in log and "ERR-LINE-last" in log, log
     assert "LOG-LINE-2\n" not in log  # the tail, not the whole log
     # a job that died under its stage: SLURM's verdict and the end of the job's own log (srun's error)
     assert f"SLURM job {jobs['crash']} of stage crash failed; the end of its job log:" in log, log
