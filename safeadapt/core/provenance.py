@@ -61,6 +61,15 @@ def hash_path(path: str | os.PathLike, *, max_bytes: int | None = None) -> str:
     return h.hexdigest()
 
 
+def omit_none(d: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """`d` without those of `keys` whose value is None: a field added later and left unset is not
+    written, so the hashes of the objects written before it stay the same."""
+    for k in keys:
+        if k in d and d[k] is None:
+            del d[k]
+    return d
+
+
 def stable_hash(obj: Any) -> str:
     """Hash of a JSON-serialisable object with sorted keys."""
     import json

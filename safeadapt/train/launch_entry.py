@@ -36,27 +36,17 @@ def run(job_path: str) -> Path:
     if not data.is_absolute():
         data = job_file.parent / data
     opts = job.get("options") or {}
-    if kind == "sft":
-        from safeadapt.train.commands import read_training_rows
-        from safeadapt.train.sft import SFTOptions, sft
-
-        return sft(
-            job["model"],
-            read_training_rows(data),
-            job["out"],
-            SFTOptions(**opts),
-            base_dir=data.parent,
-            source=str(data),
-        )
-    if kind == "dpo":
+    if kind in ("sft", "dpo"):
         from safeadapt.train.commands import read_training_rows
         from safeadapt.train.dpo import DPOOptions, dpo
+        from safeadapt.train.sft import SFTOptions, sft
 
-        return dpo(
+        train, options = (sft, SFTOptions) if kind == "sft" else (dpo, DPOOptions)
+        return train(
             job["model"],
             read_training_rows(data),
             job["out"],
-            DPOOptions(**opts),
+            options(**opts),
             base_dir=data.parent,
             source=str(data),
         )

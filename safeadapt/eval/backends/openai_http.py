@@ -27,6 +27,20 @@ log = logging.getLogger("safeadapt.eval.openai")
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
+def _body(model: str, field: str, value: Any, req: GenRequest, decoding: DecodingConfig) -> dict[str, Any]:
+    """A request body: the model, its `field` (messages or prompt), then the decoding settings."""
+    body: dict[str, Any] = {
+        "model": model,
+        field: value,
+        "max_tokens": int(decoding.max_new_tokens),
+        "temperature": float(decoding.temperature),
+        "seed": derive_seed(decoding.seed, req.key) % (2**31),
+    }
+    if decoding.temperature > 0:
+        body["top_p"] = float(decoding.top_p)
+    return body
+
+
 def chat_payload(model: str, req: GenRequest, decoding: DecodingConfig) -> dict[str, Any]:
     """The /chat/completions JSON body for one request (images as PNG data-URL content parts)."""
     messages: list[dict[str, Any]] = []
@@ -41,16 +55,7 @@ def chat_payload(model: str, req: GenRequest, decoding: DecodingConfig) -> dict[
             placed = True
         else:
             messages.append({"role": m["role"], "content": m["content"]})
-    body: dict[str, Any] = {
-        "model": model,
-        "messages": messages,
-        "max_tokens": int(decoding.max_new_tokens),
-        "temperature": float(decoding.temperature),
-        "seed": derive_seed(decoding.seed, req.key) % (2**31),
-    }
-    if decoding.temperature > 0:
-        body["top_p"] = float(decoding.top_p)
-    return body
+    return _body(model, "messages", messages, req, decoding)
 
 
 def completion_payload(model: str, req: GenRequest, decoding: DecodingConfig) -> dict[str, Any]:
@@ -58,16 +63,7 @@ def completion_payload(model: str, req: GenRequest, decoding: DecodingConfig) ->
     template; the server's tokenizer adds its BOS, as vLLM's server does)."""
     if req.images:
         raise SafeAdaptError(f"request {req.key}: a raw prompt cannot carry images")
-    body: dict[str, Any] = {
-        "model": model,
-        "prompt": req.raw_prompt,
-        "max_tokens": int(decoding.max_new_tokens),
-        "temperature": float(decoding.temperature),
-        "seed": derive_seed(decoding.seed, req.key) % (2**31),
-    }
-    if decoding.temperature > 0:
-        body["top_p"] = float(decoding.top_p)
-    return body
+    return _body(model, "prompt", req.raw_prompt, req, decoding)
 
 
 @BACKENDS.register("openai")

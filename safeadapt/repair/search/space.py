@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_serializer
 
 from safeadapt.core.errors import SafeAdaptError
-from safeadapt.core.provenance import stable_hash
+from safeadapt.core.provenance import omit_none, stable_hash
 from safeadapt.repair.search.evals import SEARCH_EVALS
 from safeadapt.repair.search.methods import SEARCH_METHODS
 
@@ -70,10 +70,7 @@ class EvalSpec(BaseModel):
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> dict[str, Any]:
         # left at None it is not written: the space fingerprint of existing searches is unchanged
-        d = handler(self)
-        if d.get("jailbreak_templates") is None:
-            d.pop("jailbreak_templates", None)
-        return d
+        return omit_none(handler(self), "jailbreak_templates")
 
 
 class ObjectiveSpec(BaseModel):

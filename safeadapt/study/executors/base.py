@@ -4,6 +4,7 @@ a process pool on this machine, executors/local.py) and `slurm` (one SLURM job a
 from __future__ import annotations
 
 import concurrent.futures as cf
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
@@ -35,3 +36,21 @@ class StageExecutor(Protocol):
     def outcome(self, fut: cf.Future) -> Outcome: ...
 
     def close(self, kill: bool) -> None: ...
+
+
+def setup_worker_threads(threads: int, plugins: list[str]) -> None:
+    """In a process that runs stages (a pool worker or a SLURM job): no progress bars, the thread
+    budget for the env and torch, and the study's plugins imported."""
+    os.environ.update({"SAFEADAPT_NO_PROGRESS": "1", "SAFEADAPT_STAGE_THREADS": str(threads),
+                       "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+        torch.set_num_interop_threads(1)
+    except (ImportError, RuntimeError):
+        pass
+    from safeadapt.study.registry import import_plugin
+
+    for mod in plugins:
+        import_plugin(mod)

@@ -15,7 +15,7 @@ import time
 import types
 from typing import Any, Callable, Iterator
 
-from safeadapt.study.executors.base import Outcome
+from safeadapt.study.executors.base import Outcome, setup_worker_threads
 
 BROKEN = "a worker process died while it ran (killed, or out of memory?); the stage did not finish"
 
@@ -64,25 +64,11 @@ def call_stage(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 def worker_init(threads: int, parent: int, plugins: list[str]) -> None:
-    """Initializer of each worker: thread budget, no progress bars, die with the parent, plugins."""
-    os.environ["SAFEADAPT_NO_PROGRESS"] = "1"  # only the study process draws progress
-    os.environ["SAFEADAPT_STAGE_THREADS"] = str(threads)
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(threads)
+    """Initializer of each worker: die with the parent, signals, thread budget, no progress bars, plugins."""
     _die_with_parent(parent)
     signal.signal(signal.SIGTERM, _sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the study process, which stops us
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-        torch.set_num_interop_threads(1)
-    except (ImportError, RuntimeError):
-        pass
-    from safeadapt.study.registry import import_plugin
-
-    for mod in plugins:
-        import_plugin(mod)
+    setup_worker_threads(threads, plugins)  # only the study process draws progress
 
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from safeadapt.core.errors import SafeAdaptError
-from safeadapt.study.executors.base import Outcome
+from safeadapt.study.executors.base import Outcome, setup_worker_threads
 from safeadapt.study.executors.resources import sbatch_resources
 
 LIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED", "REQUEUE_HOLD",
@@ -117,24 +117,12 @@ def run_job(plugins: list[str], fn: Callable[..., Outcome], args: tuple[Any, ...
                  if os.environ.get(v, "").isdigit()), 0) or len(os.sched_getaffinity(0))
     declared = args[-1]
     threads = min(int(declared), cpus) if declared else cpus
-    os.environ.update({"SAFEADAPT_NO_PROGRESS": "1", "SAFEADAPT_STAGE_THREADS": str(threads),
-                       "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
 
     def _term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _term)
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-        torch.set_num_interop_threads(1)
-    except (ImportError, RuntimeError):
-        pass
-    from safeadapt.study.registry import import_plugin
-
-    for mod in plugins:
-        import_plugin(mod)
+    setup_worker_threads(threads, plugins)
     return fn(*args[:-1], threads)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_serializer
 
+from safeadapt.core.provenance import omit_none
 from safeadapt.study.context import StageContext
 from safeadapt.study.stages import STAGE_KINDS
 from safeadapt.study.stages._common import model_ref, resolve_ref, validate_options
@@ -32,10 +33,7 @@ class EvalStageParams(BaseModel):
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> dict[str, Any]:
         # a field left at None is not written: studies written before it keep their cache keys
-        d = handler(self)
-        if d.get("jailbreak_templates") is None:
-            d.pop("jailbreak_templates", None)
-        return d
+        return omit_none(handler(self), "jailbreak_templates")
 
     @field_validator("suites")
     @classmethod
