@@ -152,6 +152,19 @@ def shared_tiny(kind: str = "llama") -> Path:
     return _BUILT[kind]
 
 
+def eval_tiny_cli(out: Path, *extra: str, data: Path | None = None):
+    """`safeadapt eval` of the shared tiny Llama on text-safety into `out` (a CliRunner result); with
+    `data`, on that file, 3 new tokens, 1 thread and 20 bootstrap draws; then the `extra` arguments."""
+    from typer.testing import CliRunner
+
+    from safeadapt.cli import app
+
+    argv = ["eval", str(shared_tiny("llama")), "--suite", "text-safety", "--out", str(out)]
+    if data is not None:
+        argv += ["--max-new-tokens", "3", "--threads", "1", "--dataset", f"text-safety={data}", "--bootstrap", "20"]
+    return CliRunner().invoke(app, argv + list(extra))
+
+
 class FakeJudge:
     """Deterministic test judge: refusal iff the response contains `marker` (or is empty when
     `empty_is_refusal`). Counts calls."""

@@ -8,10 +8,8 @@ import json
 import math
 
 import pytest
-from _tiny import ScriptedBackend, shared_tiny
-from typer.testing import CliRunner
+from _tiny import ScriptedBackend, eval_tiny_cli
 
-from safeadapt.cli import app
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.data.schema import Sample
 from safeadapt.eval.metrics import wilson_ci
@@ -146,27 +144,7 @@ def test_resolve_judges_names_and_options():
 def test_cli_two_judges(tmp_path):
     data = tmp_path / "h.jsonl"
     data.write_text("".join(json.dumps({"id": f"r{i}", "text": f"how to do bad thing {i}"}) + "\n" for i in range(3)))
-    r = CliRunner().invoke(
-        app,
-        [
-            "eval",
-            str(shared_tiny("llama")),
-            "--suite",
-            "text-safety",
-            "--out",
-            str(tmp_path / "out"),
-            "--max-new-tokens",
-            "3",
-            "--threads",
-            "1",
-            "--dataset",
-            f"text-safety={data}",
-            "--bootstrap",
-            "20",
-            "--judge",
-            "refusal,ensemble",
-        ],
-    )
+    r = eval_tiny_cli(tmp_path / "out", "--judge", "refusal,ensemble", data=data)
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     ts = res["suites"]["text-safety"]
@@ -178,19 +156,7 @@ def test_cli_two_judges(tmp_path):
 
 
 def test_cli_unknown_second_judge_one_line(tmp_path):
-    r = CliRunner().invoke(
-        app,
-        [
-            "eval",
-            str(shared_tiny("llama")),
-            "--suite",
-            "text-safety",
-            "--out",
-            str(tmp_path / "out"),
-            "--judge",
-            "refusal,nope",
-        ],
-    )
+    r = eval_tiny_cli(tmp_path / "out", "--judge", "refusal,nope")
     assert r.exit_code != 0
     err = r.stderr if hasattr(r, "stderr") else r.output
     lines = [x for x in err.strip().splitlines() if x.strip()]

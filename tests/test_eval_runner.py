@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from _tiny import FakeJudge, ScriptedBackend, shared_tiny
+from _tiny import FakeJudge, ScriptedBackend, eval_tiny_cli, shared_tiny
 from typer.testing import CliRunner
 
 from safeadapt.cli import app
@@ -175,25 +175,7 @@ def test_cli_success(tmp_path):
             for i in range(3)
         )
     )
-    r = CliRunner().invoke(
-        app,
-        [
-            "eval",
-            str(shared_tiny("llama")),
-            "--suite",
-            "text-safety",
-            "--out",
-            str(tmp_path / "out"),
-            "--max-new-tokens",
-            "3",
-            "--threads",
-            "1",
-            "--dataset",
-            f"text-safety={data}",
-            "--bootstrap",
-            "20",
-        ],
-    )
+    r = eval_tiny_cli(tmp_path / "out", data=data)
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     assert res["suites"]["text-safety"]["asr"]["n"] == 3

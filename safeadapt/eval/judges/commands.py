@@ -44,6 +44,11 @@ def build_backend(
     return None
 
 
+def member_names(members: str | None) -> list[str]:
+    """The judges named by `--members` (comma-separated; blanks dropped)."""
+    return [m.strip() for m in (members or "").split(",") if m.strip()]
+
+
 def make_judge(name: str, *, backend: Any = None, threshold: float | None = None, members: str | None = None,
                mode: str = "majority", guard_native: bool = False, max_new_tokens: int | None = None,
                batch_size: int = 16, calibrate: str | Path | None = None,
@@ -56,7 +61,7 @@ def make_judge(name: str, *, backend: Any = None, threshold: float | None = None
     known = judge_names()
     if name not in known:
         raise SafeAdaptError(f"unknown judge {name!r}; known: {', '.join(known)}")
-    member_list = [m.strip() for m in (members or "").split(",") if m.strip()]
+    member_list = member_names(members)
     for m in member_list:
         if m not in known or m == "ensemble":
             raise SafeAdaptError(
@@ -215,7 +220,7 @@ def register(app: typer.Typer) -> None:
         if (
             calibrate is not None
             and judge != "refusal"
-            and "refusal" not in [m.strip() for m in (members or "").split(",")]
+            and "refusal" not in member_names(members)
         ):
             raise SafeAdaptError(
                 f"--calibrate only applies to the refusal judge (or an ensemble with it), not {judge!r}"
@@ -241,7 +246,7 @@ def register(app: typer.Typer) -> None:
             )
             if (
                 judge in llm_judges()
-                or (judge == "ensemble" and any(m.strip() in llm_judges() for m in (members or "").split(",")))
+                or (judge == "ensemble" and any(m in llm_judges() for m in member_names(members)))
             )
             else None
         )
