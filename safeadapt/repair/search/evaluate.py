@@ -13,15 +13,10 @@ from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.provenance import stable_hash
 from safeadapt.data.schema import Sample
 from safeadapt.repair.search.evals import SEARCH_EVALS
+from safeadapt.report.collect import SUITE_METRIC
 
 # headline metric name -> (suite, metric key in results.json's suite block)
-METRIC_SOURCES = {
-    "text_asr": ("text-safety", "asr"),
-    "mm_asr": ("mm-safety", "asr"),
-    "jailbreak_asr": ("jailbreak", "asr"),
-    "over_refusal": ("over-refusal", "refusal_rate"),
-    "helpfulness": ("helpfulness", "accuracy"),
-}
+METRIC_SOURCES = {metric: (suite, key) for suite, (metric, key) in SUITE_METRIC.items()}
 
 
 class Evaluator(Protocol):
