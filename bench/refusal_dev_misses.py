@@ -27,7 +27,11 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=400)
     ap.add_argument("--quiet", action="store_true", help="counts only")
     args = ap.parse_args()
-    rows = [r for r in refusal_fit_rows(args.data, args.families or None, split="dev", external_dir=args.external) if args.file in str(r["file"])]
+    rows = [
+        r
+        for r in refusal_fit_rows(args.data, args.families or None, split="dev", external_dir=args.external)
+        if args.file in str(r["file"])
+    ]
     judge = RefusalJudge()
     n, miss = Counter(), Counter()
     for r in rows:

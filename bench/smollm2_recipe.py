@@ -101,7 +101,9 @@ def summarize(out: Path, regraded: bool = False) -> dict[str, Any]:
         row = rows.setdefault(role, {})
         suites = {k: v for k, v in res["suites"].items() if not v.get("skipped")}
         if "text-safety" in suites:
-            row[{"eval_sr": "strongreject", "eval_xs": "xstest_unsafe"}.get(group, "harmbench")] = rates(suites["text-safety"])
+            row[{"eval_sr": "strongreject", "eval_xs": "xstest_unsafe"}.get(group, "harmbench")] = rates(
+                suites["text-safety"]
+            )
         if "over-refusal" in suites:  # the suite takes only XSTest's safe (benign) prompts
             row["xstest_safe"] = rates(suites["over-refusal"])
         if "mm-safety" in suites:
@@ -112,7 +114,10 @@ def summarize(out: Path, regraded: bool = False) -> dict[str, Any]:
         pair["refusal"] += ["refusal" if r["judgement"]["label"] == "refusal" else "compliance" for r in judged]
         pair["string_match"] += [string_match_label(r["response"]) for r in judged]
         if "helpfulness" in suites:
-            row["helpfulness"] = {"k": suites["helpfulness"]["accuracy"]["k"], "n": suites["helpfulness"]["accuracy"]["n"]}
+            row["helpfulness"] = {
+                "k": suites["helpfulness"]["accuracy"]["k"],
+                "n": suites["helpfulness"]["accuracy"]["n"],
+            }
     stages = [{k: s.get(k) for k in ("name", "kind", "status", "seconds")} for s in study["stages"]]
     for st, s in zip(stages, study["stages"]):
         if st["status"] == "cached":  # built by an earlier invocation: its own marker has the seconds
@@ -142,7 +147,11 @@ def _findings(rows: dict[str, dict[str, Any]]) -> list[str]:
         if not b or not a or not b["n"] or not a["n"] or b[what] is None or a[what] is None:
             continue
         (bl, bh), (al_, ah) = wilson(b[what], b["n"]), wilson(a[what], a["n"])
-        sep = "the 95% intervals do not overlap" if (ah < bl or al_ > bh) else "the 95% intervals overlap: not a measured change"
+        sep = (
+            "the 95% intervals do not overlap"
+            if (ah < bl or al_ > bh)
+            else "the 95% intervals overlap: not a measured change"
+        )
         out.append(f"- {label}: base {b[what] / b['n']:.2f} -> aligned {a[what] / a['n']:.2f} ({sep}).")
     return (["", "## Alignment step, before -> after", ""] + out) if out else []
 
@@ -166,7 +175,9 @@ def _second_judge(rows: dict[str, dict[str, Any]]) -> list[str]:
         x, y = r.get("judges", {}).get("refusal", []), r.get("judges", {}).get("string_match", [])
         if x:
             kap = f"{cohen_kappa(x, y):.3f}" if len(set(x) | set(y)) > 1 else "- (one label only)"
-            L.append(f"| {role} | {len(x)} | {agreement(x, y):.3f} | {kap} | {x.count('refusal')} / {y.count('refusal')} |")
+            L.append(
+                f"| {role} | {len(x)} | {agreement(x, y):.3f} | {kap} | {x.count('refusal')} / {y.count('refusal')} |"
+            )
     return L
 
 
@@ -178,23 +189,35 @@ def _search(dirs: list[Path]) -> list[str]:
             continue
         front, summ = json.loads((d / "pareto.json").read_text()), json.loads((d / "summary.json").read_text())
         fid, cost = summ.get("fidelity", {}), summ.get("cost", {})
-        L += ["", "## Pareto search (stage `search`)", "",
-              f"{summ['complete']} trials ({summ['unique_candidates']} distinct candidates, sampler {summ['sampler']}) over "
-              "linear and TIES merges of `vl` and `vl_sft` and RESTA's gamma, each scored on a stratified proxy of "
-              f"{summ['proxy_frac']:.0%} of each suite; the {fid.get('proxy_front')} proxy-front points were re-evaluated "
-              f"on the full suites ({fid.get('stay_on_full_front')} stay on the full front; Spearman proxy vs full "
-              + ", ".join(f"{k} {v:.2f}" for k, v in (fid.get("spearman_proxy_vs_full") or {}).items() if v is not None)
-              + f"). Cost: {cost.get('proxy', {}).get('items')} proxy items and {cost.get('full', {}).get('items')} "
-              f"full items; the proxy trials took {summ['seconds'] / 60:.1f} min"
-              + (f", the whole stage {total / 60:.1f} min" if (total := _marker_seconds(d)) else "") + ". Full-suite values:", "",
-              "| method | parameters | HarmBench ASR | XSTest safe over-refusal | helpfulness | on the full front |",
-              "|---|---|---|---|---|---|"]
+        L += [
+            "",
+            "## Pareto search (stage `search`)",
+            "",
+            f"{summ['complete']} trials ({summ['unique_candidates']} distinct candidates, sampler {summ['sampler']}) "
+            f"over "
+            "linear and TIES merges of `vl` and `vl_sft` and RESTA's gamma, each scored on a stratified proxy of "
+            f"{summ['proxy_frac']:.0%} of each suite; the {fid.get('proxy_front')} proxy-front points were "
+            f"re-evaluated "
+            f"on the full suites ({fid.get('stay_on_full_front')} stay on the full front; Spearman proxy vs full "
+            + ", ".join(f"{k} {v:.2f}" for k, v in (fid.get("spearman_proxy_vs_full") or {}).items() if v is not None)
+            + f"). Cost: {cost.get('proxy', {}).get('items')} proxy items and {cost.get('full', {}).get('items')} "
+            f"full items; the proxy trials took {summ['seconds'] / 60:.1f} min"
+            + (f", the whole stage {total / 60:.1f} min" if (total := _marker_seconds(d)) else "")
+            + ". Full-suite values:",
+            "",
+            "| method | parameters | HarmBench ASR | XSTest safe over-refusal | helpfulness | on the full front |",
+            "|---|---|---|---|---|---|",
+        ]
         for p in front:
             m = p["metrics"]
             cells = [fmt(m[f"{k}_count"]["k"], m[f"{k}_count"]["n"]) if f"{k}_count" in m else "-"
                      for k in ("text_asr", "over_refusal", "helpfulness")]
             params = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in p["params"].items())
-            L.append(f"| {p['method']} | {params} | " + " | ".join(cells) + f" | {'yes' if p.get('on_full_front') else 'no'} |")
+            L.append(
+                f"| {p['method']} | {params} | "
+                + " | ".join(cells)
+                + f" | {'yes' if p.get('on_full_front') else 'no'} |"
+            )
     return L
 
 
@@ -271,7 +294,13 @@ def write_results(out: Path, summary: dict[str, Any], dest: Path, command: str, 
               f"{s['pairs']} DPO pairs in all."]
     ran = [s for s in stages if s["status"].startswith(("done", "cached"))]
     not_ran = [s for s in stages if not s["status"].startswith(("done", "cached"))]
-    L += ["", "## What ran", "", "(cached: built by an earlier invocation on the same directory; seconds from its marker)", ""]
+    L += [
+        "",
+        "## What ran",
+        "",
+        "(cached: built by an earlier invocation on the same directory; seconds from its marker)",
+        "",
+    ]
     L += [f"- `{s['name']}` ({s['kind']}): {s['status']}"
                                     + (f", {s['seconds']:.0f} s" if s.get("seconds") else "") for s in ran]
     L += ["", "## What did not run here", ""]
@@ -310,16 +339,28 @@ def write_summary_json(out: Path, summary: dict[str, Any], wall: float | None) -
         if hp and hp["n"]:
             m["helpfulness"], m["helpfulness_count"] = hp["k"] / hp["n"], {"k": hp["k"], "n": hp["n"]}
         models[role] = m
-    atomic_write_json(out / "results.json", {
-        "study": "smollm2-135m", "models": models, "wall_s": wall,
-        # the paper's comparisons: against the aligned model, the VL-adapted one is what erodes, and the
-        # best trade-off is sought among the safety-tuned, merged and repaired VLMs (not the attacks)
-        "roles": {"reference": "align", "adapted": "vl",
-                  "candidates": [r for r in models if r.startswith(("vl_", "merge:", "repair:"))]},
-        "notes": {"text_asr": "HarmBench prompts, refusal judge: compliance (harmful content delivered)",
-                  "text_non_refusal": "HarmBench prompts: compliance + benign (did not refuse)",
-                  "mm_asr": "FigStep SafeBench typographic images", "over_refusal": "XSTest safe prompts",
-                  "judge": "refusal judge (offline); second judge: the XSTest string-match baseline, see docs/results.md"}})
+    atomic_write_json(
+        out / "results.json",
+        {
+            "study": "smollm2-135m",
+            "models": models,
+            "wall_s": wall,
+            # the paper's comparisons: against the aligned model, the VL-adapted one is what erodes, and the
+            # best trade-off is sought among the safety-tuned, merged and repaired VLMs (not the attacks)
+            "roles": {
+                "reference": "align",
+                "adapted": "vl",
+                "candidates": [r for r in models if r.startswith(("vl_", "merge:", "repair:"))],
+            },
+            "notes": {
+                "text_asr": "HarmBench prompts, refusal judge: compliance (harmful content delivered)",
+                "text_non_refusal": "HarmBench prompts: compliance + benign (did not refuse)",
+                "mm_asr": "FigStep SafeBench typographic images",
+                "over_refusal": "XSTest safe prompts",
+                "judge": "refusal judge (offline); second judge: the XSTest string-match baseline, see docs/results.md",
+            },
+        },
+    )
 
 
 def run_stamp() -> str:
@@ -381,7 +422,10 @@ def regrade(out: Path) -> list[dict[str, Any]]:
                 recs[i] = {**recs[i], "judgement": j.model_dump(), "judgement_stored": recs[i]["judgement"]}
             metrics = judged_rate_result([recs[i] for i in judged], block["metric"], ctx,
                                          groups=get_suite(suite).groups)
-            suites[suite] = {**metrics, **{k: block[k] for k in ("skipped", "n_items", "samples", "timing_s") if k in block}}
+            suites[suite] = {
+                **metrics,
+                **{k: block[k] for k in ("skipped", "n_items", "samples", "timing_s") if k in block},
+            }
             info["suites"][suite] = {"n": len(judged), "before": before, "after": metrics["labels"]}
         dest = out / "regraded" / Path(s["dir"]).name
         dest.mkdir(parents=True, exist_ok=True)
@@ -403,7 +447,11 @@ def regrade_section(out: Path, summary: dict[str, Any], info: list[dict[str, Any
     by which judge and version, the table from the new labels and each suite's label counts
     before -> after."""
     study = json.loads((out / "study.json").read_text())
-    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(study["started_unix"])) if study.get("started_unix") else "unknown"
+    when = (
+        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(study["started_unix"]))
+        if study.get("started_unix")
+        else "unknown"
+    )
     judges = sorted({f"`{i['judge']}` version {i['version']}" for i in info})
     L = [REGRADE_BEGIN, ""]
     if notes is not None and notes.is_file():  # hand-written: what the rest of the page is, what did not run

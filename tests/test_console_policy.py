@@ -66,13 +66,13 @@ def _check(out: Path, console_text: str) -> None:
     for line in LIBRARY_LINES:
         assert line not in console_text, (line, console_text)
     assert "done" in console_text and "a (python)" in console_text
-    # the failing stage: its log kept under logs/, its last lines on the console (never a traceback:
-    # that is in logs/*.err)
+    # the failing stage: its log kept under logs/, its last lines on the console, then the last frame of
+    # its traceback (the whole traceback is in logs/*.err)
     [failed_log] = list((out / "logs").glob("bad-*.log"))
     assert "boom line 29" in failed_log.read_text()
     assert "failed" in console_text and "boom line 29" in console_text and "RuntimeError: kaput" in console_text
     assert "boom line 0\n" not in console_text and "boom line 14\n" not in console_text  # only the tail (15)
-    assert "Traceback" not in console_text
+    assert 'raise RuntimeError("kaput")' in console_text and "Traceback" not in console_text
     assert str(failed_log) in console_text.replace("\n", "")
 
 

@@ -124,7 +124,7 @@ def _calls(root: Path) -> list[tuple[str, str]]:
 def _files(out: Path) -> dict[str, bytes]:
     """Every output file of every stage but the markers (they hold times and hosts)."""
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted((out / "stages").rglob("*"))
-            if p.is_file() and p.name not in ("_stage.json", "log.txt")}  # (the log holds what ran where)
+            if p.is_file() and p.name != "_stage.json"}
 
 
 def _jobs(out: Path) -> dict[str, str]:

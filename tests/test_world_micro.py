@@ -65,7 +65,13 @@ def test_micro_world_results_have_every_role_and_fraction(micro):
     assert set(on_disk["targets"]) == {"vl_raises_asr_20pts", "safety_tuning_lowers_asr_raises_over_refusal",
                                        "best_merge_within_5pts", "guided_merge_beats_uniform", "home_repairs_cut_asr"}
     home = on_disk["targets"]["home_repairs_cut_asr"]
-    assert home["home"] == "harmful_ft" and set(home["per_method"]) == {"antidote", "resta", "safemerge", "somf", "set_difference"}
+    assert home["home"] == "harmful_ft" and set(home["per_method"]) == {
+        "antidote",
+        "resta",
+        "safemerge",
+        "somf",
+        "set_difference",
+    }
 
 
 def test_micro_world_search_front(micro):

@@ -119,7 +119,9 @@ def per_layer_recipe(adapted: str, safety: str, weights: dict[int, float], *, ou
                      dtype: str = "float32") -> dict[str, Any]:
     """Linear merge with safety weight `weights[i]` in decoder layer i and `outside` on every other tensor."""
     def table(f: Any) -> list[dict[str, Any]]:
-        return [{"filter": f"model.layers.{i}.", "value": round(f(w), 6)} for i, w in sorted(weights.items())] + [{"value": round(f(outside), 6)}]
+        return [{"filter": f"model.layers.{i}.", "value": round(f(w), 6)} for i, w in sorted(weights.items())] + [
+            {"value": round(f(outside), 6)}
+        ]
 
     return {"merge_method": "linear", "dtype": dtype, "models": [
         {"model": str(adapted), "parameters": {"weight": table(lambda w: 1 - w)}},

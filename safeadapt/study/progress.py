@@ -65,9 +65,13 @@ class StudyProgress:
         from safeadapt.core.console import tail
 
         log = self.log_of(p) if self.log_of else None
-        lines = tail(log) if log is not None else []
-        if lines:
-            self.prog.console.print(f"          [dim]last lines of {escape(str(log))}:[/dim]")
+        if log is None:
+            return
+        # what the stage printed, then where it raised (the last frame of its traceback, in logs/*.err)
+        for path, n in ((log, 15), (log.with_suffix(".err"), 3)):
+            lines = tail(path, n)
+            if lines:
+                self.prog.console.print(f"          [dim]last lines of {escape(str(path))}:[/dim]")
             for line in lines:
                 self.prog.console.print(f"          [dim]|[/dim] {escape(line)}", highlight=False, soft_wrap=True)
 

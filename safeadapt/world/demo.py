@@ -148,7 +148,11 @@ def guided_vs_uniform(models: dict[str, Any]) -> dict[str, Any]:
         return {"holds": False, "best_uniform": None, "detail": detail + "; no uniform merge to compare with"}
     best = min(uniform, key=lambda r: (asr(uniform[r]), -uniform[r]["helpfulness"]))
     b = uniform[best]
-    holds = asr(g) <= asr(b) and g["helpfulness"] >= b["helpfulness"] and (asr(g) < asr(b) or g["helpfulness"] > b["helpfulness"])
+    holds = (
+        asr(g) <= asr(b)
+        and g["helpfulness"] >= b["helpfulness"]
+        and (asr(g) < asr(b) or g["helpfulness"] > b["helpfulness"])
+    )
     detail += f"; best uniform merge {best}: ASR {asr(b):.3f} helpfulness {b['helpfulness']:.3f}"
     return {"holds": holds, "best_uniform": best, "asr_gain": round(asr(b) - asr(g), 4),
             "helpfulness_gain": round(g["helpfulness"] - b["helpfulness"], 4), "detail": detail}

@@ -23,7 +23,6 @@ from safeadapt.eval.judges.refusal_features import FEATURE_NAMES, extract_featur
 from safeadapt.eval.judges.registry import JUDGES
 from safeadapt.eval.types import JudgeItem, Judgement
 
-
 # --- FEATURE WEIGHTS --------------------------------------------------------------------------
 # Logistic-regression weights (log-odds of refusal per unit of feature). Fit on the dev splits pooled:
 # the shipped XSTest completion files and upstream's gpt4 / llama2new / mistralguard files (70%, sha256

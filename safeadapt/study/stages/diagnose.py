@@ -127,7 +127,9 @@ def guided_merge_stage(ctx: StageContext) -> None:
                             inside=rec["inside"], outside=rec["outside"], dtype=p.dtype)
     else:
         w = per_layer_weights({int(k): float(v) for k, v in rec["combined_score"].items()}, lo=p.lo, hi=p.hi)
-        cfg = per_layer_recipe(ctx.model_input("adapted"), ctx.model_input("safety"), w, outside=p.outside, dtype=p.dtype)
+        cfg = per_layer_recipe(
+            ctx.model_input("adapted"), ctx.model_input("safety"), w, outside=p.outside, dtype=p.dtype
+        )
         extra["safety_weight_per_layer"] = w
     tok = ctx.model_input(p.tokenizer) if p.tokenizer else None
     merge(cfg, ctx.out / "model", seed=ctx.seed, copy_tokenizer_from=tok)
