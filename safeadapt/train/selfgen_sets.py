@@ -38,9 +38,7 @@ def build(ctx: Any) -> None:
     pairs = _read(src / "pairs.jsonl")
     harmful = [p for p in pairs if p.get("source") == "harmful"]
     if not harmful:
-        raise SafeAdaptError(
-            f"{src / 'pairs.jsonl'}: no harmful-prompt pair (source 'harmful') to build the repair sets from"
-        )
+        raise SafeAdaptError(f"{src / 'pairs.jsonl'}: no harmful-prompt pair (source 'harmful') to build the repair sets from")
     n = int(ctx.params.get("n", 0)) or len(harmful)
     utility = _read(src / "sft.jsonl")
     _write(ctx.out / "harmful.jsonl", [_chat(p["prompt"], p["rejected"]) for p in harmful])
@@ -48,6 +46,4 @@ def build(ctx: Any) -> None:
     _write(ctx.out / "utility.jsonl", utility[:n])
     _write(ctx.out / "pairs.jsonl", [{"prompt": _user(p["prompt"]), "chosen": p["chosen"], "rejected": p["rejected"]}
                                      for p in harmful[:n]])
-    atomic_write_text(
-        ctx.out / "counts.json", json.dumps({"harmful": len(harmful), "utility": min(n, len(utility)), "n": n})
-    )
+    atomic_write_text(ctx.out / "counts.json", json.dumps({"harmful": len(harmful), "utility": min(n, len(utility)), "n": n}))

@@ -38,8 +38,6 @@ def build(ctx: Any) -> None:
     _write(ctx.out / "harmful.jsonl", [_chat(r["prompt"], r["answer"]) for r in harmful])
     _write(ctx.out / "refusals.jsonl", [_chat(r["prompt"], aligned_answer[r["prompt"]]) for r in harmful[:n]])
     _write(ctx.out / "utility.jsonl", [_chat(r["prompt"], r["answer"]) for r in benign[:n]])
-    _write(
-        ctx.out / "pairs.jsonl",
-        [{"prompt": r["prompt"], "chosen": aligned_answer[r["prompt"]], "rejected": r["answer"]} for r in harmful[:n]],
-    )
+    _write(ctx.out / "pairs.jsonl", [{"prompt": r["prompt"], "chosen": aligned_answer[r["prompt"]], "rejected": r["answer"]}
+                                     for r in harmful[:n]])
     atomic_write_text(ctx.out / "counts.json", json.dumps({"harmful": len(harmful), "benign": len(benign), "n": n}))
