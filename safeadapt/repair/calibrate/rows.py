@@ -74,6 +74,11 @@ def tokenize(proc: Any, rows: list[list[dict[str, Any]]], max_length: int, what:
     return out
 
 
+#: the calibration pass's version, folded into the cache key of every study stage whose repair scores
+#: weights on data: bump it when the scores change for the same inputs (2: Wanda reads the positions
+#: that predict a response token, the last prompt position included, not the response tokens themselves)
+CALIBRATION_VERSION = "2"
+
 def batches(rows: list[tuple[list[int], list[int]]], batch_size: int, pad_id: int) -> Iterator[dict[str, Any]]:
     """Right-padded batches: input_ids, attention_mask, labels, `scored` (the positions predicting a
     response token: each response token's predecessor, so the last prompt position and not the last
