@@ -103,9 +103,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_slurm.Cluster
                 os.environ[k] = v
 
 
-def _cli(*args: str, stdout: Any = subprocess.PIPE) -> subprocess.Popen:
+def _cli(*args: str, stdout: Any = subprocess.PIPE, env: dict[str, str] | None = None) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(x for x in (str(ROOT), os.environ.get("PYTHONPATH")) if x),
-           "SAFEADAPT_NO_PROGRESS": "1", "COLUMNS": "200"}
+           "SAFEADAPT_NO_PROGRESS": "1", "COLUMNS": "200", **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "safeadapt", *args], env=env, stdout=stdout,
                             stderr=subprocess.STDOUT, text=True)
 
@@ -204,6 +204,48 @@ def test_a_killed_driver_is_resumed_without_submitting_a_stage_twice(cluster: _s
     assert len(set(ran_in.values())) == 3 and ran_in["b"] == b_job and _jobs(out) == ran_in
     assert json.loads((out / "study.json").read_text())["status"] == "complete"
     assert (out / "stages").is_dir() and not [p for p in (out / "stages").iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("victim", ["b", "a"])
+def test_a_driver_killed_between_sbatch_and_recording_does_not_submit_the_stage_again(
+        cluster: _slurm.Cluster, tmp_path: Path, victim: str) -> None:
+    # b's job still runs when the re-run starts (found by its token in squeue and waited for); a's job
+    # has finished by then (its stage is complete on disk: cached, and squeue still names its job)
+    (tmp_path / "local").mkdir()
+    (tmp_path / "local" / "go_b").write_text("open")
+    run_study_file(write_study(tmp_path / "local", FNS, STUDY), tmp_path / "local" / "out", jobs=1)
+    f = write_study(tmp_path, FNS, STUDY)
+    out = tmp_path / "out"
+    driver = _cli("run", str(f), "--out", str(out), "--executor", "slurm", stdout=subprocess.DEVNULL,
+                  env={"SAFEADAPT_TEST_KILL_AFTER_SBATCH": victim})
+    assert driver.wait(timeout=60) == -signal.SIGKILL  # it killed itself right after sbatch returned
+    assert victim not in _jobs(out)  # the gap: SLURM runs the job, study.json does not name it
+    deadline = time.time() + 60
+    while victim not in {n for n, _ in _calls(tmp_path)} or (victim == "a" and not list(out.glob("stages/a-*/_s*"))):
+        assert time.time() < deadline, f"the job of {victim} never ran"
+        time.sleep(0.1)
+    victim_job = dict(_calls(tmp_path))[victim]
+    if victim == "b":
+        assert cluster.run("squeue", "-h", "-j", victim_job, "-o", "%T").strip() == "RUNNING"
+    log = tmp_path / "rerun.log"
+    with open(log, "w") as fh:
+        rerun = _cli("run", str(f), "--out", str(out), "--executor", "slurm", stdout=fh)
+    try:
+        if victim == "b":
+            deadline = time.time() + 60
+            while f"waiting for SLURM job {victim_job} of b" not in log.read_text():
+                assert rerun.poll() is None and time.time() < deadline, log.read_text()
+                time.sleep(0.1)
+        (tmp_path / "go_b").write_text("open")
+        assert rerun.wait(timeout=90) == 0, log.read_text()
+    finally:
+        if rerun.poll() is None:
+            rerun.kill()
+    calls = _calls(tmp_path)
+    assert sorted(n for n, _ in calls) == ["a", "b", "c"], calls  # each stage ran exactly once
+    assert _jobs(out) == dict(calls) and _jobs(out)[victim] == victim_job  # the unrecorded job is recorded now
+    assert _files(out) == _files(tmp_path / "local" / "out")
+    assert json.loads((out / "study.json").read_text())["status"] == "complete"
 
 
 def test_ctrl_c_cancels_the_running_jobs(cluster: _slurm.Cluster, tmp_path: Path) -> None:

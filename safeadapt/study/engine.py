@@ -169,11 +169,12 @@ def run_study(
             ex = SlurmExecutor(study, out_dir, dict(slurm or {}), plugins)  # reads the last study.json
         else:
             _no_live_jobs(out_dir)
-        _clean_partials(out_dir / "stages", keep=ex.keep_dirs() if ex else frozenset())
-        plan = select(plan_study(study, out_dir), only)
-        by_name = {p.stage.name: p for p in plan}
+        full = plan_study(study, out_dir)
         if ex is not None:
-            ex.adopt(plan)
+            ex.adopt(full)  # (before the cleanup: the temp dirs of jobs it finds still running are kept)
+        _clean_partials(out_dir / "stages", keep=ex.keep_dirs() if ex else frozenset())
+        plan = select(full, only)
+        by_name = {p.stage.name: p for p in plan}
         if ex is None:
             workers = useful_workers(plan, jobs)
             # every stage starts with the same thread count, whatever ran before it and wherever it
