@@ -24,7 +24,7 @@ from safeadapt.core.errors import SafeAdaptError  # noqa: E402
 from safeadapt.study.commands import run_study_file  # noqa: E402
 from safeadapt.study.engine import plan_study  # noqa: E402
 from safeadapt.study.executors.resources import describe, sbatch_resources  # noqa: E402
-from safeadapt.study.executors.slurm import job_parameters  # noqa: E402
+from safeadapt.study.executors.slurm import job_parameters, stage_token  # noqa: E402
 from safeadapt.study.schema import load_study  # noqa: E402
 from safeadapt.study.status import print_status  # noqa: E402
 
@@ -227,6 +227,8 @@ def test_a_driver_killed_between_sbatch_and_recording_does_not_submit_the_stage_
     victim_job = dict(_calls(tmp_path))[victim]
     if victim == "b":
         assert cluster.run("squeue", "-h", "-j", victim_job, "-o", "%T").strip() == "RUNNING"
+        with pytest.raises(SafeAdaptError, match=f"still running: .*b \\(job {victim_job}\\)"):
+            run_study_file(f, out, executor="local")  # the unrecorded job is found by its token here too
     log = tmp_path / "rerun.log"
     with open(log, "w") as fh:
         rerun = _cli("run", str(f), "--out", str(out), "--executor", "slurm", stdout=fh)
@@ -246,6 +248,26 @@ def test_a_driver_killed_between_sbatch_and_recording_does_not_submit_the_stage_
     assert _jobs(out) == dict(calls) and _jobs(out)[victim] == victim_job  # the unrecorded job is recorded now
     assert _files(out) == _files(tmp_path / "local" / "out")
     assert json.loads((out / "study.json").read_text())["status"] == "complete"
+
+
+def test_a_tagged_job_without_its_pickle_is_cancelled_and_the_stage_submitted(
+        cluster: _slurm.Cluster, tmp_path: Path) -> None:
+    # as if the driver died inside submitit, after sbatch but before the job's pickle landed: that job
+    # can never run the stage, so the re-run cancels it and submits the stage itself
+    f = write_study(tmp_path, FNS, STUDY)
+    (tmp_path / "go_b").write_text("open")
+    out = tmp_path / "out"
+    key = {p.stage.name: p.key for p in plan_study(load_study(f), out)}["a"]
+    token = stage_token(out, "a", key)
+    stray = cluster.run("sbatch", "--parsable", "-o", "/dev/null", f"--comment={token}", "--mem=100M",
+                        "--wrap", "sleep 120").strip()
+    rc, log = _run("run", str(f), "--out", str(out), "--executor", "slurm")
+    assert rc == 0, log
+    assert cluster.run("squeue", "-h", "--states=all", "-j", stray, "-o", "%T").strip() == "CANCELLED"
+    calls = _calls(tmp_path)
+    assert sorted(n for n, _ in calls) == ["a", "b", "c"] and _jobs(out) == dict(calls) and _jobs(out)["a"] != stray
+    info = cluster.run("scontrol", "show", "job", _jobs(out)["a"])
+    assert f"Comment={token}" in info, info  # the job of a carries its token
 
 
 def test_ctrl_c_cancels_the_running_jobs(cluster: _slurm.Cluster, tmp_path: Path) -> None:

@@ -101,14 +101,20 @@ def previous_jobs(study_json: Path) -> dict[tuple[str, str], dict[str, Any]]:
     return out
 
 
-def live_jobs(out_dir: Path) -> list[tuple[str, str]]:
+def live_jobs(out_dir: Path, plan: list[Any] | None = None) -> list[tuple[str, str]]:
     """(stage, job id) of the jobs an earlier `--executor slurm` run of `out_dir` left pending or
-    running ([] without recorded jobs, or when squeue cannot tell)."""
-    prev = {k: j for k, j in previous_jobs(out_dir / "study.json").items() if j["status"] not in ("done", "cached")}
-    if not prev or shutil.which("squeue") is None:
+    running: those study.json records and, for the stages of `plan`, those carrying their token
+    (`stage_token`; a driver killed before recording them). [] when squeue cannot tell."""
+    if shutil.which("squeue") is None:
         return []
+    prev = {k: j for k, j in previous_jobs(out_dir / "study.json").items() if j["status"] not in ("done", "cached")}
     states = job_states([str(j["id"]) for j in prev.values()]) or {}
-    return [(name, str(j["id"])) for (name, _), j in prev.items() if states.get(str(j["id"])) in LIVE]
+    out = [(name, str(j["id"])) for (name, _), j in prev.items() if states.get(str(j["id"])) in LIVE]
+    tagged = tagged_jobs() if plan else {}
+    for p in plan or []:
+        out += [(p.stage.name, jid) for jid, st in tagged.get(stage_token(out_dir, p.stage.name, p.key), [])
+                if st in LIVE and (p.stage.name, jid) not in out]
+    return out
 
 
 def log_tail(paths: list[Path], n: int = LOG_TAIL) -> list[str]:
