@@ -24,7 +24,7 @@ from safeadapt.core.errors import SafeAdaptError  # noqa: E402
 from safeadapt.study.commands import run_study_file  # noqa: E402
 from safeadapt.study.engine import plan_study  # noqa: E402
 from safeadapt.study.executors.resources import describe, sbatch_resources  # noqa: E402
-from safeadapt.study.executors.slurm import job_parameters  # noqa: E402
+from safeadapt.study.executors.slurm import job_parameters, stage_token  # noqa: E402
 from safeadapt.study.schema import load_study  # noqa: E402
 from safeadapt.study.status import print_status  # noqa: E402
 
@@ -103,9 +103,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_slurm.Cluster
                 os.environ[k] = v
 
 
-def _cli(*args: str, stdout: Any = subprocess.PIPE) -> subprocess.Popen:
+def _cli(*args: str, stdout: Any = subprocess.PIPE, env: dict[str, str] | None = None) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(x for x in (str(ROOT), os.environ.get("PYTHONPATH")) if x),
-           "SAFEADAPT_NO_PROGRESS": "1", "COLUMNS": "200"}
+           "SAFEADAPT_NO_PROGRESS": "1", "COLUMNS": "200", **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "safeadapt", *args], env=env, stdout=stdout,
                             stderr=subprocess.STDOUT, text=True)
 
@@ -204,6 +204,70 @@ def test_a_killed_driver_is_resumed_without_submitting_a_stage_twice(cluster: _s
     assert len(set(ran_in.values())) == 3 and ran_in["b"] == b_job and _jobs(out) == ran_in
     assert json.loads((out / "study.json").read_text())["status"] == "complete"
     assert (out / "stages").is_dir() and not [p for p in (out / "stages").iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("victim", ["b", "a"])
+def test_a_driver_killed_between_sbatch_and_recording_does_not_submit_the_stage_again(
+        cluster: _slurm.Cluster, tmp_path: Path, victim: str) -> None:
+    # b's job still runs when the re-run starts (found by its token in squeue and waited for); a's job
+    # has finished by then (its stage is complete on disk: cached, and squeue still names its job)
+    (tmp_path / "local").mkdir()
+    (tmp_path / "local" / "go_b").write_text("open")
+    run_study_file(write_study(tmp_path / "local", FNS, STUDY), tmp_path / "local" / "out", jobs=1)
+    f = write_study(tmp_path, FNS, STUDY)
+    out = tmp_path / "out"
+    driver = _cli("run", str(f), "--out", str(out), "--executor", "slurm", stdout=subprocess.DEVNULL,
+                  env={"SAFEADAPT_TEST_KILL_AFTER_SBATCH": victim})
+    assert driver.wait(timeout=60) == -signal.SIGKILL  # it killed itself right after sbatch returned
+    assert victim not in _jobs(out)  # the gap: SLURM runs the job, study.json does not name it
+    deadline = time.time() + 60
+    while victim not in {n for n, _ in _calls(tmp_path)} or (victim == "a" and not list(out.glob("stages/a-*/_s*"))):
+        assert time.time() < deadline, f"the job of {victim} never ran"
+        time.sleep(0.1)
+    victim_job = dict(_calls(tmp_path))[victim]
+    if victim == "b":
+        assert cluster.run("squeue", "-h", "-j", victim_job, "-o", "%T").strip() == "RUNNING"
+        with pytest.raises(SafeAdaptError, match=f"still running: .*b \\(job {victim_job}\\)"):
+            run_study_file(f, out, executor="local")  # the unrecorded job is found by its token here too
+    log = tmp_path / "rerun.log"
+    with open(log, "w") as fh:
+        rerun = _cli("run", str(f), "--out", str(out), "--executor", "slurm", stdout=fh)
+    try:
+        if victim == "b":
+            deadline = time.time() + 60
+            while f"waiting for SLURM job {victim_job} of b" not in log.read_text():
+                assert rerun.poll() is None and time.time() < deadline, log.read_text()
+                time.sleep(0.1)
+        (tmp_path / "go_b").write_text("open")
+        assert rerun.wait(timeout=90) == 0, log.read_text()
+    finally:
+        if rerun.poll() is None:
+            rerun.kill()
+    calls = _calls(tmp_path)
+    assert sorted(n for n, _ in calls) == ["a", "b", "c"], calls  # each stage ran exactly once
+    assert _jobs(out) == dict(calls) and _jobs(out)[victim] == victim_job  # the unrecorded job is recorded now
+    assert _files(out) == _files(tmp_path / "local" / "out")
+    assert json.loads((out / "study.json").read_text())["status"] == "complete"
+
+
+def test_a_tagged_job_without_its_pickle_is_cancelled_and_the_stage_submitted(
+        cluster: _slurm.Cluster, tmp_path: Path) -> None:
+    # as if the driver died inside submitit, after sbatch but before the job's pickle landed: that job
+    # can never run the stage, so the re-run cancels it and submits the stage itself
+    f = write_study(tmp_path, FNS, STUDY)
+    (tmp_path / "go_b").write_text("open")
+    out = tmp_path / "out"
+    key = {p.stage.name: p.key for p in plan_study(load_study(f), out)}["a"]
+    token = stage_token(out, "a", key)
+    stray = cluster.run("sbatch", "--parsable", "-o", "/dev/null", f"--comment={token}", "--mem=100M",
+                        "--wrap", "sleep 120").strip()
+    rc, log = _run("run", str(f), "--out", str(out), "--executor", "slurm")
+    assert rc == 0, log
+    assert cluster.run("squeue", "-h", "--states=all", "-j", stray, "-o", "%T").strip() == "CANCELLED"
+    calls = _calls(tmp_path)
+    assert sorted(n for n, _ in calls) == ["a", "b", "c"] and _jobs(out) == dict(calls) and _jobs(out)["a"] != stray
+    info = cluster.run("scontrol", "show", "job", _jobs(out)["a"])
+    assert f"Comment={token}" in info, info  # the job of a carries its token
 
 
 def test_ctrl_c_cancels_the_running_jobs(cluster: _slurm.Cluster, tmp_path: Path) -> None:

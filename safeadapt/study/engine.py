@@ -167,13 +167,14 @@ def run_study(
             from safeadapt.study.executors.slurm import SlurmExecutor
 
             ex = SlurmExecutor(study, out_dir, dict(slurm or {}), plugins)  # reads the last study.json
-        else:
-            _no_live_jobs(out_dir)
-        _clean_partials(out_dir / "stages", keep=ex.keep_dirs() if ex else frozenset())
-        plan = select(plan_study(study, out_dir), only)
-        by_name = {p.stage.name: p for p in plan}
+        full = plan_study(study, out_dir)
         if ex is not None:
-            ex.adopt(plan)
+            ex.adopt(full)  # (before the cleanup: the temp dirs of jobs it finds still running are kept)
+        else:
+            _no_live_jobs(out_dir, full)
+        _clean_partials(out_dir / "stages", keep=ex.keep_dirs() if ex else frozenset())
+        plan = select(full, only)
+        by_name = {p.stage.name: p for p in plan}
         if ex is None:
             workers = useful_workers(plan, jobs)
             # every stage starts with the same thread count, whatever ran before it and wherever it
@@ -223,12 +224,12 @@ def run_study(
     return plan
 
 
-def _no_live_jobs(out_dir: Path) -> None:
+def _no_live_jobs(out_dir: Path, plan: list[PlannedStage]) -> None:
     """A local run must not build the stages that SLURM jobs of an earlier run are building."""
     if (out_dir / "slurm").is_dir():
         from safeadapt.study.executors.slurm import live_jobs
 
-        live = live_jobs(out_dir)
+        live = live_jobs(out_dir, plan)
         if live:
             jobs = ", ".join(f"{n} (job {j})" for n, j in live)
             raise SafeAdaptError(f"SLURM jobs of an earlier run of {out_dir} are still running: {jobs}; re-run with "

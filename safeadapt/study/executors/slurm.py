@@ -1,10 +1,12 @@
 """The `slurm` executor: each ready stage becomes one SLURM job, submitted through submitit with
 the stage's resources (resources.py); jobs write into the shared study directory. Job ids are
-recorded in study.json, so a re-run after the driver died waits for the jobs still running."""
+recorded in study.json, and each job's comment carries its stage's token (`stage_token`), so a
+re-run after the driver died waits for the jobs still running, recorded or not."""
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import hashlib
 import json
 import os
 import shlex
@@ -55,6 +57,35 @@ def job_states(ids: list[str]) -> dict[str, str] | None:
     return out
 
 
+def stage_token(out_dir: Path, name: str, key: str) -> str:
+    """The tag in the SLURM comment of a stage's job: the same for a (study dir, stage, cache key) in
+    every run, so a re-run finds a job whose id a killed driver never wrote to study.json."""
+    h = hashlib.sha256(f"{Path(out_dir).absolute()}\0{name}\0{key}".encode()).hexdigest()[:20]
+    return f"safeadapt-{h}"
+
+
+def _num(job_id: str) -> int:
+    return int(job_id) if job_id.isdigit() else -1
+
+
+def tagged_jobs() -> dict[str, list[tuple[str, str]]]:
+    """token -> [(job id, state)] of this user's jobs that squeue knows (live ones, and ended ones for
+    MinJobAge), from one squeue call; {} when squeue cannot tell."""
+    try:
+        r = subprocess.run(["squeue", "-h", "--states=all", "-u", str(os.getuid()), "-o", "%i|%T|%k"],
+                           capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    out: dict[str, list[tuple[str, str]]] = {}
+    for line in r.stdout.splitlines() if r.returncode == 0 else []:
+        jid, _, rest = line.strip().partition("|")
+        state, _, comment = rest.partition("|")
+        for word in comment.split():
+            if word.startswith("safeadapt-"):
+                out.setdefault(word, []).append((jid, state.strip()))
+    return out
+
+
 def previous_jobs(study_json: Path) -> dict[tuple[str, str], dict[str, Any]]:
     """(stage name, cache key) -> the SLURM job an earlier run of this study dir recorded for it
     (with the stage's dir and status in that run)."""
@@ -70,14 +101,20 @@ def previous_jobs(study_json: Path) -> dict[tuple[str, str], dict[str, Any]]:
     return out
 
 
-def live_jobs(out_dir: Path) -> list[tuple[str, str]]:
+def live_jobs(out_dir: Path, plan: list[Any] | None = None) -> list[tuple[str, str]]:
     """(stage, job id) of the jobs an earlier `--executor slurm` run of `out_dir` left pending or
-    running ([] without recorded jobs, or when squeue cannot tell)."""
-    prev = {k: j for k, j in previous_jobs(out_dir / "study.json").items() if j["status"] not in ("done", "cached")}
-    if not prev or shutil.which("squeue") is None:
+    running: those study.json records and, for the stages of `plan`, those carrying their token
+    (`stage_token`; a driver killed before recording them). [] when squeue cannot tell."""
+    if shutil.which("squeue") is None:
         return []
+    prev = {k: j for k, j in previous_jobs(out_dir / "study.json").items() if j["status"] not in ("done", "cached")}
     states = job_states([str(j["id"]) for j in prev.values()]) or {}
-    return [(name, str(j["id"])) for (name, _), j in prev.items() if states.get(str(j["id"])) in LIVE]
+    out = [(name, str(j["id"])) for (name, _), j in prev.items() if states.get(str(j["id"])) in LIVE]
+    tagged = tagged_jobs() if plan else {}
+    for p in plan or []:
+        out += [(p.stage.name, jid) for jid, st in tagged.get(stage_token(out_dir, p.stage.name, p.key), [])
+                if st in LIVE and (p.stage.name, jid) not in out]
+    return out
 
 
 def log_tail(paths: list[Path], n: int = LOG_TAIL) -> list[str]:
@@ -176,12 +213,42 @@ class SlurmExecutor:
 
     def adopt(self, plan: list[Any]) -> None:
         """Before the run's first study.json write: a cached stage keeps the job that built it, a
-        stage whose job still runs gets that job (so a driver killed again cannot lose its id)."""
+        stage whose job still runs gets that job (so a driver killed again cannot lose its id). A
+        stage without a recorded job first looks for one by its token (`unrecorded`)."""
+        tagged: dict[str, list[tuple[str, str]]] | None = None
         for p in plan:
             at = (p.stage.name, p.key)
             old = self.reattach.get(at) if p.status != "cached" else self.previous.get(at)
+            if old is None and at not in self.reattach:
+                tagged = tagged_jobs() if tagged is None else tagged
+                old = self.unrecorded(p, tagged)
             if old is not None:  # (the last run's study.json: no other run can have built it since)
                 p.extra["job"] = {k: old[k] for k in ("executor", "id", "log") if k in old}
+
+    def unrecorded(self, p: Any, tagged: dict[str, list[tuple[str, str]]]) -> dict[str, Any] | None:
+        """The job an earlier driver submitted for `p` and died before recording (the newest job
+        carrying p's token, newer than any recorded one). Still running, or ended with a result: it
+        is waited for / resolved like a recorded one; a cached stage records it as its builder. A
+        job whose submission pickle never landed (the driver died inside submitit) is cancelled: it
+        can never run the stage, so the stage is submitted again."""
+        import submitit
+
+        rec = self.previous.get((p.stage.name, p.key))
+        floor = _num(str(rec["id"])) if rec else -1
+        found = [(j, st) for j, st in tagged.get(stage_token(self.out_dir, p.stage.name, p.key), []) if _num(j) > floor]
+        if not found:
+            return None
+        jid, state = max(found, key=lambda x: _num(x[0]))
+        paths = submitit.SlurmJob(folder=self.folder, job_id=jid).paths
+        info = {"executor": "slurm", "id": jid, "log": str(paths.stdout), "dir": str(p.dir), "status": "running"}
+        if p.status == "cached":  # (complete on disk: the newest job carrying its token built it)
+            return info
+        if paths.result_pickle.exists() or (state in LIVE and paths.submitted_pickle.exists()):
+            self.reattach[(p.stage.name, p.key)] = info
+            return info
+        if state in LIVE:
+            subprocess.run(["scancel", jid], capture_output=True, timeout=60)
+        return None
 
     def submit(self, p: Any, fn: Callable[..., Outcome], args: tuple[Any, ...]) -> cf.Future:
         import submitit
@@ -194,12 +261,18 @@ class SlurmExecutor:
             self.say(f"  waiting for SLURM job {old['id']} of {p.stage.name} (submitted by an earlier run)")
         else:
             ex = submitit.SlurmExecutor(folder=self.folder, python=shlex.quote(sys.executable))
-            ex.update_parameters(**job_parameters(self.study, p.stage, self.cli))
+            params = job_parameters(self.study, p.stage, self.cli)
+            extra = params.get("additional_parameters") or {}
+            own = extra.pop("comment", None)  # (a user's --comment keeps its words, after the token)
+            params["comment"] = " ".join(str(x) for x in (stage_token(self.out_dir, p.stage.name, p.key), own) if x)
+            ex.update_parameters(**params)
             try:
                 job = ex.submit(run_job, self.plugins, fn, args)
             except Exception as e:  # noqa: BLE001 - sbatch refused (bad partition, account...)
                 msg = " ".join(str(e).split())[-400:]
                 raise SafeAdaptError(f"sbatch refused stage {p.stage.name!r}: {msg}") from None
+            if os.environ.get("SAFEADAPT_TEST_KILL_AFTER_SBATCH") == p.stage.name:
+                os.kill(os.getpid(), signal.SIGKILL)  # test-only (tests/test_executor_slurm.py): die before recording
         p.extra["job"] = {"executor": "slurm", "id": str(job.job_id), "log": str(job.paths.stdout)}
         with self.lock:
             self.running[fut] = _Job(job, p)
