@@ -5,49 +5,41 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _study_files import logged_calls, start_study_process, wait_for_files, write_study  # noqa: E402
+from _study_files import LOG_CALLS, kill_study_when, logged_calls, write_study  # noqa: E402
 
 from safeadapt.core.errors import SafeAdaptError  # noqa: E402
 from safeadapt.study.engine import StageFailed, plan_study, run_study  # noqa: E402
 from safeadapt.study.schema import load_study  # noqa: E402
 
-FNS = '''
-import json, os, time
-from pathlib import Path
-
-def _count(ctx):
-    with open(Path(ctx.study_dir).parent / "calls.txt", "a") as f:
-        f.write(ctx.name + "\\n")
-
+FNS = LOG_CALLS + '''
 def make(ctx):
-    _count(ctx)
+    _log(ctx)
     (ctx.out / "x.txt").write_text(str(ctx.params.get("v", 1)))
 
 def add(ctx):
-    _count(ctx)
+    _log(ctx)
     a = int((ctx.input("a") / "x.txt").read_text())
     (ctx.out / "x.txt").write_text(str(a + ctx.params["w"]))
 
 def total(ctx):
-    _count(ctx)
+    _log(ctx)
     xs = {k: int((p / "x.txt").read_text()) for k, p in ctx.inputs_with_prefix("xs").items()}
     (ctx.out / "total.json").write_text(json.dumps(xs, sort_keys=True))
 
 def seeded(ctx):
     import random
-    _count(ctx)
+    _log(ctx)
     (ctx.out / "seed.txt").write_text(str(ctx.seed))
     (ctx.out / "draw.txt").write_text(str(random.random()))
 
 def boom(ctx):
-    _count(ctx)
+    _log(ctx)
     (ctx.out / "half.txt").write_text("partial")
     raise RuntimeError("disk on fire")
 
@@ -57,7 +49,7 @@ def ctrl_c(ctx):
 
 def resumable(ctx):
     """Does 3 units of work, checkpointing each in ctx.scratch; fails once after unit 2."""
-    _count(ctx)
+    _log(ctx)
     done = sorted(p.name for p in ctx.scratch.glob("unit*"))
     for i in range(3):
         if f"unit{i}" in done:
@@ -70,7 +62,7 @@ def resumable(ctx):
     (ctx.out / "done.txt").write_text("ok")
 
 def slow(ctx):
-    _count(ctx)
+    _log(ctx)
     (ctx.scratch / "progress.txt").write_text("half")
     (Path(ctx.study_dir).parent / "stage2_started").write_text("1")
     if os.environ.get("STUDY_SLOW") == "1":
@@ -259,15 +251,7 @@ def test_resume_after_sigkill(tmp_path: Path) -> None:
         """,
     )
     out = tmp_path / "out"
-    proc = start_study_process(f, out)
-    try:
-        wait_for_files(proc, [tmp_path / "stage2_started"], 60, "stage 2 never started")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    kill_study_when(f, out, [tmp_path / "stage2_started"], 60, "stage 2 never started")
     assert logged_calls(tmp_path) == ["first", "second"]
     # the killed stage left no complete-looking output, only a hidden partial dir + its scratch
     stages = out / "stages"
