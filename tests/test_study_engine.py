@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,12 @@ stages:
 """
 
 
+def _study(tmp_path: Path, name: str, stages: str) -> tuple[Path, Path]:
+    """A study `name` of these `stages` (YAML lines) over FNS in `tmp_path`, and its output folder."""
+    yaml_text = f"name: {name}\nstages:\n" + textwrap.indent(textwrap.dedent(stages).strip("\n"), "  ") + "\n"
+    return write_study(tmp_path, FNS, yaml_text), tmp_path / "out"
+
+
 def test_matrix_expansion_order_and_typed_substitution(tmp_path: Path) -> None:
     study = load_study(write_study(tmp_path, FNS, GRID))
     names = [s.name for s in study.stages]
@@ -163,15 +170,9 @@ def test_only_runs_a_stage_and_its_inputs(tmp_path: Path) -> None:
 def test_path_inputs_are_fingerprinted(tmp_path: Path) -> None:
     data = tmp_path / "data.txt"
     data.write_text("7")
-    f = write_study(
-        tmp_path,
-        FNS,
-        """
-        name: p
-        stages:
-          add: {kind: python, inputs: {a: {path: .}}, params: {function: "fns.py:make"}}
-        """,
-    )
+    f, _ = _study(tmp_path, "p", """
+        add: {kind: python, inputs: {a: {path: .}}, params: {function: "fns.py:make"}}
+    """)
     (tmp_path / "x.txt").write_text("1")
     k1 = plan_study(load_study(f), tmp_path / "out")[0].key
     (tmp_path / "x.txt").write_text("2")
@@ -180,19 +181,12 @@ def test_path_inputs_are_fingerprinted(tmp_path: Path) -> None:
 
 
 def test_failure_is_one_line_records_status_and_blocks_downstream(tmp_path: Path) -> None:
-    f = write_study(
-        tmp_path,
-        FNS,
-        """
-        name: fail
-        stages:
-          ok: {kind: python, params: {function: "fns.py:make"}}
-          bad: {kind: python, inputs: {a: ok}, params: {function: "fns.py:boom"}}
-          after: {kind: python, inputs: {a: bad}, params: {function: "fns.py:add", w: 1}}
-          other: {kind: python, params: {function: "fns.py:seeded"}}
-        """,
-    )
-    out = tmp_path / "out"
+    f, out = _study(tmp_path, "fail", """
+        ok: {kind: python, params: {function: "fns.py:make"}}
+        bad: {kind: python, inputs: {a: ok}, params: {function: "fns.py:boom"}}
+        after: {kind: python, inputs: {a: bad}, params: {function: "fns.py:add", w: 1}}
+        other: {kind: python, params: {function: "fns.py:seeded"}}
+    """)
     with pytest.raises(StageFailed) as ei:
         run_study(load_study(f), out)
     msg = ei.value.one_line()
@@ -217,16 +211,9 @@ def test_failure_is_one_line_records_status_and_blocks_downstream(tmp_path: Path
 
 
 def test_scratch_survives_failure_and_is_reused(tmp_path: Path) -> None:
-    f = write_study(
-        tmp_path,
-        FNS,
-        """
-        name: scratch
-        stages:
-          work: {kind: python, params: {function: "fns.py:resumable"}}
-        """,
-    )
-    out = tmp_path / "out"
+    f, out = _study(tmp_path, "scratch", """
+        work: {kind: python, params: {function: "fns.py:resumable"}}
+    """)
     with pytest.raises(StageFailed, match="killed mid-way"):
         run_study(load_study(f), out)
     scratch = next((out / "scratch").iterdir())
@@ -239,18 +226,11 @@ def test_scratch_survives_failure_and_is_reused(tmp_path: Path) -> None:
 
 
 def test_resume_after_sigkill(tmp_path: Path) -> None:
-    f = write_study(
-        tmp_path,
-        FNS,
-        """
-        name: killme
-        stages:
-          first: {kind: python, params: {function: "fns.py:make", v: 4}}
-          second: {kind: python, inputs: {a: first}, params: {function: "fns.py:slow"}}
-          third: {kind: python, inputs: {a: second}, params: {function: "fns.py:seeded"}}
-        """,
-    )
-    out = tmp_path / "out"
+    f, out = _study(tmp_path, "killme", """
+        first: {kind: python, params: {function: "fns.py:make", v: 4}}
+        second: {kind: python, inputs: {a: first}, params: {function: "fns.py:slow"}}
+        third: {kind: python, inputs: {a: second}, params: {function: "fns.py:seeded"}}
+    """)
     kill_study_when(f, out, [tmp_path / "stage2_started"], 60, "stage 2 never started")
     assert logged_calls(tmp_path) == ["first", "second"]
     # the killed stage left no complete-looking output, only a hidden partial dir + its scratch
@@ -287,17 +267,10 @@ def test_concurrent_run_is_refused(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_marks_interrupted_and_leaves_no_output(tmp_path: Path) -> None:
-    f = write_study(
-        tmp_path,
-        FNS,
-        """
-        name: ctrlc
-        stages:
-          ok: {kind: python, params: {function: "fns.py:make"}}
-          stop: {kind: python, inputs: {a: ok}, params: {function: "fns.py:ctrl_c"}}
-        """,
-    )
-    out = tmp_path / "out"
+    f, out = _study(tmp_path, "ctrlc", """
+        ok: {kind: python, params: {function: "fns.py:make"}}
+        stop: {kind: python, inputs: {a: ok}, params: {function: "fns.py:ctrl_c"}}
+    """)
     with pytest.raises(KeyboardInterrupt):
         run_study(load_study(f), out)
     rec = json.loads((out / "study.json").read_text())
