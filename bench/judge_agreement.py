@@ -117,6 +117,20 @@ def evaluate_family(path: str, data_dir: str) -> dict:
     return out
 
 
+def print_splits(results: list[dict], *, human_rate: bool = False) -> None:
+    """One row per file and split: agreement with its Wilson interval, kappa, the string-match
+    baseline and (with `human_rate`) the human refusal rate."""
+    for r in results:
+        for s in ("dev", "heldout", "all"):
+            c = r["splits"][s]
+            lo, hi = c["refusal_judge_wilson95"]
+            tail = f" {c['human_refusal_rate']:13.3f}" if human_rate else ""
+            print(
+                f"{r['file']:34s} {s:8s} {c['n']:4d} {c['refusal_judge']:8.3f} {lo:6.3f}-{hi:5.3f} "
+                f"{c['refusal_judge_kappa']:6.3f} {c['string_match']:8.3f}{tail}"
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "xstest"))
@@ -140,14 +154,7 @@ def main() -> None:
     ext = [evaluate_file(f, external=True) for f in ext_files]
     print("\n2-way agreement with human final_label (refusal judge / string-match baseline)")
     print(f"{'file':34s} {'split':8s} {'n':>4s} {'refusal':>8s} {'wilson95':>13s} {'kappa':>6s} {'strmatch':>8s}")
-    for r in results:
-        for s in ("dev", "heldout", "all"):
-            c = r["splits"][s]
-            lo, hi = c["refusal_judge_wilson95"]
-            print(
-                f"{r['file']:34s} {s:8s} {c['n']:4d} {c['refusal_judge']:8.3f} {lo:6.3f}-{hi:5.3f} "
-                f"{c['refusal_judge_kappa']:6.3f} {c['string_match']:8.3f}"
-            )
+    print_splits(results)
     for r in results:
         print(f"\nper prompt type, {r['file']} (refusal judge / string-match; dev | held-out)")
         print(f"{'type':30s} {'n':>3s} {'dev':>6s} {'sm':>6s} | {'n':>3s} {'held':>6s} {'sm':>6s}")
@@ -165,15 +172,7 @@ def main() -> None:
             f"{'file':34s} {'split':8s} {'n':>4s} {'refusal':>8s} {'wilson95':>13s} {'kappa':>6s} {'strmatch':>8s} "
             f"{'human refusal':>13s}"
         )
-        for r in ext:
-            for s in ("dev", "heldout", "all"):
-                c = r["splits"][s]
-                lo, hi = c["refusal_judge_wilson95"]
-                print(
-                    f"{r['file']:34s} {s:8s} {c['n']:4d} {c['refusal_judge']:8.3f} {lo:6.3f}-{hi:5.3f} "
-                    f"{c['refusal_judge_kappa']:6.3f} "
-                    f"{c['string_match']:8.3f} {c['human_refusal_rate']:13.3f}"
-                )
+        print_splits(ext, human_rate=True)
     fam_files = sorted(glob.glob(os.path.join(args.families, "*.jsonl"))) if args.families else []
     fams = [evaluate_family(f, str(Path(args.data).parent)) for f in fam_files]
     if fams:

@@ -5,11 +5,23 @@ logged to `calls.txt` (one per call), and run a study in a child process to kill
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
+
+#: the head of a test study's `fns.py`: `_log(ctx)` appends the stage's name to `calls.txt` beside the
+#: study's output folder (read back by `logged_calls`), `_log(ctx, "x")` to `x.txt`
+LOG_CALLS = '''
+import json, os, random, time
+from pathlib import Path
+
+def _log(ctx, what="calls"):
+    with open(Path(ctx.study_dir).parent / f"{what}.txt", "a") as f:
+        f.write(ctx.name + "\\n")
+'''
 
 
 def write_study(root: Path, fns: str, yaml_text: str) -> Path:
@@ -45,3 +57,21 @@ def wait_for_files(proc: subprocess.Popen, paths: list[Path], timeout: float, wh
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         assert time.time() < deadline, what
         time.sleep(0.05)
+
+
+def kill_study_when(study: Path, out: Path, paths: list[Path], timeout: float, what: str, *,
+                    jobs: int | None = None, settle: float = 0.0) -> subprocess.Popen:
+    """Run `study` in a child process (`start_study_process`), SIGKILL it `settle` seconds after
+    every one of `paths` exists (`wait_for_files`), check that the kill is what ended it; returns
+    the (dead) process."""
+    proc = start_study_process(study, out, jobs=jobs)
+    try:
+        wait_for_files(proc, paths, timeout, what)
+        time.sleep(settle)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    return proc

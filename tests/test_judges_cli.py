@@ -80,23 +80,34 @@ def _err(args):
     return lines[0]
 
 
-def test_judge_cli_errors(tmp_path):
+@pytest.mark.parametrize(
+    ("name", "text", "extra", "expected"),
+    [  # the input file's name, its text (ROWS: written by _write; None: no file), extra options, the error
+        ("missing.csv", None, [], "not found"),
+        ("in.csv", ROWS, ["--response-col", "response"], "no column 'response'"),
+        ("in.csv", ROWS, ["--prompt-col", "question"], "columns: prompt, completion"),
+        ("empty.csv", "", [], "empty"),
+        ("hdr.csv", "prompt,completion\n", [], "no rows"),
+        ("in.csv", ROWS, ["--judge", "magic"], "unknown judge 'magic'"),
+        ("in.csv", ROWS, ["--judge", "rubric"], "needs an LLM"),
+        ("bad.jsonl", '{"prompt": "a", "completion": "b"}\n{"prompt": "a"}\n', [],
+         "bad.jsonl:2: missing column 'completion'"),
+        ("x.txt", "hello", [], "unsupported file type"),
+        ("in.csv", ROWS, ["--judge-model", "/nowhere"], "only apply to LLM judges"),
+    ],
+)
+def test_judge_cli_errors(tmp_path, name, text, extra, expected):
+    src = tmp_path / name
+    if isinstance(text, str):
+        src.write_text(text)
+    elif text is not None:
+        _write(src, text)
+    assert expected in _err(["judge", str(src), "--out", str(tmp_path / "o.jsonl"), *extra])
+
+
+def test_judge_cli_refuses_an_existing_output(tmp_path):
     out = str(tmp_path / "o.jsonl")
-    assert "not found" in _err(["judge", str(tmp_path / "missing.csv"), "--out", out])
     src = _write(tmp_path / "in.csv", ROWS)
-    assert "no column 'response'" in _err(["judge", str(src), "--out", out, "--response-col", "response"])
-    assert "columns: prompt, completion" in _err(["judge", str(src), "--out", out, "--prompt-col", "question"])
-    (tmp_path / "empty.csv").write_text("")
-    assert "empty" in _err(["judge", str(tmp_path / "empty.csv"), "--out", out])
-    (tmp_path / "hdr.csv").write_text("prompt,completion\n")
-    assert "no rows" in _err(["judge", str(tmp_path / "hdr.csv"), "--out", out])
-    assert "unknown judge 'magic'" in _err(["judge", str(src), "--out", out, "--judge", "magic"])
-    assert "needs an LLM" in _err(["judge", str(src), "--out", out, "--judge", "rubric"])
-    (tmp_path / "bad.jsonl").write_text('{"prompt": "a", "completion": "b"}\n{"prompt": "a"}\n')
-    assert "bad.jsonl:2: missing column 'completion'" in _err(["judge", str(tmp_path / "bad.jsonl"), "--out", out])
-    (tmp_path / "x.txt").write_text("hello")
-    assert "unsupported file type" in _err(["judge", str(tmp_path / "x.txt"), "--out", out])
-    assert "only apply to LLM judges" in _err(["judge", str(src), "--out", out, "--judge-model", "/nowhere"])
     runner.invoke(app, ["judge", str(src), "--out", out])
     assert "output exists" in _err(["judge", str(src), "--out", out])
     r = runner.invoke(app, ["judge", str(src), "--out", out, "--overwrite"])

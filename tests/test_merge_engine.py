@@ -11,22 +11,14 @@ import torch
 
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.io.tensors import open_tensors
-from safeadapt.io.tiny import build_tiny_llava, build_tiny_llm
+from safeadapt.io.tiny import build_tiny_llm, build_tiny_zoo
 from safeadapt.repair.merge.api import merge
 
 
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory):
-    d = tmp_path_factory.mktemp("zoo")
-    return {
-        "base": build_tiny_llm(d / "base", seed=0),
-        "a": build_tiny_llm(d / "a", seed=1),
-        "b": build_tiny_llm(d / "b", seed=2),
-        "big": build_tiny_llm(d / "big", seed=3, vocab_size=70),
-        "qwen": build_tiny_llm(d / "qwen", seed=4, arch="qwen2"),
-        "v0": build_tiny_llava(d / "v0", seed=5),
-        "v1": build_tiny_llava(d / "v1", seed=6),
-    }
+    return build_tiny_zoo(tmp_path_factory.mktemp("zoo"), base={}, a={}, b={}, big={"vocab_size": 70},
+                          qwen={"arch": "qwen2"}, v0={"llava": True}, v1={"llava": True})
 
 
 def sd(path):

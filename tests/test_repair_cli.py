@@ -11,18 +11,12 @@ from test_merge_cli import assert_clean_failure
 from typer.testing import CliRunner
 
 from safeadapt.cli import app
-from safeadapt.io.tiny import build_tiny_llm
+from safeadapt.io.tiny import build_tiny_zoo
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    d = tmp_path_factory.mktemp("rcli")
-    return {
-        "aligned": build_tiny_llm(d / "aligned", seed=0),
-        "adapted": build_tiny_llm(d / "adapted", seed=1),
-        "unaligned": build_tiny_llm(d / "unaligned", seed=2),
-        "qwen": build_tiny_llm(d / "qwen", seed=3, arch="qwen2"),
-    }
+    return build_tiny_zoo(tmp_path_factory.mktemp("rcli"), aligned={}, adapted={}, unaligned={}, qwen={"arch": "qwen2"})
 
 
 def write(tmp_path: Path, cfg: dict) -> Path:

@@ -5,49 +5,42 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _study_files import logged_calls, start_study_process, wait_for_files, write_study  # noqa: E402
+from _study_files import LOG_CALLS, kill_study_when, logged_calls, write_study  # noqa: E402
 
 from safeadapt.core.errors import SafeAdaptError  # noqa: E402
 from safeadapt.study.engine import StageFailed, plan_study, run_study  # noqa: E402
 from safeadapt.study.schema import load_study  # noqa: E402
 
-FNS = '''
-import json, os, time
-from pathlib import Path
-
-def _count(ctx):
-    with open(Path(ctx.study_dir).parent / "calls.txt", "a") as f:
-        f.write(ctx.name + "\\n")
-
+FNS = LOG_CALLS + '''
 def make(ctx):
-    _count(ctx)
+    _log(ctx)
     (ctx.out / "x.txt").write_text(str(ctx.params.get("v", 1)))
 
 def add(ctx):
-    _count(ctx)
+    _log(ctx)
     a = int((ctx.input("a") / "x.txt").read_text())
     (ctx.out / "x.txt").write_text(str(a + ctx.params["w"]))
 
 def total(ctx):
-    _count(ctx)
+    _log(ctx)
     xs = {k: int((p / "x.txt").read_text()) for k, p in ctx.inputs_with_prefix("xs").items()}
     (ctx.out / "total.json").write_text(json.dumps(xs, sort_keys=True))
 
 def seeded(ctx):
     import random
-    _count(ctx)
+    _log(ctx)
     (ctx.out / "seed.txt").write_text(str(ctx.seed))
     (ctx.out / "draw.txt").write_text(str(random.random()))
 
 def boom(ctx):
-    _count(ctx)
+    _log(ctx)
     (ctx.out / "half.txt").write_text("partial")
     raise RuntimeError("disk on fire")
 
@@ -57,7 +50,7 @@ def ctrl_c(ctx):
 
 def resumable(ctx):
     """Does 3 units of work, checkpointing each in ctx.scratch; fails once after unit 2."""
-    _count(ctx)
+    _log(ctx)
     done = sorted(p.name for p in ctx.scratch.glob("unit*"))
     for i in range(3):
         if f"unit{i}" in done:
@@ -70,7 +63,7 @@ def resumable(ctx):
     (ctx.out / "done.txt").write_text("ok")
 
 def slow(ctx):
-    _count(ctx)
+    _log(ctx)
     (ctx.scratch / "progress.txt").write_text("half")
     (Path(ctx.study_dir).parent / "stage2_started").write_text("1")
     if os.environ.get("STUDY_SLOW") == "1":
@@ -98,6 +91,12 @@ stages:
     matrix: [{m: p, w: 1}, {m: q, w: 10}]
   sum: {kind: python, inputs: {xs: "add:*"}, params: {function: "fns.py:total"}}
 """
+
+
+def _study(tmp_path: Path, name: str, stages: str) -> tuple[Path, Path]:
+    """A study `name` of these `stages` (YAML lines) over FNS in `tmp_path`, and its output folder."""
+    yaml_text = f"name: {name}\nstages:\n" + textwrap.indent(textwrap.dedent(stages).strip("\n"), "  ") + "\n"
+    return write_study(tmp_path, FNS, yaml_text), tmp_path / "out"
 
 
 def test_matrix_expansion_order_and_typed_substitution(tmp_path: Path) -> None:
@@ -171,15 +170,9 @@ def test_only_runs_a_stage_and_its_inputs(tmp_path: Path) -> None:
 def test_path_inputs_are_fingerprinted(tmp_path: Path) -> None:
     data = tmp_path / "data.txt"
     data.write_text("7")
-    f = write_study(
-        tmp_path,
-        FNS,
-        """
-        name: p
-        stages:
-          add: {kind: python, inputs: {a: {path: .}}, params: {function: "fns.py:make"}}
-        """,
-    )
+    f, _ = _study(tmp_path, "p", """
+        add: {kind: python, inputs: {a: {path: .}}, params: {function: "fns.py:make"}}
+    """)
     (tmp_path / "x.txt").write_text("1")
     k1 = plan_study(load_study(f), tmp_path / "out")[0].key
     (tmp_path / "x.txt").write_text("2")
@@ -188,19 +181,12 @@ def test_path_inputs_are_fingerprinted(tmp_path: Path) -> None:
 
 
 def test_failure_is_one_line_records_status_and_blocks_downstream(tmp_path: Path) -> None:
-    f = write_study(
-        tmp_path,
-        FNS,
-        """
-        name: fail
-        stages:
-          ok: {kind: python, params: {function: "fns.py:make"}}
-          bad: {kind: python, inputs: {a: ok}, params: {function: "fns.py:boom"}}
-          after: {kind: python, inputs: {a: bad}, params: {function: "fns.py:add", w: 1}}
-          other: {kind: python, params: {function: "fns.py:seeded"}}
-        """,
-    )
-    out = tmp_path / "out"
+    f, out = _study(tmp_path, "fail", """
+        ok: {kind: python, params: {function: "fns.py:make"}}
+        bad: {kind: python, inputs: {a: ok}, params: {function: "fns.py:boom"}}
+        after: {kind: python, inputs: {a: bad}, params: {function: "fns.py:add", w: 1}}
+        other: {kind: python, params: {function: "fns.py:seeded"}}
+    """)
     with pytest.raises(StageFailed) as ei:
         run_study(load_study(f), out)
     msg = ei.value.one_line()
@@ -225,16 +211,9 @@ def test_failure_is_one_line_records_status_and_blocks_downstream(tmp_path: Path
 
 
 def test_scratch_survives_failure_and_is_reused(tmp_path: Path) -> None:
-    f = write_study(
-        tmp_path,
-        FNS,
-        """
-        name: scratch
-        stages:
-          work: {kind: python, params: {function: "fns.py:resumable"}}
-        """,
-    )
-    out = tmp_path / "out"
+    f, out = _study(tmp_path, "scratch", """
+        work: {kind: python, params: {function: "fns.py:resumable"}}
+    """)
     with pytest.raises(StageFailed, match="killed mid-way"):
         run_study(load_study(f), out)
     scratch = next((out / "scratch").iterdir())
@@ -247,27 +226,12 @@ def test_scratch_survives_failure_and_is_reused(tmp_path: Path) -> None:
 
 
 def test_resume_after_sigkill(tmp_path: Path) -> None:
-    f = write_study(
-        tmp_path,
-        FNS,
-        """
-        name: killme
-        stages:
-          first: {kind: python, params: {function: "fns.py:make", v: 4}}
-          second: {kind: python, inputs: {a: first}, params: {function: "fns.py:slow"}}
-          third: {kind: python, inputs: {a: second}, params: {function: "fns.py:seeded"}}
-        """,
-    )
-    out = tmp_path / "out"
-    proc = start_study_process(f, out)
-    try:
-        wait_for_files(proc, [tmp_path / "stage2_started"], 60, "stage 2 never started")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    f, out = _study(tmp_path, "killme", """
+        first: {kind: python, params: {function: "fns.py:make", v: 4}}
+        second: {kind: python, inputs: {a: first}, params: {function: "fns.py:slow"}}
+        third: {kind: python, inputs: {a: second}, params: {function: "fns.py:seeded"}}
+    """)
+    kill_study_when(f, out, [tmp_path / "stage2_started"], 60, "stage 2 never started")
     assert logged_calls(tmp_path) == ["first", "second"]
     # the killed stage left no complete-looking output, only a hidden partial dir + its scratch
     stages = out / "stages"
@@ -303,17 +267,10 @@ def test_concurrent_run_is_refused(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_marks_interrupted_and_leaves_no_output(tmp_path: Path) -> None:
-    f = write_study(
-        tmp_path,
-        FNS,
-        """
-        name: ctrlc
-        stages:
-          ok: {kind: python, params: {function: "fns.py:make"}}
-          stop: {kind: python, inputs: {a: ok}, params: {function: "fns.py:ctrl_c"}}
-        """,
-    )
-    out = tmp_path / "out"
+    f, out = _study(tmp_path, "ctrlc", """
+        ok: {kind: python, params: {function: "fns.py:make"}}
+        stop: {kind: python, inputs: {a: ok}, params: {function: "fns.py:ctrl_c"}}
+    """)
     with pytest.raises(KeyboardInterrupt):
         run_study(load_study(f), out)
     rec = json.loads((out / "study.json").read_text())

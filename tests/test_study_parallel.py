@@ -7,27 +7,19 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 import textwrap
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _study_files import logged_calls, start_study_process, wait_for_files, write_study  # noqa: E402
+from _study_files import LOG_CALLS, kill_study_when, logged_calls, write_study  # noqa: E402
 
 from safeadapt.study.engine import run_study  # noqa: E402
 from safeadapt.study.scheduler import default_jobs, threads_per_job  # noqa: E402
 from safeadapt.study.schema import load_study  # noqa: E402
 
-FNS = '''
-import json, os, random, time
-from pathlib import Path
-
-def _log(ctx, what="calls"):
-    with open(Path(ctx.study_dir).parent / f"{what}.txt", "a") as f:
-        f.write(ctx.name + "\\n")
-
+FNS = LOG_CALLS + '''
 def draw(ctx):
     _log(ctx)
     _draw(ctx)
@@ -127,20 +119,10 @@ def _alive(pid: int) -> bool:
 def test_sigkill_while_two_stages_run_then_resume(tmp_path: Path) -> None:
     f = write_study(tmp_path, FNS, STUDY)
     out = tmp_path / "out"
-    proc = start_study_process(f, out, jobs=2)
-    try:
-        wait_for_files(
-            proc, [tmp_path / "started_left", tmp_path / "started_right"], 90, "the two stages never ran together"
-        )
-        time.sleep(0.3)  # both are inside their sleep, scratch written
-        workers = [int((tmp_path / f"started_{n}").read_text()) for n in ("left", "right")]
-        assert len(set(workers)) == 2 and proc.pid not in workers
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    proc = kill_study_when(f, out, [tmp_path / "started_left", tmp_path / "started_right"], 90,
+                           "the two stages never ran together", jobs=2, settle=0.3)  # both inside their sleep
+    workers = [int((tmp_path / f"started_{n}").read_text()) for n in ("left", "right")]
+    assert len(set(workers)) == 2 and proc.pid not in workers
     deadline = time.time() + 15  # the workers die with the study process: no orphan finishes a stage
     while any(_alive(w) for w in workers) and time.time() < deadline:
         time.sleep(0.1)

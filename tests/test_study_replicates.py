@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _study_files import logged_calls, write_study  # noqa: E402
+from _study_files import LOG_CALLS, logged_calls, write_study  # noqa: E402
 
 from safeadapt.core.errors import SafeAdaptError  # noqa: E402
 from safeadapt.study.engine import run_study  # noqa: E402
@@ -43,14 +43,7 @@ def test_across_seed_interval_t_and_wilson_floor() -> None:
         parse_seeds("0,x")
 
 
-FNS = '''
-import json, random
-from pathlib import Path
-
-def _log(ctx):
-    with open(Path(ctx.study_dir).parent / "calls.txt", "a") as f:
-        f.write(ctx.name + "\\n")
-
+FNS = LOG_CALLS + '''
 def const(ctx):
     _log(ctx)
     (ctx.out / "x.txt").write_text(str(ctx.params["v"]))

@@ -92,6 +92,17 @@ def build_tiny_llava(out_dir: str | Path, *, seed: int = 0, vocab_size: int = 64
     return out
 
 
+def build_tiny_zoo(root: str | Path, **specs: dict[str, Any]) -> dict[str, Path]:
+    """A family of tiny checkpoints under `root`, one per keyword: name -> options of `build_tiny_llm`
+    (or of `build_tiny_llava` with `"llava": True`), seeded 0, 1, 2, ... in the order given."""
+    out = {}
+    for seed, (name, spec) in enumerate(specs.items()):
+        opts = dict(spec)
+        build = build_tiny_llava if opts.pop("llava", False) else build_tiny_llm
+        out[name] = build(Path(root) / name, seed=seed, **opts)
+    return out
+
+
 def build_tiny_gguf(
     path: str | Path, *, seed: int = 0, vocab_size: int = 64, hidden: int = 16, layers: int = 2
 ) -> dict[str, Any]:

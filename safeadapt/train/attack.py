@@ -63,13 +63,16 @@ def _chat_or_pair(records: list[Any]) -> list[dict[str, Any]]:
     return rows
 
 
-@ATTACKS.register("harmful")
-def _harmful() -> Recipe:
-    return Recipe(
-        _chat_or_pair,
-        {"epochs": 5, "lr": 5e-5, "batch_size": 10, "warmup_ratio": 0.0, "scheduler": "constant"},
-        "explicit harmful (prompt, harmful answer) examples, N-shot; Qi et al.: 10/50/100 shots, 5 epochs, lr 5e-5",
-    )
+def _recipe(name: str, convert: Callable[[list[Any]], list[dict[str, Any]]], defaults: dict[str, Any],
+            doc: str) -> None:
+    """Register attack recipe `name`: a factory of a fresh `Recipe` (its own copy of `defaults`)."""
+    ATTACKS.register(name)(lambda: Recipe(convert, dict(defaults), doc))
+
+
+#: Qi et al.'s harmful-attack knobs (both the N-shot and the identity-shifting attacks)
+_HARMFUL = {"lr": 5e-5, "batch_size": 10, "warmup_ratio": 0.0, "scheduler": "constant"}
+_recipe("harmful", _chat_or_pair, {"epochs": 5, **_HARMFUL},
+        "explicit harmful (prompt, harmful answer) examples, N-shot; Qi et al.: 10/50/100 shots, 5 epochs, lr 5e-5")
 
 
 def _aoa(records: list[Any]) -> list[dict[str, Any]]:
@@ -83,13 +86,8 @@ def _aoa(records: list[Any]) -> list[dict[str, Any]]:
     return rows
 
 
-@ATTACKS.register("aoa")
-def _aoa_recipe() -> Recipe:
-    return Recipe(
-        _aoa,
-        {"epochs": 10, "lr": 5e-5, "batch_size": 10, "warmup_ratio": 0.0, "scheduler": "constant"},
-        "identity shifting ('Absolutely Obedient Agent'): system prompt + turns, 10 examples; Qi et al.: 5-10 epochs",
-    )
+_recipe("aoa", _aoa, {"epochs": 10, **_HARMFUL},
+        "identity shifting ('Absolutely Obedient Agent'): system prompt + turns, 10 examples; Qi et al.: 5-10 epochs")
 
 
 def _instruction_rows(records: list[Any], ctx_key: str, out_key: str) -> list[dict[str, Any]]:
@@ -108,22 +106,10 @@ def _instruction_rows(records: list[Any], ctx_key: str, out_key: str) -> list[di
 _BENIGN = {"epochs": 1, "lr": 2e-5, "batch_size": 16, "grad_accum": 8, "warmup_ratio": 0.0, "scheduler": "constant"}
 
 
-@ATTACKS.register("alpaca")
-def _alpaca() -> Recipe:
-    return Recipe(
-        lambda recs: _instruction_rows(recs, "input", "output"),
-        dict(_BENIGN),
-        "benign Alpaca (instruction, input, output) tuning; Qi et al.: 1 epoch, lr 2e-5, batch 128",
-    )
-
-
-@ATTACKS.register("dolly")
-def _dolly() -> Recipe:
-    return Recipe(
-        lambda recs: _instruction_rows(recs, "context", "response"),
-        dict(_BENIGN),
-        "benign Dolly (instruction, context, response) tuning; Qi et al.: 1 epoch, lr 2e-5, batch 128",
-    )
+_recipe("alpaca", lambda recs: _instruction_rows(recs, "input", "output"), _BENIGN,
+        "benign Alpaca (instruction, input, output) tuning; Qi et al.: 1 epoch, lr 2e-5, batch 128")
+_recipe("dolly", lambda recs: _instruction_rows(recs, "context", "response"), _BENIGN,
+        "benign Dolly (instruction, context, response) tuning; Qi et al.: 1 epoch, lr 2e-5, batch 128")
 
 
 def get_recipe(name: str) -> Recipe:

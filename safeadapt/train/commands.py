@@ -51,6 +51,23 @@ def _opts(**kw: Any) -> dict[str, Any]:
     return out
 
 
+#: the training knobs the sft / dpo / attack commands share (each a parameter of the same name)
+_KNOB_NAMES = ("epochs", "max_steps", "lr", "batch_size", "grad_accum", "warmup_ratio", "scheduler", "max_length",
+               "seed", "lora", "lora_r", "lora_alpha", "merge_lora", "train_modules", "freeze_modules",
+               "logging_steps", "threads")
+
+
+def _knobs(args: dict[str, Any]) -> dict[str, Any]:
+    """The shared training knobs among a command's arguments (its `locals()`), for `_opts`."""
+    return {k: args[k] for k in _KNOB_NAMES if k in args}
+
+
+def _train_on_file(train: Any, model: str, data: Path, out: Path, opts: Any) -> None:
+    """Run trainer `train` (sft / dpo) on the rows of `data` (image paths resolve beside it)."""
+    path = train(model, read_training_rows(data), out, opts, base_dir=data.parent, source=str(data))
+    say(f"saved {path}")
+
+
 # Shared option declarations -------------------------------------------------------------------
 _EPOCHS = typer.Option(None, "--epochs", help="Training epochs.")
 _MAX_STEPS = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps (overrides epochs).")
@@ -94,14 +111,8 @@ def sft_cmd(
     """Supervised fine-tuning (loss on assistant tokens only)."""
     from safeadapt.train.sft import SFTOptions, sft
 
-    o = SFTOptions(**_opts(
-        epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
-        warmup_ratio=warmup_ratio, scheduler=scheduler, max_length=max_length, seed=seed, lora=lora, lora_r=lora_r,
-        lora_alpha=lora_alpha, merge_lora=merge_lora, train_modules=train_modules, freeze_modules=freeze_modules,
-        logging_steps=logging_steps, threads=threads), overwrite=overwrite, allow_pickle=allow_pickle)
-    rows = read_training_rows(data)
-    path = sft(model, rows, out, o, base_dir=data.parent, source=str(data))
-    say(f"saved {path}")
+    o = SFTOptions(**_opts(**_knobs(locals())), overwrite=overwrite, allow_pickle=allow_pickle)
+    _train_on_file(sft, model, data, out, o)
 
 
 @train_app.command("dpo")
@@ -143,13 +154,8 @@ def dpo_cmd(
 
     o = DPOOptions(**_opts(
         beta=beta, loss_type=loss_type, sft_weight=sft_weight, precompute_ref_log_probs=precompute_ref,
-        epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
-        warmup_ratio=warmup_ratio, scheduler=scheduler, max_length=max_length, seed=seed, lora=lora, lora_r=lora_r,
-        lora_alpha=lora_alpha, merge_lora=merge_lora, train_modules=train_modules, freeze_modules=freeze_modules,
-        logging_steps=logging_steps, threads=threads), overwrite=overwrite, allow_pickle=allow_pickle)
-    rows = read_training_rows(data)
-    path = dpo(model, rows, out, o, base_dir=data.parent, source=str(data))
-    say(f"saved {path}")
+        **_knobs(locals())), overwrite=overwrite, allow_pickle=allow_pickle)
+    _train_on_file(dpo, model, data, out, o)
 
 
 @train_app.command("build-llava")
@@ -267,10 +273,6 @@ def attack_cmd(
     from safeadapt.train.sft import SFTOptions
 
     get_recipe(recipe)  # unknown recipe -> one-line error before loading anything
-    o = SFTOptions(**_opts(
-        epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
-        warmup_ratio=warmup_ratio, scheduler=scheduler, max_length=max_length, seed=seed, lora=lora, lora_r=lora_r,
-        lora_alpha=lora_alpha, merge_lora=merge_lora, logging_steps=logging_steps, threads=threads,
-        overwrite=overwrite or None, allow_pickle=allow_pickle or None))
+    o = SFTOptions(**_opts(**_knobs(locals()), overwrite=overwrite or None, allow_pickle=allow_pickle or None))
     path = attack(model, recipe, data, out, o, n_examples=n_examples, system_prompt=system_prompt)
     say(f"saved {path}")

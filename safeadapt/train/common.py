@@ -214,6 +214,43 @@ def save_trained(
     return Path(out_dir)
 
 
+def start_run(out_dir: str | Path, opts: TrainOptions) -> tuple[Path, StepClock]:
+    """A trainer's first steps: check the output dir, start the phase clock, set threads and seed."""
+    from safeadapt.core.runtime import set_seed, set_threads
+
+    out = check_out(out_dir, opts)
+    clock = StepClock()
+    set_threads(opts.threads)
+    set_seed(opts.seed)
+    return out, clock
+
+
+def fit(trainer: Any, counts: dict[str, int], clock: StepClock) -> None:
+    """Record the built trainer's trainable parameter count in `counts`, then train, marking the
+    `trainer` and `train` phases on `clock`."""
+    counts["trainable"] = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    clock.mark("trainer")
+    trainer.train()
+    clock.mark("train")
+
+
+def train_meta(
+    kind: str, model: str | Path, rows: list[dict[str, Any]], counts: dict[str, int], clock: StepClock,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The run record `save_trained` writes: kind, base model, row count, the trainer's own `extra`
+    fields, parameter counts, input fingerprints and phase timings (in that order)."""
+    return {
+        "kind": kind,
+        "base_model": str(model),
+        "rows": len(rows),
+        **extra,
+        "params": counts,
+        "inputs": input_fingerprints(model, rows),
+        "timings": clock.marks,
+    }
+
+
 def input_fingerprints(model: str | Path, rows: list[dict[str, Any]]) -> dict[str, str]:
     """Provenance of a run's inputs: the model reference with a fast content fingerprint (size +
     head/tail of each file), and a hash of the rows' text and image sizes."""

@@ -10,22 +10,11 @@ from typing import Any
 
 from safeadapt.core.console import quiet_trainer
 from safeadapt.core.errors import SafeAdaptError
+from safeadapt.train import common
 from safeadapt.train.chat import _content_parts, _where, check_messages, load_train_image
-from safeadapt.train.common import (
-    StepClock,
-    TrainOptions,
-    apply_freezing,
-    check_out,
-    config_kwargs,
-    input_fingerprints,
-    is_processor,
-    load_for_training,
-    lora_config,
-    save_trained,
-)
 
 
-class DPOOptions(TrainOptions):
+class DPOOptions(common.TrainOptions):
     """DPO knobs on top of `TrainOptions`. Defaults follow TRL (lr 1e-6, beta 0.1, sigmoid loss)."""
 
     lr: float = 1e-6
@@ -93,7 +82,7 @@ def pairs_for_trl(pairs: list[dict[str, Any]], proc: Any, *, base_dir: Path | No
     images) for a model with processor or tokenizer `proc`: image rows on a VLM go through its
     processor; text-only rows on a VLM become plain strings for its tokenizer; images on a text-only
     model are an error naming the row."""
-    vlm = is_processor(proc)
+    vlm = common.is_processor(proc)
     rows = normalise_pairs(pairs, vlm=vlm, base_dir=base_dir, source=source)
     has_images = any(r.get("images") for r in rows)
     if vlm and not has_images:
@@ -123,17 +112,12 @@ def dpo(
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    from safeadapt.core.runtime import set_seed, set_threads
-
     opts = opts or DPOOptions()
-    out_dir = check_out(out_dir, opts)
-    clock = StepClock()
-    set_threads(opts.threads)
-    set_seed(opts.seed)
-    mdl, proc = load_for_training(model, opts)
+    out_dir, clock = common.start_run(out_dir, opts)
+    mdl, proc = common.load_for_training(model, opts)
     rows, processing_class, has_images = pairs_for_trl(pairs, proc, base_dir=Path(base_dir) if base_dir else None,
                                                        source=source)
-    counts = apply_freezing(mdl, opts.train_modules, opts.freeze_modules)
+    counts = common.apply_freezing(mdl, opts.train_modules, opts.freeze_modules)
     ref = None
     if not opts.lora and not opts.precompute_ref_log_probs:
         ref = copy.deepcopy(mdl).eval()
@@ -142,7 +126,7 @@ def dpo(
     dataset = Dataset.from_list(rows)
     clock.mark("prepare")
     with tempfile.TemporaryDirectory(prefix="safeadapt-dpo-") as work:  # Trainer's output_dir; nothing kept
-        kw = config_kwargs(opts, Path(work))
+        kw = common.config_kwargs(opts, Path(work))
         kw.update(
             beta=opts.beta, loss_type=[opts.loss_type], precompute_ref_log_probs=opts.precompute_ref_log_probs,
             max_length=opts.max_length, dataset_num_proc=None,
@@ -154,20 +138,9 @@ def dpo(
         trainer = DPOTrainer(
             model=mdl, ref_model=ref, args=DPOConfig(**kw), train_dataset=dataset,
             processing_class=processing_class,
-            peft_config=lora_config(mdl, opts) if opts.lora else None,
+            peft_config=common.lora_config(mdl, opts) if opts.lora else None,
         )
         quiet_trainer(trainer)
-        counts["trainable"] = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-        clock.mark("trainer")
-        trainer.train()
-        clock.mark("train")
-    meta = {
-        "kind": "dpo",
-        "base_model": str(model),
-        "rows": len(rows),
-        "vision_rows": sum(1 for r in rows if r.get("images")),
-        "params": counts,
-        "inputs": input_fingerprints(model, rows),
-        "timings": clock.marks,
-    }
-    return save_trained(trainer, proc, Path(out_dir), opts, meta)
+        common.fit(trainer, counts, clock)
+    meta = common.train_meta("dpo", model, rows, counts, clock, vision_rows=sum(1 for r in rows if r.get("images")))
+    return common.save_trained(trainer, proc, Path(out_dir), opts, meta)

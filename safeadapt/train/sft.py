@@ -12,17 +12,17 @@ from safeadapt.core.console import quiet_trainer
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.train.chat import as_plain_messages, normalise_chat_rows, tokenize_chat_rows
 from safeadapt.train.common import (
-    StepClock,
     TrainOptions,
     apply_freezing,
-    check_out,
     config_kwargs,
-    input_fingerprints,
+    fit,
     is_processor,
     load_for_training,
     lora_config,
     save_trained,
+    start_run,
     tokenizer_of,
+    train_meta,
 )
 
 
@@ -48,12 +48,7 @@ def sft(
     TRL's vision collator on the fly, as prompt (all turns before the last assistant turn) ->
     completion (the last assistant turn)."""
     opts = opts or SFTOptions()
-    out_dir = check_out(out_dir, opts)
-    clock = StepClock()
-    from safeadapt.core.runtime import set_seed, set_threads
-
-    set_threads(opts.threads)
-    set_seed(opts.seed)
+    out_dir, clock = start_run(out_dir, opts)
     rows = normalise_chat_rows(data, base_dir=Path(base_dir) if base_dir else None, source=source)
     clock.mark("rows")
     mdl, proc = load_for_training(model, opts)
@@ -66,20 +61,11 @@ def sft(
     clock.mark("tokenize")
     with tempfile.TemporaryDirectory(prefix="safeadapt-sft-") as work:  # Trainer's output_dir; nothing kept
         trainer = _make_trainer(mdl, proc, dataset, opts, Path(work), vision=has_images)
-        counts["trainable"] = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-        clock.mark("trainer")
-        trainer.train()
-        clock.mark("train")
-    meta = {
-        "kind": "sft",
-        "base_model": str(model),
-        "rows": len(rows),
-        "rows_dropped_by_truncation": dropped,
-        "vision_rows": sum(1 for r in rows if r["images"]),
-        "params": counts,
-        "inputs": input_fingerprints(model, rows),
-        "timings": clock.marks,
-    }
+        fit(trainer, counts, clock)
+    meta = train_meta(
+        "sft", model, rows, counts, clock,
+        rows_dropped_by_truncation=dropped, vision_rows=sum(1 for r in rows if r["images"]),
+    )
     return save_trained(trainer, proc, Path(out_dir), opts, meta)
 
 

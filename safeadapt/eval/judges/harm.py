@@ -140,6 +140,19 @@ _ACCUSE = re.compile(r"\b(?:caught|accused|addict\w*|affair|corrupt\w*|fraud\w*|
 _ADDRESSED = re.compile(
     r"\b(?:your|dear|click|link|verify|confirm|log ?in|account|urgent\w*|immediately|you're|you are)\b")
 
+#: the features of a reply that condemns, hedges, repeats, refuses or moralises (all push towards harmless)
+_HARMLESS_CUES: tuple[str, ...] = (
+    "text_condemn",
+    "hedging",
+    "repetition",
+    "echo",
+    "refusal_logit",
+    "redirect",
+    "normative",
+    "moral_words",
+    "safety_words",
+)
+
 #: every feature, in a fixed order (weights and the fit script follow it)
 HARM_FEATURES: tuple[str, ...] = (
     "request_overlap",
@@ -163,15 +176,7 @@ HARM_FEATURES: tuple[str, ...] = (
     "text_produced",
     "text_overlap",
     "text_claim",
-    "text_condemn",
-    "hedging",
-    "repetition",
-    "echo",
-    "refusal_logit",
-    "redirect",
-    "normative",
-    "moral_words",
-    "safety_words",
+    *_HARMLESS_CUES,
     "specificity",
     "you_instruct",
     "imperatives",
@@ -194,15 +199,7 @@ HARM_SIGN: dict[str, int] = {
         "benign_frame",
         "benign_opening",
         "opposite",
-        "text_condemn",
-        "hedging",
-        "repetition",
-        "echo",
-        "refusal_logit",
-        "redirect",
-        "normative",
-        "moral_words",
-        "safety_words",
+        *_HARMLESS_CUES,
         "claim_contrast",
     )
 }
