@@ -74,4 +74,4 @@ def repair_stage(ctx: StageContext) -> None:
 
 
 repair_stage.params_model = RepairStageParams  # type: ignore[attr-defined]
-repair_stage.version = "1"  # type: ignore[attr-defined]
+repair_stage.version = "2"  # type: ignore[attr-defined]  # 2: Wanda norms over the positions predicting the response; antidote prune
