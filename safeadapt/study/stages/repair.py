@@ -74,4 +74,13 @@ def repair_stage(ctx: StageContext) -> None:
 
 
 repair_stage.params_model = RepairStageParams  # type: ignore[attr-defined]
-repair_stage.version = "2"  # type: ignore[attr-defined]  # 2: Wanda norms over the positions predicting the response; antidote prune
+def _version(params: dict[str, Any], _base_dir: Any) -> str:
+    """"2" for the repairs whose output the Wanda-position fix changed (Antidote with activations,
+    set_difference with Wanda scores): their cached stages re-key; every other repair keeps "1"."""
+    p = params.get("parameters") or {}
+    wanda = (params.get("method") == "antidote" and p.get("mode", "wanda") in ("wanda", "reference")
+             or params.get("method") == "set_difference" and p.get("score") == "wanda")
+    return "2" if wanda else "1"
+
+
+repair_stage.version = _version  # type: ignore[attr-defined]
