@@ -17,9 +17,10 @@ from typing import Any, Iterable, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MERGEKIT_PYTHON = ROOT / ".bench-venv-mergekit" / "bin" / "python"
-MERGEKIT_SETUP = (
+MERGEKIT_SETUP = (  # what .ci/run does
     "python3 -m venv .bench-venv-mergekit && .bench-venv-mergekit/bin/pip install torch==2.13.0 "
-    "&& .bench-venv-mergekit/bin/pip install mergekit==0.1.5"
+    "&& echo torch==2.13.0 > .bench-venv-mergekit/constraints.txt "
+    "&& .bench-venv-mergekit/bin/pip install -c .bench-venv-mergekit/constraints.txt mergekit==0.1.5"
 )
 
 DTYPE_NAMES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp32": "float32", "float32": "float32",
@@ -227,7 +228,6 @@ def compare_dirs(a: Path, b: Path) -> dict:
     """Compare every tensor of two safetensors model dirs. Returns max abs diff over all tensors
     (computed in float64), the worst tensor, counts of differing tensors/elements, and name/dtype
     mismatches."""
-    import torch
     from safetensors import safe_open
 
     ia, ib = _tensor_index(a), _tensor_index(b)
@@ -262,7 +262,6 @@ def compare_dirs(a: Path, b: Path) -> dict:
 def delta_stats(out_dir: Path, base_dir: Path) -> dict:
     """Distribution of the merged task vector (out - base) over all tensors: fraction of elements
     changed, and mean / std / mean |.| of the changed entries (float64)."""
-    import torch
     from safetensors import safe_open
 
     io_, ib = _tensor_index(out_dir), _tensor_index(base_dir)

@@ -33,9 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 def run_demo(jobs: int, out: Path, quick: bool) -> dict[str, Any]:
     if out.exists():
         shutil.rmtree(out)
-    cmd = [sys.executable, "-m", "safeadapt.cli", "demo", "--out", str(out), "--jobs", str(jobs)] + (["--quick"] if quick else [])
+    cmd = [sys.executable, "-m", "safeadapt.cli", "demo", "--out", str(out), "--jobs", str(jobs)] + (
+        ["--quick"] if quick else []
+    )
     env = {k: v for k, v in os.environ.items() if k != "SAFEADAPT_JOBS"}
-    env.update(SAFEADAPT_NO_PROGRESS="1", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
+    env.update(
+        SAFEADAPT_NO_PROGRESS="1", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    )
     load0 = os.getloadavg()
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
@@ -46,10 +50,15 @@ def run_demo(jobs: int, out: Path, quick: bool) -> dict[str, Any]:
     study = json.loads((out / "study.json").read_text())
     secs = [s["seconds"] for s in study["stages"] if isinstance(s.get("seconds"), (int, float))]
     return {
-        "jobs": jobs, "wall_s": round(wall, 1), "stage_seconds_sum": round(sum(secs), 1), "stages": len(study["stages"]),
-        "workers": study.get("jobs"), "threads_per_job": study.get("threads_per_job"),
+        "jobs": jobs,
+        "wall_s": round(wall, 1),
+        "stage_seconds_sum": round(sum(secs), 1),
+        "stages": len(study["stages"]),
+        "workers": study.get("jobs"),
+        "threads_per_job": study.get("threads_per_job"),
         "ran_alongside_others": sum(bool(s.get("parallel_with")) for s in study["stages"]),
-        "load_before": [round(x, 2) for x in load0], "load_after": [round(x, 2) for x in os.getloadavg()],
+        "load_before": [round(x, 2) for x in load0],
+        "load_after": [round(x, 2) for x in os.getloadavg()],
         "results": json.loads((out / "results.json").read_text()),
     }
 
@@ -88,8 +97,15 @@ def simulate(study_dir: Path, replicate: int | None, jobs: int) -> float:
 
     for mod in rec.get("plugins") or ["safeadapt.world.stages"]:
         import_plugin(mod)
-    items = {s["name"]: SimpleNamespace(stage=SimpleNamespace(name=s["name"], kind=s["kind"], upstream=sorted(ups[s["name"]]),
-                                                              threads=s.get("threads")), status="to-run") for s in stages}
+    items = {
+        s["name"]: SimpleNamespace(
+            stage=SimpleNamespace(
+                name=s["name"], kind=s["kind"], upstream=sorted(ups[s["name"]]), threads=s.get("threads")
+            ),
+            status="to-run",
+        )
+        for s in stages
+    }
     sched = Scheduler(plan=list(items.values()), jobs=jobs, keep_going=False, run=None, args=None,  # type: ignore[arg-type]
                       on_start=None, on_finish=None, on_skip=None, slots=lambda p: stage_slots(p.stage, 1, jobs))  # type: ignore[arg-type]
     order = sched._priority() if jobs > 1 else {n: (0, i) for i, n in enumerate(items)}
@@ -130,9 +146,13 @@ def main() -> None:
     for j in [int(x) for x in args.order.split(",")]:
         runs[j] = run_demo(j, args.out / f"jobs{j}", args.quick)
         r = runs[j]
-        print(f"--jobs {j}: wall {r['wall_s']} s, stage time sum {r['stage_seconds_sum']} s, {r['workers']} worker(s) x "
-              f"{r['threads_per_job']} thread(s), {r['ran_alongside_others']}/{r['stages']} stages ran alongside another, "
-              f"load {r['load_before']} -> {r['load_after']}", flush=True)
+        print(
+            f"--jobs {j}: wall {r['wall_s']} s, stage time sum {r['stage_seconds_sum']} s, {r['workers']} worker(s) x "
+            f"{r['threads_per_job']} thread(s), {r['ran_alongside_others']}/{r['stages']} stages ran alongside "
+            f"another, "
+            f"load {r['load_before']} -> {r['load_after']}",
+            flush=True,
+        )
         partial = {k: {x: y for x, y in v.items() if x != "results"} for k, v in runs.items()}
         (args.out / "summary.json").write_text(json.dumps(partial, indent=2))  # kept if a later run is cut short
     summary: dict[str, Any] = {k: {x: y for x, y in v.items() if x != "results"} for k, v in runs.items()}

@@ -69,20 +69,32 @@ def bench_weights(args: argparse.Namespace, work: Path) -> dict:
     # same numbers? compare per-tensor relative change of ours vs the naive loop
     ours = json.loads((work / "diag-w" / "weights.json").read_text())
     naive = json.loads((work / "naive.json").read_text())
-    diffs = [abs(t["A->B"]["rel_change"] - naive[t["tensor"]]["rel_change"]) for t in ours["per_tensor"] if t["tensor"] in naive]
+    diffs = [
+        abs(t["A->B"]["rel_change"] - naive[t["tensor"]]["rel_change"])
+        for t in ours["per_tensor"]
+        if t["tensor"] in naive
+    ]
     spectra = json.loads((work / "diag-ws" / "weights.json").read_text())["spectra"]
     return {
-        "dtype": args.dtype, "tensors": len(ours["per_tensor"]),
+        "dtype": args.dtype,
+        "tensors": len(ours["per_tensor"]),
         "safeadapt": {"wall_s": best["safeadapt"].wall_s, "peak_rss_mb": rss["safeadapt"]},
         "naive": {"wall_s": best["naive"].wall_s, "peak_rss_mb": rss["naive"]},
         "wall_ratio": best["safeadapt"].wall_s / best["naive"].wall_s,
         "rss_ratio": rss["safeadapt"] / rss["naive"],
-        "spectra": {"wall_s": best["safeadapt_spectra"].wall_s, "peak_rss_mb": rss["safeadapt_spectra"],
-                    "svd_seconds": spectra["seconds"], "tensors": len(spectra["records"])},
-        "max_abs_rel_change_diff": max(diffs), "tensors_compared": len(diffs),
+        "spectra": {
+            "wall_s": best["safeadapt_spectra"].wall_s,
+            "peak_rss_mb": rss["safeadapt_spectra"],
+            "svd_seconds": spectra["seconds"],
+            "tensors": len(spectra["records"]),
+        },
+        "max_abs_rel_change_diff": max(diffs),
+        "tensors_compared": len(diffs),
         "all_walls": {k: [r.wall_s for r in v] for k, v in runs.items()},
         # each repeat runs both back to back: the median of the per-repeat ratios resists load swings
-        "wall_ratio_median_per_repeat": statistics.median(o.wall_s / n.wall_s for o, n in zip(runs["safeadapt"], runs["naive"])),
+        "wall_ratio_median_per_repeat": statistics.median(
+            o.wall_s / n.wall_s for o, n in zip(runs["safeadapt"], runs["naive"])
+        ),
     }
 
 
@@ -109,7 +121,9 @@ def bench_activations(args: argparse.Namespace) -> dict:
             for samples in (harmful, harmless):
                 texts = [backend.render(s.chat()) for s in samples]
                 for i in range(0, len(texts), bs):
-                    enc = backend.tokenizer(texts[i:i + bs], return_tensors="pt", padding=True, add_special_tokens=False)
+                    enc = backend.tokenizer(
+                        texts[i : i + bs], return_tensors="pt", padding=True, add_special_tokens=False
+                    )
                     backend.model(**enc, output_hidden_states=True, use_cache=False)
         return time.perf_counter() - t
 
@@ -131,15 +145,29 @@ def bench_activations(args: argparse.Namespace) -> dict:
     h, s = hidden_states(backend, harmful, bs), hidden_states(backend, harmless, bs)
     recs, dirs = geo.layer_table(h, s, seed=0)
     layer = geo.choose_direction_layer(recs)
-    out = {"model": "SmolLM2-135M-Instruct (GGUF Q4_1, dequantised)", "prompts_per_class": len(harmful), "batch": bs,
-           "bare_forward_s": statistics.median(t_bare), "diagnosis_s": statistics.median(t_ours),
-           "ratio": statistics.median(t_ours) / statistics.median(t_bare),
-           "probe_acc_by_layer": [round(r["probe_acc"], 3) for r in recs], "cos_gap_by_layer": [round(r["cos_gap"], 4) for r in recs],
-           "safety_layers": geo.rising_range([r["cos_gap"] for r in recs]), "direction_layer": layer}
+    out = {
+        "model": "SmolLM2-135M-Instruct (GGUF Q4_1, dequantised)",
+        "prompts_per_class": len(harmful),
+        "batch": bs,
+        "bare_forward_s": statistics.median(t_bare),
+        "diagnosis_s": statistics.median(t_ours),
+        "ratio": statistics.median(t_ours) / statistics.median(t_bare),
+        "probe_acc_by_layer": [round(r["probe_acc"], 3) for r in recs],
+        "cos_gap_by_layer": [round(r["cos_gap"], 4) for r in recs],
+        "safety_layers": geo.rising_range([r["cos_gap"] for r in recs]),
+        "direction_layer": layer,
+    }
     if args.ablate_n:
         t = time.perf_counter()
-        chk = causal_check(backend, harmful[: args.ablate_n], dirs[layer], judge="refusal", max_new_tokens=args.new_tokens,
-                           batch_size=bs, seed=0)
+        chk = causal_check(
+            backend,
+            harmful[: args.ablate_n],
+            dirs[layer],
+            judge="refusal",
+            max_new_tokens=args.new_tokens,
+            batch_size=bs,
+            seed=0,
+        )
         out["ablation"] = {"seconds": time.perf_counter() - t, "n": chk["n"], "asr_before": chk["asr_before"],
                            "asr_after": chk["asr_after"], "examples": chk["examples"][:2]}
     return out
@@ -164,11 +192,14 @@ def main() -> int:
     if "weights" in parts:
         print("weights: safeadapt diagnose weights vs from_pretrained x2 + state-dict loop")
         res["weights"] = w = bench_weights(args, args.work_dir)
-        print(f"weights: wall {w['safeadapt']['wall_s']:.2f} s vs {w['naive']['wall_s']:.2f} s = {w['wall_ratio']:.2f}x "
-              f"(median of per-repeat ratios {w['wall_ratio_median_per_repeat']:.2f}x); "
-              f"peak RSS {w['safeadapt']['peak_rss_mb']:.0f} MB vs {w['naive']['peak_rss_mb']:.0f} MB = {w['rss_ratio']:.2f}x; "
-              f"max |rel_change diff| {w['max_abs_rel_change_diff']:.2e}; --spectra {w['spectra']['wall_s']:.2f} s "
-              f"({w['spectra']['svd_seconds']:.2f} s in svd_lowrank over {w['spectra']['tensors']} deltas)")
+        print(
+            f"weights: wall {w['safeadapt']['wall_s']:.2f} s vs {w['naive']['wall_s']:.2f} s = {w['wall_ratio']:.2f}x "
+            f"(median of per-repeat ratios {w['wall_ratio_median_per_repeat']:.2f}x); "
+            f"peak RSS {w['safeadapt']['peak_rss_mb']:.0f} MB vs {w['naive']['peak_rss_mb']:.0f} MB = "
+            f"{w['rss_ratio']:.2f}x; "
+            f"max |rel_change diff| {w['max_abs_rel_change_diff']:.2e}; --spectra {w['spectra']['wall_s']:.2f} s "
+            f"({w['spectra']['svd_seconds']:.2f} s in svd_lowrank over {w['spectra']['tensors']} deltas)"
+        )
     if "activations" in parts:
         print("activations: diagnosis vs one bare batched forward with hidden states")
         res["activations"] = a = bench_activations(args)

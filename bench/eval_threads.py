@@ -26,7 +26,12 @@ SETTINGS = {  # name -> (threads argument, extra environment); --settings picks 
     "threads=2 OMP passive": ("2", {"OMP_WAIT_POLICY": "PASSIVE"}),
     "threads=2 (torch default, old)": ("2", {}),
 }
-KEYS = {"1": "threads=1", "auto": "auto (free cores)", "2-passive": "threads=2 OMP passive", "2": "threads=2 (torch default, old)"}
+KEYS = {
+    "1": "threads=1",
+    "auto": "auto (free cores)",
+    "2-passive": "threads=2 OMP passive",
+    "2": "threads=2 (torch default, old)",
+}
 
 CHILD = r"""
 import json, sys, time
@@ -38,7 +43,8 @@ from safeadapt.eval.types import DecodingConfig, GenRequest
 th = resolve_threads({threads!r})
 be = HFBackend(str(smollm2_gguf()), threads=th, max_batch=16, min_new_tokens={new_tokens})
 topics = ["bread", "rivers", "the moon", "chess", "volcanoes", "bees", "trains", "glaciers", "jazz", "tea"]
-reqs = [GenRequest(key=f"p{{i}}", messages=[{{"role": "user", "content": f"Write a short paragraph about {{topics[i % 10]}}."}}])
+reqs = [GenRequest(key=f"p{{i}}",
+                   messages=[{{"role": "user", "content": f"Write a short paragraph about {{topics[i % 10]}}."}}])
         for i in range({prompts})]
 be.generate(reqs[:2], DecodingConfig(max_new_tokens=2, batch_size=2))
 t0 = time.perf_counter()
@@ -66,7 +72,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--prompts", type=int, default=20)
     ap.add_argument("--new-tokens", type=int, default=32)
-    ap.add_argument("--cap", type=float, default=600.0, help="stop a run after this many seconds (recorded as a lower bound)")
+    ap.add_argument(
+        "--cap", type=float, default=600.0, help="stop a run after this many seconds (recorded as a lower bound)"
+    )
     ap.add_argument("--settings", default="1,auto,2-passive,2", help=f"comma-separated keys of {sorted(KEYS)}")
     ap.add_argument("--no-busy", action="store_true", help="do not start the busy loop (quiet-machine comparison)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "_work" / "eval_threads.json"))
@@ -81,7 +89,16 @@ def main() -> None:
             for name, (th, env) in chosen.items():
                 r = run_one(th, env, a.prompts, a.new_tokens, a.cap)
                 runs[name].append(r)
-                print(json.dumps({"repeat": rep, "setting": name, **{k: round(v, 2) if isinstance(v, float) else v for k, v in r.items()}}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "repeat": rep,
+                            "setting": name,
+                            **{k: round(v, 2) if isinstance(v, float) else v for k, v in r.items()},
+                        }
+                    ),
+                    flush=True,
+                )
     finally:
         if busy is not None:
             busy.terminate()
@@ -92,8 +109,11 @@ def main() -> None:
              "capped": any(x.get("capped") for x in runs[k]),
              "torch_threads": [x["torch_threads"] for x in runs[k]], "all_s": [round(x["seconds"], 2) for x in runs[k]]}
             for k, v in med.items()]
-    print(f"\n{a.prompts} prompts x {a.new_tokens} tokens, SmolLM2-135M, batch 16, busy loop on one core: {not a.no_busy}, "
-          f"cpus {os.cpu_count()}, load {os.getloadavg()[0]:.1f}")
+    print(
+        f"\n{a.prompts} prompts x {a.new_tokens} tokens, SmolLM2-135M, batch 16, busy loop on one core: "
+        f"{not a.no_busy}, "
+        f"cpus {os.cpu_count()}, load {os.getloadavg()[0]:.1f}"
+    )
     for r in rows:
         ge = ">=" if r["capped"] else "  "
         print(f"  {r['setting']:<32} {ge}{r['median_s']:7.2f} s  {ge}x{r['ratio_to_1_thread']:.2f} vs 1 thread  "

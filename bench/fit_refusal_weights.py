@@ -1,10 +1,13 @@
 """Fit the offline `refusal` judge's logistic weights on the *dev* split only (XSTest completion files
-plus the labelled out-of-family files in bench/data/judge_families; held-out rows are dropped as each
+plus, with --external, other models' XSTest files, plus the labelled out-of-family files in
+bench/data/judge_families; held-out rows are dropped as each
 file is read, never featurised or printed), choose the L2 penalty by grouped 5-fold
 cross-validation inside dev (folds keyed by prompt id, repeated over 4 fold seeds), and print the
-CV agreement per file (plus nested CV and cross-model transfer on dev) and the WEIGHTS block pasted into safeadapt/eval/judges/refusal.py.
+CV agreement per file (plus nested CV and cross-model transfer on dev) and the WEIGHTS block pasted into
+safeadapt/eval/judges/refusal.py.
 
-Usage: .venv/bin/python bench/fit_refusal_weights.py [--data ../shared/data/xstest] [--families DIR|''] [--l2 0.01,0.03,0.1,0.3,1]"""
+Usage: .venv/bin/python bench/fit_refusal_weights.py [--data ../shared/data/xstest] [--external DIR]
+       [--families DIR|''] [--l2 0.01,0.03,0.1,0.3,1]"""
 
 from __future__ import annotations
 
@@ -20,13 +23,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from safeadapt.eval.judges.agreement import refusal_fit_rows  # noqa: E402
 from safeadapt.eval.judges.calibrate import cv_predict, feature_matrix, fit_signed  # noqa: E402
-from safeadapt.eval.judges.refusal import FEATURE_NAMES  # noqa: E402
+from safeadapt.eval.judges.refusal_features import FEATURE_NAMES  # noqa: E402
 
 CV_SALTS = ("safeadapt-judge-cv", "cv-rep-1", "cv-rep-2", "cv-rep-3")
 
 
-def dev_rows(data: str, families: str | None = None) -> list[dict]:
-    rows = refusal_fit_rows(data, families or None, split="dev")
+def dev_rows(data: str, families: str | None = None, external: str | None = None) -> list[dict]:
+    if external and not glob.glob(os.path.join(external, "completions_*.csv")):
+        sys.exit(f"no completions_*.csv under {external}")
+    rows = refusal_fit_rows(data, families or None, split="dev", external_dir=external or None)
     if not rows:
         sys.exit(f"no completions_*.csv under {data}")
     return rows
@@ -50,7 +55,9 @@ def cv_agreement(X: np.ndarray, y: np.ndarray, groups: list[str], files: list[st
     return {k: float(np.mean(v)) for k, v in acc.items()}
 
 
-def nested_cv_agreement(X: np.ndarray, y: np.ndarray, groups: list[str], files: list[str], grid: list[float]) -> dict[str, float]:
+def nested_cv_agreement(
+    X: np.ndarray, y: np.ndarray, groups: list[str], files: list[str], grid: list[float]
+) -> dict[str, float]:
     """Like `cv_agreement`, but each outer training set picks its own L2 by an inner grouped 5-fold
     CV on that training set only, so the score carries no selection bias from the L2 choice."""
     from safeadapt.eval.judges.calibrate import fold_of
@@ -62,7 +69,10 @@ def nested_cv_agreement(X: np.ndarray, y: np.ndarray, groups: list[str], files: 
         z = np.zeros(len(y))
         for f in range(5):
             tr = folds != f
-            inner = {l2: float(((cv_predict(X[tr], y[tr], list(ga[tr]), l2, salt="inner-" + salt) >= 0) == y[tr]).mean()) for l2 in grid}
+            inner = {
+                l2: float(((cv_predict(X[tr], y[tr], list(ga[tr]), l2, salt="inner-" + salt) >= 0) == y[tr]).mean())
+                for l2 in grid
+            }
             l2 = max(grid, key=lambda v: (inner[v], v))
             w = fit_signed(X[tr], y[tr], l2)
             z[~tr] = w[0] + X[~tr] @ w[1:]
@@ -105,7 +115,10 @@ def learned_cv(prompts: list[str], responses: list[str], y: np.ndarray, groups: 
                 z[~tr] = w[0] + X[~tr] @ w[1:]
             pred = z >= 0
             score_into(acc, pred, y, fa)
-        print(f"learned bag-of-words l2={l2:<5g} CV agreement " + "  ".join(f"{k} {np.mean(v):.4f}" for k, v in acc.items()))
+        print(
+            f"learned bag-of-words l2={l2:<5g} CV agreement "
+            + "  ".join(f"{k} {np.mean(v):.4f}" for k, v in acc.items())
+        )
     fa = np.array(files)
     Xr = feature_matrix(prompts, responses)
     for held in sorted(set(files)):  # out of family: fit on the other files' dev rows, score this file's
@@ -121,16 +134,30 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "xstest"))
     ap.add_argument("--l2", default="0.01,0.03,0.1,0.3,1")
-    ap.add_argument("--learned", action="store_true", help="also cross-validate a hashed bag-of-words logistic classifier for comparison")
-    ap.add_argument("--families", default=str(Path(__file__).resolve().parent / "data" / "judge_families"),
-                    help="also fit on the dev rows (refusal/compliance) of these labelled out-of-family files ('' = XSTest only)")
+    ap.add_argument(
+        "--learned",
+        action="store_true",
+        help="also cross-validate a hashed bag-of-words logistic classifier for comparison",
+    )
+    ap.add_argument(
+        "--families",
+        default=str(Path(__file__).resolve().parent / "data" / "judge_families"),
+        help="also fit on the dev rows (refusal/compliance) of these labelled out-of-family files ('' = XSTest only)",
+    )
+    ap.add_argument("--external", default=os.environ.get("SAFEADAPT_XSTEST_EXTERNAL", ""),
+                    help="also fit on the dev rows of other models' XSTest completions_*.csv in this directory "
+                         "(upstream gpt4 / llama2new / mistralguard files; "
+                         "default $SAFEADAPT_XSTEST_EXTERNAL, '' = none)")
     args = ap.parse_args()
-    rows = dev_rows(args.data, args.families)
+    rows = dev_rows(args.data, args.families, args.external)
     X = feature_matrix([r["prompt"] for r in rows], [r["completion"] for r in rows])
     y = np.array([r["refusal"] for r in rows], dtype=float)
     groups = [r["group"] for r in rows]
     files = [r["file"] for r in rows]
-    print(f"dev rows: {len(rows)} ({', '.join(f'{f}: {files.count(f)}' for f in sorted(set(files)))}), features: {X.shape[1]}")
+    print(
+        f"dev rows: {len(rows)} ({', '.join(f'{f}: {files.count(f)}' for f in sorted(set(files)))}), features: "
+        f"{X.shape[1]}"
+    )
     best = None
     for l2 in (float(v) for v in args.l2.split(",")):
         cv = cv_agreement(X, y, groups, files, l2)
@@ -139,7 +166,10 @@ def main() -> None:
             best = (l2, cv)
     grid = [float(v) for v in args.l2.split(",")]
     nested = nested_cv_agreement(X, y, groups, files, grid)
-    print("nested CV (L2 re-chosen inside each outer training set) " + "  ".join(f"{k} {v:.4f}" for k, v in nested.items()))
+    print(
+        "nested CV (L2 re-chosen inside each outer training set) "
+        + "  ".join(f"{k} {v:.4f}" for k, v in nested.items())
+    )
     if args.learned:
         learned_cv([r["prompt"] for r in rows], [r["completion"] for r in rows], y, groups, files)
     l2 = best[0]

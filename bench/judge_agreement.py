@@ -4,10 +4,11 @@ file and per prompt type, on the dev split (its rules were written and its weigh
 bench/fit_refusal_weights.py for the cross-validation inside dev) and the held-out split (never
 looked at while tuning). Split = sha256 of the prompt id (70% dev / 30% held-out).
 
-`--external DIR` also scores every row of the completions_*.csv files in DIR as an untouched test
-set: other models' XSTest completions with the same human annotation (upstream
-paul-rottger/exaggerated-safety `model_completions/xstest_v2_completions_{gpt4,llama2new,
-mistralguard}.csv`, renamed `completions_*.csv`), none of which was used to write or fit the judge.
+`--external DIR` also scores the completions_*.csv files in DIR: other models' XSTest completions
+with the same human annotation (upstream paul-rottger/exaggerated-safety
+`model_completions/xstest_v2_completions_{gpt4,llama2new,mistralguard}.csv`, renamed
+`completions_*.csv`), split the same way. Their dev rows are tuning material (cues were written and
+weights fit on them); their held-out 30% is the clean figure.
 
 `--families DIR` (default bench/data/judge_families) scores the out-of-family completions this project
 generated (bench/judge_completions.py: SmolLM2-135M-Instruct on XSTest / HarmBench / StrongREJECT,
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import os
 import sys
 import time
@@ -35,6 +35,7 @@ from safeadapt.eval.judges.agreement import (  # noqa: E402
     agreement,
     cohen_kappa,
     load_xstest_completions,
+    refusal_reading,
     split_of,
     string_match_label,
     two_way,
@@ -55,11 +56,14 @@ def evaluate_file(path: str, external: bool = False) -> dict:
     rows = load_xstest_completions(path)
     judge = get_judge("refusal")
     t0 = time.perf_counter()
-    pred = [j.label for j in judge.judge([JudgeItem(prompt=r["prompt"], response=r["completion"]) for r in rows])]
+    pred = [
+        refusal_reading(j.label)
+        for j in judge.judge([JudgeItem(prompt=r["prompt"], response=r["completion"]) for r in rows])
+    ]
     secs = time.perf_counter() - t0
     base = [string_match_label(r["completion"]) for r in rows]
     human = [two_way(r["final_label"]) for r in rows]
-    split = ["external" if external else split_of(r["id"]) for r in rows]
+    split = [split_of(r["id"]) for r in rows]  # external files: same sha256 split (they are tuning material now)
     out: dict = {"file": os.path.basename(path), "n": len(rows), "judge_seconds": secs, "splits": {}, "types": {},
                  "external": external}
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
@@ -88,7 +92,12 @@ def evaluate_family(path: str, data_dir: str) -> dict:
 
     rows = [r for r in load_family_rows(path) if r.get("label")]
     prompts = load_prompts(data_dir, [(r["source"], r["row_id"]) for r in rows])
-    pred = [j.label for j in get_judge("refusal").judge([JudgeItem(prompt=p, response=r["completion"]) for p, r in zip(prompts, rows)])]
+    pred = [
+        refusal_reading(j.label)
+        for j in get_judge("refusal").judge(
+            [JudgeItem(prompt=p, response=r["completion"]) for p, r in zip(prompts, rows)]
+        )
+    ]
     out: dict = {"file": os.path.basename(path), "n": len(rows), "splits": {}}
     for s in ("dev", "heldout", "all"):
         idx = [i for i, r in enumerate(rows) if s == "all" or r["split"] == s]
@@ -111,7 +120,11 @@ def evaluate_family(path: str, data_dir: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "xstest"))
-    ap.add_argument("--external", default=None, help="directory of other models' completions_*.csv, every row scored as untouched test data")
+    ap.add_argument(
+        "--external",
+        default=None,
+        help="directory of other models' XSTest completions_*.csv (dev rows are tuning material; held-out is clean)",
+    )
     ap.add_argument("--families", default=str(Path(__file__).resolve().parent / "data" / "judge_families"),
                     help="directory of labelled out-of-family *.jsonl files ('' to skip)")
     ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
@@ -131,40 +144,58 @@ def main() -> None:
         for s in ("dev", "heldout", "all"):
             c = r["splits"][s]
             lo, hi = c["refusal_judge_wilson95"]
-            print(f"{r['file']:34s} {s:8s} {c['n']:4d} {c['refusal_judge']:8.3f} {lo:6.3f}-{hi:5.3f} {c['refusal_judge_kappa']:6.3f} {c['string_match']:8.3f}")
+            print(
+                f"{r['file']:34s} {s:8s} {c['n']:4d} {c['refusal_judge']:8.3f} {lo:6.3f}-{hi:5.3f} "
+                f"{c['refusal_judge_kappa']:6.3f} {c['string_match']:8.3f}"
+            )
     for r in results:
         print(f"\nper prompt type, {r['file']} (refusal judge / string-match; dev | held-out)")
         print(f"{'type':30s} {'n':>3s} {'dev':>6s} {'sm':>6s} | {'n':>3s} {'held':>6s} {'sm':>6s}")
         for t, cells in sorted(r["types"].items()):
             d, h = cells.get("dev"), cells.get("heldout")
-            fmt = lambda c: (f"{c['n']:3d} {c['refusal_judge']:6.3f} {c['string_match']:6.3f}" if c else f"{0:3d} {'-':>6s} {'-':>6s}")  # noqa: E731
+            def fmt(c: dict | None) -> str:
+                return f"{c['n']:3d} {c['refusal_judge']:6.3f} {c['string_match']:6.3f}" if c \
+                    else f"{0:3d} {'-':>6s} {'-':>6s}"
+
             print(f"{t:30s} {fmt(d)} | {fmt(h)}")
     if ext:
-        print("\nuntouched external files (every row; none used to write or fit the judge)")
-        print(f"{'file':34s} {'n':>4s} {'refusal':>8s} {'wilson95':>13s} {'kappa':>6s} {'strmatch':>8s} {'human refusal':>13s}")
+        print("\nexternal files (upstream; their dev rows were used to write cues and fit weights, "
+              "held-out 30% is the clean figure)")
+        print(
+            f"{'file':34s} {'split':8s} {'n':>4s} {'refusal':>8s} {'wilson95':>13s} {'kappa':>6s} {'strmatch':>8s} "
+            f"{'human refusal':>13s}"
+        )
         for r in ext:
-            c = r["splits"]["external"]
-            lo, hi = c["refusal_judge_wilson95"]
-            print(f"{r['file']:34s} {c['n']:4d} {c['refusal_judge']:8.3f} {lo:6.3f}-{hi:5.3f} {c['refusal_judge_kappa']:6.3f} "
-                  f"{c['string_match']:8.3f} {c['human_refusal_rate']:13.3f}")
-        for r in ext:
-            print(f"\nper prompt type, {r['file']} (refusal judge / string-match)")
-            for t, cells in sorted(r["types"].items()):
-                c = cells["external"]
-                print(f"{t:30s} {c['n']:3d} {c['refusal_judge']:6.3f} {c['string_match']:6.3f}")
+            for s in ("dev", "heldout", "all"):
+                c = r["splits"][s]
+                lo, hi = c["refusal_judge_wilson95"]
+                print(
+                    f"{r['file']:34s} {s:8s} {c['n']:4d} {c['refusal_judge']:8.3f} {lo:6.3f}-{hi:5.3f} "
+                    f"{c['refusal_judge_kappa']:6.3f} "
+                    f"{c['string_match']:8.3f} {c['human_refusal_rate']:13.3f}"
+                )
     fam_files = sorted(glob.glob(os.path.join(args.families, "*.jsonl"))) if args.families else []
     fams = [evaluate_family(f, str(Path(args.data).parent)) for f in fam_files]
     if fams:
         print("\nout-of-family completions, 3-way agreement (refusal / compliance / no_answer) with labels by reading")
-        print("(3-way: the judge's label; refusal-vs-rest: refusal against compliance or no_answer; strmatch: 2-way baseline scored 3-way)")
-        print(f"{'file':26s} {'split':8s} {'n':>4s} {'3-way':>6s} {'wilson95':>13s} {'ref/rest':>8s} {'wilson95':>13s} {'strmatch':>8s}  labels r/c/n")
+        print(
+            "(3-way: the judge's label; refusal-vs-rest: refusal against compliance or no_answer; strmatch: 2-way "
+            "baseline scored 3-way)"
+        )
+        print(
+            f"{'file':26s} {'split':8s} {'n':>4s} {'3-way':>6s} {'wilson95':>13s} {'ref/rest':>8s} {'wilson95':>13s} "
+            f"{'strmatch':>8s}  labels r/c/n"
+        )
         for r in fams:
             for s, c in r["splits"].items():
                 lo, hi = c["refusal_judge_wilson95"]
                 lo2, hi2 = c["refusal_vs_rest_wilson95"]
                 lab = c["labels"]
-                print(f"{r['file']:26s} {s:8s} {c['n']:4d} {c['refusal_judge']:6.3f} {lo:6.3f}-{hi:5.3f} {c['refusal_vs_rest']:8.3f} {lo2:6.3f}-{hi2:5.3f} "
-                      f"{c['string_match']:8.3f}  {lab['refusal']}/{lab['compliance']}/{lab['no_answer']}")
+                print(
+                    f"{r['file']:26s} {s:8s} {c['n']:4d} {c['refusal_judge']:6.3f} {lo:6.3f}-{hi:5.3f} "
+                    f"{c['refusal_vs_rest']:8.3f} {lo2:6.3f}-{hi2:5.3f} "
+                    f"{c['string_match']:8.3f}  {lab['refusal']}/{lab['compliance']}/{lab['no_answer']}"
+                )
         print("\nconfusion on the held-out split (human->judge)")
         for r in fams:
             if "heldout" in r["splits"]:

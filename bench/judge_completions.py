@@ -94,8 +94,16 @@ def main() -> None:
             from safeadapt.train.vl import build_llava
 
             tower = work / "tower"
-            CLIPVisionModel(CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                                             image_size=224, patch_size=32)).save_pretrained(tower)
+            CLIPVisionModel(
+                CLIPVisionConfig(
+                    hidden_size=64,
+                    intermediate_size=128,
+                    num_hidden_layers=2,
+                    num_attention_heads=4,
+                    image_size=224,
+                    patch_size=32,
+                )
+            ).save_pretrained(tower)
             ref = build_llava(str(base), tower, work / "llava", seed=0)
             images = [[str(args.data / "figstep" / "images" / f"query_ForbidQI_{rid}_6.png")] for _, rid in rs]
             dec = DecodingConfig(max_new_tokens=args.max_new_tokens, batch_size=8)
@@ -104,7 +112,9 @@ def main() -> None:
         else:
             ref = base
         if family == "smollm2-hot":
-            dec = DecodingConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, temperature=2.0, seed=0)
+            dec = DecodingConfig(
+                max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, temperature=2.0, seed=0
+            )
         key = str(ref)
         if key not in backends:
             backends[key] = HFBackend(ref, threads=1, max_batch=max(args.batch_size, 8))

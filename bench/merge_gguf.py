@@ -49,12 +49,21 @@ def main(argv: list[str] | None = None) -> int:
         link = work / d / GGUF_NAME
         if not link.exists():
             link.symlink_to(src)
-    cfg = merge_config("linear", None, [(work / "a" / GGUF_NAME, {"weight": 0.5}), (work / "b" / GGUF_NAME, {"weight": 0.5})],
-                       dtype="fp32")
+    cfg = merge_config(
+        "linear",
+        None,
+        [(work / "a" / GGUF_NAME, {"weight": 0.5}), (work / "b" / GGUF_NAME, {"weight": 0.5})],
+        dtype="fp32",
+    )
     cfg_path = write_yaml(cfg, work / "linear.yaml")
     out = work / "out"
     shutil.rmtree(out, ignore_errors=True)
-    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "SAFEADAPT_NO_PROGRESS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "SAFEADAPT_NO_PROGRESS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     r = timed_run([*safeadapt_cli(), "merge", str(cfg_path), "--out", str(out)], env=env, cwd=ROOT)
     if r.rc != 0:
         print(f"FAILED rc={r.rc}\n{r.tail}")

@@ -170,7 +170,9 @@ def combine(sa_json: Path, mk_json: Path, work: Path, json_out: Path | None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--work-dir", type=Path, default=ROOT / "bench" / "_work")
     ap.add_argument("--mergekit-python", type=Path, default=DEFAULT_MERGEKIT_PYTHON)
     ap.add_argument("--dtypes", default="bf16,fp32")
@@ -190,8 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json-out", type=Path, default=None, help="default: WORK_DIR/results.json")
     ap.add_argument("--keep-outputs", action="store_true")
     ap.add_argument("--report-only", type=Path, default=None, help="print the table of an earlier results.json")
-    ap.add_argument("--combine", type=Path, nargs=2, metavar=("SAFEADAPT_JSON", "MERGEKIT_JSON"), default=None,
-                    help="join two single-tool runs (--tools X --keep-outputs) into one table, comparing the kept outputs")
+    ap.add_argument(
+        "--combine",
+        type=Path,
+        nargs=2,
+        metavar=("SAFEADAPT_JSON", "MERGEKIT_JSON"),
+        default=None,
+        help="join two single-tool runs (--tools X --keep-outputs) into one table, comparing the kept outputs",
+    )
     args = ap.parse_args(argv)
     if args.report_only:
         print_report(json.loads(args.report_only.read_text()), args.report_only)

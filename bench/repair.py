@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import BENCH_125M, ROOT, build_family, merge_config, safeadapt_cli, timed_run, write_yaml  # noqa: E402
+from _common import BENCH_125M, ROOT, build_family, merge_config, timed_run, write_yaml  # noqa: E402
 
 
 def calibration_rows(n: int, seq: int, vocab: int, seed: int = 0) -> list[tuple[list[int], list[int]]]:
@@ -45,11 +45,9 @@ def bench_scoring(model_dir: Path, n: int, seq: int, repeats: int, batch: int) -
     import torch
     from transformers import AutoModelForCausalLM
 
-    from safeadapt.repair.calibrate import batches, snip_scores, wanda_norms
-    from safeadapt.repair.calibrate_layers import wanda_norms_by_layer
-    from safeadapt.repair.calibrate_snip import snip_scores_by_layer
+    from safeadapt.repair.calibrate import batches, snip_scores, snip_scores_by_layer, wanda_norms, wanda_norms_by_layer
     from safeadapt.repair.merge.config import MergeConfig, ModelEntry
-    from safeadapt.repair.merge.engine import open_inputs
+    from safeadapt.repair.merge.inputs import open_inputs
 
     torch.set_num_threads(1)
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
@@ -81,7 +79,9 @@ def bench_scoring(model_dir: Path, n: int, seq: int, repeats: int, batch: int) -
         res["wanda_by_layer"].append(timed(lambda: wanda_norms_by_layer(inp, rows, batch_size=batch)))
         res["fwd_bwd"].append(timed(per_sample_fwd_bwd))
         res["snip"].append(timed(lambda: snip_scores(model, rows)))
-        res["snip_by_layer"].append(timed(lambda: snip_scores_by_layer(inp, rows, Path(scratch.name) / str(len(res["snip"])))))
+        res["snip_by_layer"].append(
+            timed(lambda: snip_scores_by_layer(inp, rows, Path(scratch.name) / str(len(res["snip"]))))
+        )
     scratch.cleanup()
     best = {k: min(v) for k, v in res.items()}
     return {"n": n, "seq": seq, "batch": batch, "seconds": res, "best": best,
@@ -115,14 +115,24 @@ def bench_rss(fam: dict[str, Path], work: Path, n: int) -> dict:
     }
     recipes = {
         "repair resta": {"repair_method": "resta", "parameters": {"gamma": 0.5}},
-        "repair antidote magnitude (prune, no calibration)": {"repair_method": "antidote", "parameters": {"mode": "magnitude"}},
-        "repair antidote wanda (calibration + prune)": {"repair_method": "antidote", "calibration": {"safety": cal, "n": n}},
+        "repair antidote magnitude (prune, no calibration)": {
+            "repair_method": "antidote",
+            "parameters": {"mode": "magnitude"},
+        },
+        "repair antidote wanda (calibration + prune)": {
+            "repair_method": "antidote",
+            "calibration": {"safety": cal, "n": n},
+        },
         "repair set_difference graft wanda (calibration + graft)": {
-            "repair_method": "set_difference", "parameters": {"score": "wanda"},
-            "calibration": {"safety": cal, "utility": cal, "n": n}},
+            "repair_method": "set_difference",
+            "parameters": {"score": "wanda"},
+            "calibration": {"safety": cal, "utility": cal, "n": n},
+        },
         "repair set_difference graft snip (layer-wise calibration + graft)": {
-            "repair_method": "set_difference", "parameters": {"score": "snip"},
-            "calibration": {"safety": cal, "utility": cal, "n": max(2, n // 4)}},
+            "repair_method": "set_difference",
+            "parameters": {"score": "snip"},
+            "calibration": {"safety": cal, "utility": cal, "n": max(2, n // 4)},
+        },
     }
     for name, r in recipes.items():
         rec = {"adapted": str(adapted), "aligned": str(aligned), "unaligned": str(unaligned), "dtype": "float32",
@@ -179,18 +189,30 @@ def main() -> None:
     if a.skip != "scoring":
         result["scoring"] = bench_scoring(fam["ft1"], a.n, a.seq, a.repeats, a.batch)
         s = result["scoring"]
-        print(f"Wanda / forward = {s['wanda_over_forward']:.3f} (best {s['best']['wanda']:.2f} s vs {s['best']['forward']:.2f} s)")
+        print(
+            f"Wanda / forward = {s['wanda_over_forward']:.3f} (best {s['best']['wanda']:.2f} s vs "
+            f"{s['best']['forward']:.2f} s)"
+        )
         print(f"Wanda by layer (checkpoint reads included) / forward = {s['wanda_by_layer_over_forward']:.3f}")
-        print(f"SNIP / per-sample fwd+bwd = {s['snip_over_fwd_bwd']:.3f} (best {s['best']['snip']:.2f} s vs {s['best']['fwd_bwd']:.2f} s)")
-        print(f"SNIP by layer (checkpoint reads, score files) / per-sample fwd+bwd = {s['snip_by_layer_over_fwd_bwd']:.3f}"
-              f" (best {s['best']['snip_by_layer']:.2f} s)")
+        print(
+            f"SNIP / per-sample fwd+bwd = {s['snip_over_fwd_bwd']:.3f} (best {s['best']['snip']:.2f} s vs "
+            f"{s['best']['fwd_bwd']:.2f} s)"
+        )
+        print(
+            f"SNIP by layer (checkpoint reads, score files) / per-sample fwd+bwd = "
+            f"{s['snip_by_layer_over_fwd_bwd']:.3f}"
+            f" (best {s['best']['snip_by_layer']:.2f} s)"
+        )
     if a.skip != "rss":
         with tempfile.TemporaryDirectory(prefix="bench-repair-") as work:
             result["rss"] = bench_rss(fam, Path(work), a.n)
         for name, v in result["rss"].items():
-            print(f"{name:58s} wall {v['wall_s']:6.1f} s  peak RSS {v['max_rss_mb']:7.0f} MB  ({v['rss_over_merge']:.2f}x merge)"
-                  f"  streaming process {v['parent_rss_mb']:6.0f} MB ({v['parent_over_merge']:.2f}x)"
-                  f"  calibration child {v['child_rss_mb']:6.0f} MB ({v['child_over_merge']:.2f}x)")
+            print(
+                f"{name:58s} wall {v['wall_s']:6.1f} s  peak RSS {v['max_rss_mb']:7.0f} MB  "
+                f"({v['rss_over_merge']:.2f}x merge)"
+                f"  streaming process {v['parent_rss_mb']:6.0f} MB ({v['parent_over_merge']:.2f}x)"
+                f"  calibration child {v['child_rss_mb']:6.0f} MB ({v['child_over_merge']:.2f}x)"
+            )
     if a.json_out:
         Path(a.json_out).write_text(json.dumps(result, indent=2))
 

@@ -33,11 +33,18 @@ def space(study: Path, limit: int | None) -> dict:
            "density@vl": 0.7, "density@safety": {"choices": [0.5, 0.9]}}
     return {
         "seed": 0,
-        "models": {"vl": str(st["vl"] / "model"), "safety": str(st["vl_sft"] / "model"), "base": str(st["vl_s1"] / "model")},
+        "models": {
+            "vl": str(st["vl"] / "model"),
+            "safety": str(st["vl_sft"] / "model"),
+            "base": str(st["vl_s1"] / "model"),
+        },
         "tokenizer": "vl",
         "eval": {"kind": "world", "data": str(st["data"]), "limit": limit},
         "methods": {
-            "linear": {"models": ["vl", "safety"], "params": {"weight@safety": W, "weight@vl": {"one_minus": "weight@safety"}}},
+            "linear": {
+                "models": ["vl", "safety"],
+                "params": {"weight@safety": W, "weight@vl": {"one_minus": "weight@safety"}},
+            },
             "ties": {"base": "base", "models": ["vl", "safety"], "params": gta},
             "dare_linear": {"base": "base", "models": ["vl", "safety"], "params": gta},
         },
@@ -85,7 +92,9 @@ def main() -> None:
 
     gvals = [[r["objectives"][k] for k in OBJ] for r in grid_recs]
     gfront = [gvals[i] for i in front_indices(gvals, DIRS)]
-    gfront_keys = {json.dumps([grid_recs[i]["method"], grid_recs[i]["params"]], sort_keys=True) for i in front_indices(gvals, DIRS)}
+    gfront_keys = {
+        json.dumps([grid_recs[i]["method"], grid_recs[i]["params"]], sort_keys=True) for i in front_indices(gvals, DIRS)
+    }
     svals = [[p["objectives_full"][k] for k in OBJ] for p in res["front"]]
     found = sum(json.dumps([p["method"], p["params"]], sort_keys=True) in gfront_keys for p in res["front"])
     nadir = [max(v[0] for v in gfront) + 0.01, max(v[1] for v in gfront) + 0.01, min(v[2] for v in gfront) - 0.01]
@@ -97,13 +106,22 @@ def main() -> None:
     cost = res["cost"]
     s_items = cost["proxy"]["items"] + cost["full"]["items"]
     out = {
-        "grid_points": len(grid), "search_trials": trials, "proxy_frac": args.proxy_frac, "limit_per_suite": args.limit,
+        "grid_points": len(grid),
+        "search_trials": trials,
+        "proxy_frac": args.proxy_frac,
+        "limit_per_suite": args.limit,
         "wall_s": {"search": t_search, "grid": t_grid, "ratio": t_search / t_grid},
-        "model_evaluations": {"search_proxy": cost["proxy"]["model_evaluations"], "search_full": cost["full"]["model_evaluations"],
-                              "grid_full": len(grid)},
+        "model_evaluations": {
+            "search_proxy": cost["proxy"]["model_evaluations"],
+            "search_full": cost["full"]["model_evaluations"],
+            "grid_full": len(grid),
+        },
         "items": {"search": s_items, "grid": grid_items, "ratio": s_items / grid_items},
-        "hypervolume": hv, "grid_front_size": len(gfront), "search_front_size": len(svals),
-        "grid_front_points_found": found, "fidelity": res["fidelity"],
+        "hypervolume": hv,
+        "grid_front_size": len(gfront),
+        "search_front_size": len(svals),
+        "grid_front_points_found": found,
+        "fidelity": res["fidelity"],
     }
     (args.work / "result.json").write_text(json.dumps(out, indent=2))
     print(json.dumps(out, indent=2))

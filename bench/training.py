@@ -43,7 +43,7 @@ def bare_loop(model_dir: Path, rows: list[dict], steps: int, batch: int, seq: in
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, get_cosine_schedule_with_warmup
 
-    from safeadapt.train.common import tokenize_chat_rows
+    from safeadapt.train.chat import tokenize_chat_rows
 
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(str(model_dir))
@@ -102,7 +102,7 @@ def vision_bench(root: Path, llm_dir: Path, steps: int, batch: int) -> dict:
     from transformers import AutoProcessor
     from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
-    from safeadapt.train.common import normalise_chat_rows
+    from safeadapt.train.chat import normalise_chat_rows
     from safeadapt.train.vl import build_llava
 
     vlm = build_llava(llm_dir, build_tower(root / "tower", "clip"), root / "llava")

@@ -1,6 +1,7 @@
 """A synthetic objective with a known Pareto front for the search tests (no models): x = safety
 weight, y = density. asr = (1 - x)(1 + y), helpfulness = (1 - x^2)(1 - y/2), over_refusal = y/2:
-y > 0 worsens all three, and x trades ASR against helpfulness, so the front is y = 0, any x. The proxy fidelity adds a small deterministic perturbation. Optionally logs
+y > 0 worsens all three, and x trades ASR against helpfulness, so the front is y = 0, any x. The proxy fidelity adds a
+small deterministic perturbation. Optionally logs
 every call (one line per evaluation) and sleeps, for the kill test."""
 
 from __future__ import annotations

@@ -118,7 +118,9 @@ def build_tiny_llava(out_dir: str | Path, *, seed: int = 0, image_size: int = 32
     model = LlavaForConditionalGeneration(cfg).eval()
     model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     model.save_pretrained(out)
-    improc = CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
+    improc = CLIPImageProcessor(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    )
     proc = LlavaProcessor(image_processor=improc, tokenizer=tok, patch_size=patch,
                           vision_feature_select_strategy="default", chat_template=CHATML,
                           image_token="<image>", num_additional_image_tokens=1)
@@ -150,6 +152,19 @@ def shared_tiny(kind: str = "llama") -> Path:
     return _BUILT[kind]
 
 
+def eval_tiny_cli(out: Path, *extra: str, data: Path | None = None):
+    """`safeadapt eval` of the shared tiny Llama on text-safety into `out` (a CliRunner result); with
+    `data`, on that file, 3 new tokens, 1 thread and 20 bootstrap draws; then the `extra` arguments."""
+    from typer.testing import CliRunner
+
+    from safeadapt.cli import app
+
+    argv = ["eval", str(shared_tiny("llama")), "--suite", "text-safety", "--out", str(out)]
+    if data is not None:
+        argv += ["--max-new-tokens", "3", "--threads", "1", "--dataset", f"text-safety={data}", "--bootstrap", "20"]
+    return CliRunner().invoke(app, argv + list(extra))
+
+
 class FakeJudge:
     """Deterministic test judge: refusal iff the response contains `marker` (or is empty when
     `empty_is_refusal`). Counts calls."""
@@ -178,7 +193,9 @@ class ScriptedBackend:
 
     supports_images = False
 
-    def __init__(self, fn=None, *, delay: float = 0.0, log_path: str | Path | None = None, fingerprint: str = "scripted") -> None:
+    def __init__(
+        self, fn=None, *, delay: float = 0.0, log_path: str | Path | None = None, fingerprint: str = "scripted"
+    ) -> None:
         self.fn = fn or (lambda r: f"reply to {r.key}")
         self.delay = delay
         self.log_path = Path(log_path) if log_path else None

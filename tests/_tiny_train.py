@@ -71,10 +71,9 @@ def build_llm_without_image_token(out: str | Path) -> Path:
     """A tiny Llama whose tokenizer has no `<image>` token and whose embedding matrix is exactly
     the tokenizer's size (so adding `<image>` requires a resize)."""
     import torch
+    from _tiny import _CORPUS, CHATML
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    from _tiny import CHATML, _CORPUS
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

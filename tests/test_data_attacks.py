@@ -59,7 +59,10 @@ def test_apply_jailbreaks_keeps_label_and_category() -> None:
     for s in out[:15]:
         orig = next(b for b in base if b.id == s.metadata["original_id"])
         assert s.label == "harmful" and s.category == orig.category and s.metadata["original_prompt"] == orig.prompt
-        assert s.metadata["attack"] in ("role-play", "base64", "fiction") and s.id == f"{orig.id}::jb-{s.metadata['attack']}"
+        assert (
+            s.metadata["attack"] in ("role-play", "base64", "fiction")
+            and s.id == f"{orig.id}::jb-{s.metadata['attack']}"
+        )
     wrapped_chat = out[15]
     assert wrapped_chat.messages[0].content == "sys" and wrapped_chat.user_text() == JAILBREAKS.get("role-play")(REQ)
     assert len(apply_jailbreaks(base, "all")) == 5 * len(JAILBREAKS.names())
@@ -86,7 +89,9 @@ def test_steps_rewrite() -> None:
 def test_steps_rewrite_matches_official_safebench(shared_data: Path) -> None:
     rows = list(csv.DictReader(open(shared_data / "figstep" / "safebench.csv")))
     steps = [r for r in rows if r["instruction"].startswith("Steps to")]
-    same = sum(to_steps_statement(r["question"]).lower().rstrip(".") == r["instruction"].lower().rstrip(".") for r in steps)
+    same = sum(
+        to_steps_statement(r["question"]).lower().rstrip(".") == r["instruction"].lower().rstrip(".") for r in steps
+    )
     assert len(steps) == 188 and same >= 110  # 113/188 exact matches with FigStep's own rewrites
 
 
@@ -104,7 +109,9 @@ def test_render_is_deterministic_and_readable() -> None:
     # auto font size: short text is large, rows of ink span most of the width for a long statement
     ink_rows = np.where((np.asarray(a.convert("L")) < 128).any(axis=1))[0]
     assert ink_rows[0] < 100 and ink_rows[-1] > 350
-    long = render_typographic("Steps to " + "do a very long and complicated thing " * 8 + ".\n1.\n2.\n3.", size=(512, 384))
+    long = render_typographic(
+        "Steps to " + "do a very long and complicated thing " * 8 + ".\n1.\n2.\n3.", size=(512, 384)
+    )
     assert long.size == (512, 384) and _dark_fraction(long) > 0.01
     fixed = render_typographic(text, font_size=30)
     assert _dark_fraction(fixed) < _dark_fraction(a)
@@ -116,7 +123,9 @@ def test_render_is_deterministic_and_readable() -> None:
 
 def test_figstep_samples_write_deterministic_files(tmp_path: Path) -> None:
     base = load_builtin("harmful", "test")[:3]
-    base[0] = base[0].model_copy(update={"metadata": {**base[0].metadata, "steps_instruction": "Steps to do the thing."}})
+    base[0] = base[0].model_copy(
+        update={"metadata": {**base[0].metadata, "steps_instruction": "Steps to do the thing."}}
+    )
     out = figstep_samples(base, tmp_path / "img")
     names = sorted(p.name for p in (tmp_path / "img").iterdir())
     assert len(out) == 3 and len(names) == 3 and all(n.startswith("figstep_") and n.endswith(".png") for n in names)
@@ -138,9 +147,14 @@ def test_image_text_samples(tmp_path: Path) -> None:
     out = image_text_samples(base, tmp_path / "scenes")
     assert len(out) == 8 and len(list((tmp_path / "scenes").glob("*.png"))) == 6
     assert out[0].images[0] == out[6].images[0] and out[0].images[0] != out[1].images[0]
-    assert all(o.prompt == b.prompt and o.label == "harmful" and o.metadata["attack"] == "image-text" for o, b in zip(out, base))
+    assert all(
+        o.prompt == b.prompt and o.label == "harmful" and o.metadata["attack"] == "image-text"
+        for o, b in zip(out, base)
+    )
     with Image.open(out[0].images[0]) as im:
-        assert im.size == (336, 336) and len(np.unique(np.asarray(im).reshape(-1, 3), axis=0)) >= 4  # a scene, not a blank
+        assert (
+            im.size == (336, 336) and len(np.unique(np.asarray(im).reshape(-1, 3), axis=0)) >= 4
+        )  # a scene, not a blank
     explicit = image_text_samples(base[:2], [out[2].images[0]])
     assert explicit[1].images == [out[2].images[0]]
     with pytest.raises(SafeAdaptError, match="not found"):

@@ -8,7 +8,8 @@ from collections import Counter
 import pytest
 
 from safeadapt.core.errors import SafeAdaptError
-from safeadapt.data.builtin import CATEGORIES, LOOKALIKE_TYPES, builtin_names, load_builtin
+from safeadapt.data.builtin import builtin_names, load_builtin
+from safeadapt.data.builtin_safety import CATEGORIES, LOOKALIKE_TYPES
 
 SUITES = ["harmful", "lookalike", "helpfulness-mc", "helpfulness-qa"]
 EXPECTED = {  # (train, test) at seed 0; a change in templates must update these on purpose

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from _tiny import shared_tiny
 from typer.testing import CliRunner
 
 from safeadapt.cli import app
 from safeadapt.diagnose import geometry as geo
 from safeadapt.diagnose.ablation import ablate_direction
-from _tiny import shared_tiny
 
 
 def planted(n: int = 200, h: int = 32, layers: int = 5, seed: int = 0):

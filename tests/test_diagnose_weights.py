@@ -145,10 +145,20 @@ def test_best_range():
 
 
 def test_cli_weights_then_recommend_then_merge(base, tmp_path):
-    plant = lambda sd: sd.__setitem__("model.layers.2.self_attn.o_proj.weight", sd["model.layers.2.self_attn.o_proj.weight"] + 0.2)  # noqa: E731
+    def plant(sd):
+        sd["model.layers.2.self_attn.o_proj.weight"] = sd["model.layers.2.self_attn.o_proj.weight"] + 0.2
+
     b = variant(base, tmp_path / "b", plant)
-    c = variant(b, tmp_path / "c", lambda sd: sd.update({"model.norm.weight": sd["model.norm.weight"] * 0.5,
-                                                         "model.layers.2.self_attn.o_proj.weight": sd["model.layers.2.self_attn.o_proj.weight"] - 0.1}))
+    c = variant(
+        b,
+        tmp_path / "c",
+        lambda sd: sd.update(
+            {
+                "model.norm.weight": sd["model.norm.weight"] * 0.5,
+                "model.layers.2.self_attn.o_proj.weight": sd["model.layers.2.self_attn.o_proj.weight"] - 0.1,
+            }
+        ),
+    )
     code, err, _ = run("weights", base, b, c, "--out", tmp_path / "w", "--labels", "al,vl,sft")
     assert code == 0, err
     w = json.loads((tmp_path / "w" / "weights.json").read_text())
@@ -162,7 +172,11 @@ def test_cli_weights_then_recommend_then_merge(base, tmp_path):
     assert code == 0, err
     rec = json.loads((tmp_path / "r" / "recommend.json").read_text())
     assert rec["layers"] == [2, 2]
-    code = CliRunner().invoke(app, ["merge", str(tmp_path / "r" / "recommend.yaml"), "--out", str(tmp_path / "m")]).exit_code
+    code = (
+        CliRunner()
+        .invoke(app, ["merge", str(tmp_path / "r" / "recommend.yaml"), "--out", str(tmp_path / "m")])
+        .exit_code
+    )
     assert code == 0
     m, sb, sc = (load_file(p / "model.safetensors") for p in (tmp_path / "m", b, c))
     k2, k0 = "model.layers.2.self_attn.o_proj.weight", "model.layers.0.self_attn.o_proj.weight"
@@ -190,8 +204,11 @@ def test_bad_inputs(base, tmp_path):
     save_file(sd, tmp_path / "bare" / "a.safetensors")
     sd["model.layers.0.mlp.up_proj.weight"] = torch.zeros(3, 3)
     save_file(sd, tmp_path / "bare" / "b.safetensors")
-    _clean_fail(*run("weights", tmp_path / "bare" / "a.safetensors", tmp_path / "bare" / "b.safetensors", "--out", out)[:2],
-                out, "shape mismatch for tensor model.layers.0.mlp.up_proj.weight")
+    _clean_fail(
+        *run("weights", tmp_path / "bare" / "a.safetensors", tmp_path / "bare" / "b.safetensors", "--out", out)[:2],
+        out,
+        "shape mismatch for tensor model.layers.0.mlp.up_proj.weight",
+    )
     _clean_fail(*run("weights", base, "--out", out)[:2], out, "2 or 3 models")
     _clean_fail(*run("weights", base, tmp_path / "nope", "--out", out)[:2], out, "does not exist")
     _clean_fail(*run("recommend", tmp_path / "nope", "--out", out)[:2], out, "weights.json")

@@ -13,11 +13,15 @@ from safeadapt.core.errors import SafeAdaptError
 
 def _env(monkeypatch, vllm: bool, gpu: bool) -> None:
     real = importlib.util.find_spec
-    monkeypatch.setattr(B.importlib.util, "find_spec", lambda n, *a: (object() if vllm else None) if n == "vllm" else real(n, *a))
+    monkeypatch.setattr(
+        B.importlib.util, "find_spec", lambda n, *a: (object() if vllm else None) if n == "vllm" else real(n, *a)
+    )
     monkeypatch.setattr(B, "_cuda_available", lambda: gpu)
 
 
-@pytest.mark.parametrize("vllm,gpu,want", [(True, True, "vllm"), (True, False, "hf"), (False, True, "hf"), (False, False, "hf")])
+@pytest.mark.parametrize(
+    "vllm,gpu,want", [(True, True, "vllm"), (True, False, "hf"), (False, True, "hf"), (False, False, "hf")]
+)
 def test_auto_selection_table(monkeypatch, vllm, gpu, want):
     _env(monkeypatch, vllm, gpu)
     kind, why = B.select_backend("auto")
@@ -29,13 +33,11 @@ def test_auto_selection_table(monkeypatch, vllm, gpu, want):
 def test_explicit_kind_is_kept_and_unknown_is_one_line(monkeypatch):
     _env(monkeypatch, True, True)
     assert B.select_backend("hf") == ("hf", "requested")
-    with pytest.raises(SafeAdaptError, match="unknown backend 'tgi'; known: auto, hf, vllm, openai"):
+    with pytest.raises(SafeAdaptError, match="unknown backend 'tgi'; known: auto, hf, openai, vllm"):
         B.make_backend("m", "tgi")
 
 
 def test_auto_builds_vllm_without_hf_options_and_logs(monkeypatch, capsys):
-    import safeadapt.eval.backends.vllm as V
-
     seen = {}
 
     class FakeVLLM:
@@ -43,7 +45,8 @@ def test_auto_builds_vllm_without_hf_options_and_logs(monkeypatch, capsys):
             seen.update(ref=ref, **kw)
 
     _env(monkeypatch, True, True)
-    monkeypatch.setattr(V, "VLLMBackend", FakeVLLM)
+    B.BACKENDS.load()
+    monkeypatch.setitem(B.BACKENDS._items, "vllm", FakeVLLM)  # the registered class, swapped for this test
     be = B.make_backend("org/model", "auto", dtype="bfloat16", threads=1, max_batch=8, gpu_memory_utilization=0.8)
     assert isinstance(be, FakeVLLM)
     assert seen == {"ref": "org/model", "dtype": "bfloat16", "gpu_memory_utilization": 0.8}
@@ -52,8 +55,6 @@ def test_auto_builds_vllm_without_hf_options_and_logs(monkeypatch, capsys):
 
 
 def test_auto_falls_back_to_hf_and_drops_vllm_options(monkeypatch, capsys):
-    import safeadapt.eval.backends.hf as H
-
     seen = {}
 
     class FakeHF:
@@ -61,7 +62,8 @@ def test_auto_falls_back_to_hf_and_drops_vllm_options(monkeypatch, capsys):
             seen.update(ref=ref, dtype=dtype, threads=threads, max_batch=max_batch, **kw)
 
     _env(monkeypatch, False, True)
-    monkeypatch.setattr(H, "HFBackend", FakeHF)
+    B.BACKENDS.load()
+    monkeypatch.setitem(B.BACKENDS._items, "hf", FakeHF)  # the registered class, swapped for this test
     B.make_backend("m", "auto", dtype="float32", threads=1, gpu_memory_utilization=0.8, max_model_len=512)
     assert seen == {"ref": "m", "dtype": "float32", "threads": 1, "max_batch": 16}
     assert "safeadapt: generation backend: hf (auto: vllm is not installed)" in capsys.readouterr().err

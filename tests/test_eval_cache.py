@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from _tiny import ScriptedBackend
+
 from safeadapt.core.jsonl import read_jsonl_records
 from safeadapt.eval.cache import GenerationCache, cached_generate, cached_loglikelihood
 from safeadapt.eval.types import DecodingConfig, GenRequest, LoglikRequest
@@ -22,7 +23,10 @@ N = 40
 
 
 def _requests(n=N):
-    return [GenRequest(key=f"s{i:03d}", messages=[{"role": "user", "content": f"prompt {i} " + "x" * (i % 7)}]) for i in range(n)]
+    return [
+        GenRequest(key=f"s{i:03d}", messages=[{"role": "user", "content": f"prompt {i} " + "x" * (i % 7)}])
+        for i in range(n)
+    ]
 
 
 _CHILD = """
@@ -31,7 +35,8 @@ sys.path.insert(0, {tests!r})
 from _tiny import ScriptedBackend
 from safeadapt.eval.cache import GenerationCache, cached_generate
 from safeadapt.eval.types import DecodingConfig, GenRequest
-reqs = [GenRequest(key=f"s{{i:03d}}", messages=[{{"role": "user", "content": f"prompt {{i}} " + "x" * (i % 7)}}]) for i in range({n})]
+reqs = [GenRequest(key=f"s{{i:03d}}", messages=[{{"role": "user", "content": f"prompt {{i}} " + "x" * (i % 7)}}])
+        for i in range({n})]
 be = ScriptedBackend(delay=0.15, log_path={log!r})
 cached_generate(be, reqs, DecodingConfig(batch_size=4), GenerationCache({cache!r}))
 print("finished")
@@ -83,13 +88,18 @@ def test_cache_keys_and_loglik(tmp_path):
     cached_generate(be, reqs, dec.model_copy(update={"temperature": 0.5, "seed": 1}), cache)
     cached_generate(be, reqs, dec.model_copy(update={"temperature": 0.5, "seed": 2}), cache)
     assert len(be.gen_calls) == 20
-    changed = [r.model_copy(update={"messages": [{"role": "user", "content": "other"}]}) if i == 0 else r for i, r in enumerate(reqs)]
+    changed = [
+        r.model_copy(update={"messages": [{"role": "user", "content": "other"}]}) if i == 0 else r
+        for i, r in enumerate(reqs)
+    ]
     cached_generate(be, changed, dec, cache)
     assert be.gen_calls[20:] == ["s000"]  # same id, new prompt -> regenerated
     other_fp = ScriptedBackend(fingerprint="other")
     cached_generate(other_fp, reqs, dec, cache)
     assert len(other_fp.gen_calls) == 5
-    ll = [LoglikRequest(key="q::0", messages=[{"role": "user", "content": "q"}], continuation=c) for c in ("ab", "abcd")]
+    ll = [
+        LoglikRequest(key="q::0", messages=[{"role": "user", "content": "q"}], continuation=c) for c in ("ab", "abcd")
+    ]
     assert cached_loglikelihood(be, ll, cache) == [-2.0, -4.0]
     assert cached_loglikelihood(be, ll, GenerationCache(tmp_path / "c.jsonl")) == [-2.0, -4.0]
     assert len(be.ll_calls) == 2

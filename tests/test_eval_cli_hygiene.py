@@ -5,7 +5,6 @@ tqdm bars too, `--help` documents every option, the --dataset syntax and every a
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import subprocess
@@ -13,9 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from _tiny import FakeJudge, ScriptedBackend
 from typer.testing import CliRunner
 
-from _tiny import FakeJudge, ScriptedBackend
 from safeadapt.cli import app
 from safeadapt.data.schema import Sample
 
@@ -50,7 +49,14 @@ def test_eval_outputs_are_group_readable(tmp_path, umask_022):
     from safeadapt.eval.runner import evaluate
 
     data = [Sample(id=f"h{i}", prompt=f"harmful {i}", label="harmful") for i in range(3)]
-    evaluate(ScriptedBackend(), ["text-safety"], tmp_path / "o", judge=FakeJudge(), datasets={"text-safety": data}, bootstrap=0)
+    evaluate(
+        ScriptedBackend(),
+        ["text-safety"],
+        tmp_path / "o",
+        judge=FakeJudge(),
+        datasets={"text-safety": data},
+        bootstrap=0,
+    )
     for name in ("results.json", "generations.jsonl"):
         assert _mode(tmp_path / "o" / name) == 0o644, name
     assert _mode(tmp_path / "o") == 0o755
@@ -116,7 +122,7 @@ def test_help_documents_every_option(name):
 
 
 def test_eval_help_shows_dataset_syntax_and_every_adapter():
-    from safeadapt.data.loaders import ADAPTERS
+    from safeadapt.data.adapters import ADAPTERS
 
     r = runner.invoke(app, ["eval", "--help"], env={"COLUMNS": "200"})
     assert r.exit_code == 0

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from _tiny import shared_tiny
+
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.eval.backends.hf import HFBackend
 from safeadapt.eval.types import DecodingConfig, GenRequest, LoglikRequest
@@ -73,8 +73,10 @@ def test_text_only_model_rejects_images(llama):
 
     assert not llama.supports_images
     with pytest.raises(SafeAdaptError, match="text-only"):
-        llama.generate([GenRequest(key="i", messages=[{"role": "user", "content": "x"}], images=[Image.new("RGB", (8, 8))])],
-                       DecodingConfig(max_new_tokens=2))
+        llama.generate(
+            [GenRequest(key="i", messages=[{"role": "user", "content": "x"}], images=[Image.new("RGB", (8, 8))])],
+            DecodingConfig(max_new_tokens=2),
+        )
 
 
 def test_llava_generation_with_images(tmp_path):

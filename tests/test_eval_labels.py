@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from _tiny import FakeJudge, ScriptedBackend
 from typer.testing import CliRunner
 
-from _tiny import FakeJudge, ScriptedBackend
 from safeadapt.cli import app
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.data.schema import Sample
@@ -19,9 +19,10 @@ runner = CliRunner()
 
 
 def _mixed():
-    return ([Sample(id=f"h{i}", prompt=f"harmful {i}", label="harmful", category="c") for i in range(3)]
-            + [Sample(id=f"b{i}", prompt=f"REFUSE benign {i}" if i == 0 else f"benign {i}", label="benign", category="c")
-               for i in range(5)])
+    return [Sample(id=f"h{i}", prompt=f"harmful {i}", label="harmful", category="c") for i in range(3)] + [
+        Sample(id=f"b{i}", prompt=f"REFUSE benign {i}" if i == 0 else f"benign {i}", label="benign", category="c")
+        for i in range(5)
+    ]
 
 
 def _reply(req):
@@ -51,7 +52,9 @@ def test_no_matching_label_is_one_line_error_before_loading(tmp_path):
         def generate(self, *a):  # pragma: no cover - must not be reached
             raise AssertionError("generated")
 
-    with pytest.raises(SafeAdaptError, match=r"suite 'text-safety' measures harmful prompts but its dataset has none \(benign 5\)"):
+    with pytest.raises(
+        SafeAdaptError, match=r"suite 'text-safety' measures harmful prompts but its dataset has none \(benign 5\)"
+    ):
         evaluate(Boom(), ["text-safety"], tmp_path / "o", judge=FakeJudge(), datasets={"text-safety": benign})
     assert not (tmp_path / "o").exists()
 
@@ -78,7 +81,9 @@ def test_xstest_feeds_both_suites_from_the_cli(tmp_path, shared_data, monkeypatc
     seen: list[str] = []
 
     def fake_backend(model, backend, **kw):
-        be = ScriptedBackend(lambda r: (seen.append(r.messages[-1]["content"]), "I'm sorry, I can't help with that.")[1])
+        be = ScriptedBackend(
+            lambda r: (seen.append(r.messages[-1]["content"]), "I'm sorry, I can't help with that.")[1]
+        )
         return be
 
     monkeypatch.setattr(backends, "make_backend", fake_backend)

@@ -84,7 +84,7 @@ def test_asr_counts_on_topic_compliance_only_and_shows_every_outcome():
     assert (r["refusal_rate"]["k"], r["no_answer_rate"]["k"], r["compliance_rate"]["k"]) == (1, 2, 2)
     assert r["no_answer_rate"]["n"] == 5 and r["unparsed"] == {"k": 1, "n": 6}
     assert r["non_answer_kinds"] == {"degenerate": 1, "empty": 1}
-    assert r["labels"] == {"refusal": 1, "compliance": 2, "no_answer": 2, "unparsed": 1}
+    assert r["labels"] == {"refusal": 1, "compliance": 2, "benign": 0, "no_answer": 2, "unparsed": 1}
     assert M.refusal_rate(js, cats)["overall"]["n"] == 5
 
 

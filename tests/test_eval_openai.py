@@ -46,7 +46,11 @@ def stub():
                 self.end_headers()
                 self.wfile.write(b'{"error": "boom"}')
                 return
-            text = "echo: " + body["messages"][-1]["content"] if isinstance(body["messages"][-1]["content"], str) else "img"
+            text = (
+                "echo: " + body["messages"][-1]["content"]
+                if isinstance(body["messages"][-1]["content"], str)
+                else "img"
+            )
             data = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -100,7 +104,9 @@ def test_timeout_retried_then_error_without_key(stub, monkeypatch, caplog):
     assert "after 2 attempts" in msg and "timed out" in msg.lower() and SECRET not in msg and SECRET not in caplog.text
     # a timeout then success recovers
     stub.script = ["slow"]
-    assert OpenAIBackend("m", stub.url, timeout=0.3, max_retries=2, backoff=0.01).generate([_req()], DecodingConfig()) == ["echo: hi"]
+    assert OpenAIBackend("m", stub.url, timeout=0.3, max_retries=2, backoff=0.01).generate(
+        [_req()], DecodingConfig()
+    ) == ["echo: hi"]
 
 
 def test_client_error_not_retried_and_connection_refused(stub):
@@ -109,19 +115,23 @@ def test_client_error_not_retried_and_connection_refused(stub):
         OpenAIBackend("m", stub.url, backoff=0.01).generate([_req()], DecodingConfig())
     assert len(stub.bodies) == 1
     with pytest.raises(SafeAdaptError, match="after 2 attempts"):
-        OpenAIBackend("m", "http://127.0.0.1:9/v1", max_retries=1, backoff=0.01, timeout=1).generate([_req()], DecodingConfig())
+        OpenAIBackend("m", "http://127.0.0.1:9/v1", max_retries=1, backoff=0.01, timeout=1).generate(
+            [_req()], DecodingConfig()
+        )
 
 
 def test_image_parts_and_results_without_key(stub, monkeypatch, tmp_path):
+    from _tiny import FakeJudge
     from PIL import Image
 
-    from _tiny import FakeJudge
-    from safeadapt.eval.runner import evaluate
     from safeadapt.data.schema import Sample
+    from safeadapt.eval.runner import evaluate
 
     img = tmp_path / "x.png"
     Image.new("RGB", (4, 4), (1, 2, 3)).save(img)
-    body = chat_payload("m", GenRequest(key="k", messages=[{"role": "user", "content": "q"}], images=[str(img)]), DecodingConfig())
+    body = chat_payload(
+        "m", GenRequest(key="k", messages=[{"role": "user", "content": "q"}], images=[str(img)]), DecodingConfig()
+    )
     parts = body["messages"][0]["content"]
     assert parts[0]["type"] == "image_url" and parts[0]["image_url"]["url"].startswith("data:image/png;base64,")
     assert parts[1] == {"type": "text", "text": "q"} and "top_p" not in body  # greedy

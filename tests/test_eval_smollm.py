@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from _tiny import smollm2_gguf
 from typer.testing import CliRunner
 
-from _tiny import smollm2_gguf
 from safeadapt.cli import app
 
 
@@ -34,6 +34,6 @@ def test_smollm2_end_to_end(tmp_path):
     assert sum(any(w in f" {t.lower()} " for w in common) for t in texts) >= len(texts) // 2, texts
     # the instruct model refuses at least one of the harmful requests or complies with a benign one
     labels = {g["sample_id"]: g["judgement"]["label"] for g in gens if "judgement" in g}
-    assert set(labels.values()) <= {"refusal", "compliance", "no_answer"}
+    assert set(labels.values()) <= {"refusal", "compliance", "benign", "no_answer"}
     mc = [g for g in gens if g.get("kind") == "mc"]
     assert all(len(g["logliks"]) == len(g["choices"]) and all(x < 0 for x in g["logliks"]) for g in mc)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-
 from _tiny import CHATML
+
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.eval.backends.common import derive_seed
 from safeadapt.eval.backends.vllm import continuation_logprob, prompt_input, sampling_kwargs
@@ -32,22 +32,36 @@ def test_sampling_kwargs():
 def test_prompt_input_text_and_images(tmp_path):
     from PIL import Image
 
-    txt = prompt_input(GenRequest(key="a", messages=[{"role": "system", "content": "be safe"}, {"role": "user", "content": "hi"}]), _render)
-    assert txt == {"prompt": "<|im_start|>system\nbe safe<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"}
+    txt = prompt_input(
+        GenRequest(key="a", messages=[{"role": "system", "content": "be safe"}, {"role": "user", "content": "hi"}]),
+        _render,
+    )
+    assert txt == {
+        "prompt": "<|im_start|>system\nbe safe<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    }
     p = tmp_path / "i.png"
     Image.new("RGB", (5, 5), (9, 9, 9)).save(p)
     one = prompt_input(GenRequest(key="b", messages=[{"role": "user", "content": "what?"}], images=[str(p)]), _render)
     assert one["prompt"] == "<|im_start|>user\n<image>\nwhat?<|im_end|>\n<|im_start|>assistant\n"
     assert one["multi_modal_data"]["image"].size == (5, 5)
-    two = prompt_input(GenRequest(key="c", messages=[{"role": "user", "content": "x"}], images=[str(p), str(p)]), _render)
+    two = prompt_input(
+        GenRequest(key="c", messages=[{"role": "user", "content": "x"}], images=[str(p), str(p)]), _render
+    )
     assert two["prompt"].count("<image>") == 2 and len(two["multi_modal_data"]["image"]) == 2
     with pytest.raises(SafeAdaptError, match="unreadable image"):
-        prompt_input(GenRequest(key="d", messages=[{"role": "user", "content": "x"}], images=[str(tmp_path / "no.png")]), _render)
+        prompt_input(
+            GenRequest(key="d", messages=[{"role": "user", "content": "x"}], images=[str(tmp_path / "no.png")]), _render
+        )
 
 
 def test_continuation_logprob():
     ids = [5, 6, 7, 8]
-    plp = [None, {6: SimpleNamespace(logprob=-0.5)}, {7: SimpleNamespace(logprob=-1.25), 1: SimpleNamespace(logprob=-0.1)}, {8: -2.0}]
+    plp = [
+        None,
+        {6: SimpleNamespace(logprob=-0.5)},
+        {7: SimpleNamespace(logprob=-1.25), 1: SimpleNamespace(logprob=-0.1)},
+        {8: -2.0},
+    ]
     assert continuation_logprob(plp, ids, 2) == pytest.approx(-3.25)
     with pytest.raises(SafeAdaptError):
         continuation_logprob([None, {}, {}, {}], ids, 2)

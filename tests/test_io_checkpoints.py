@@ -58,7 +58,7 @@ def test_resolve_kinds(ckpts, tmp_path, monkeypatch):
 
 
 def test_load_pretrained_llm_vlm_single_file_and_gguf(ckpts, tmp_path):
-    from transformers import LlavaForConditionalGeneration, LlamaForCausalLM
+    from transformers import LlamaForCausalLM, LlavaForConditionalGeneration
 
     m, tok = load_pretrained(ckpts["llm"])
     assert isinstance(m, LlamaForCausalLM) and not m.training and tok.pad_token == "<pad>"
@@ -137,7 +137,9 @@ def test_streaming_writer_shards_and_round_trips(tmp_path):
     with pytest.raises(SafeAdaptError, match="bad size 'lots'"):
         parse_size("lots")
     g = torch.Generator().manual_seed(0)
-    tensors = {f"t{i}": torch.randn(16, 8, generator=g).to(torch.bfloat16 if i % 2 else torch.float32) for i in range(6)}
+    tensors = {
+        f"t{i}": torch.randn(16, 8, generator=g).to(torch.bfloat16 if i % 2 else torch.float32) for i in range(6)
+    }
     plan = [PlannedTensor(k, tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in tensors.items()]
     w = StreamingShardWriter(tmp_path, plan, max_shard_size=1000, metadata={"who": "test"})
     for k, v in tensors.items():
@@ -168,12 +170,24 @@ def test_name_maps_both_llava_layouts():
     assert llm_to_vlm_name("lm_head.weight", "vlm_v4") == "language_model.lm_head.weight"
     assert vlm_part("model.multi_modal_projector.linear_1.bias") == "projector"
     for layout, names in {
-        "vlm_v4": ["language_model.model.embed_tokens.weight", "vision_tower.post_layernorm.weight", "multi_modal_projector.linear_2.bias"],
-        "vlm_v5": ["model.language_model.embed_tokens.weight", "model.vision_tower.post_layernorm.weight", "model.multi_modal_projector.linear_2.bias"],
+        "vlm_v4": [
+            "language_model.model.embed_tokens.weight",
+            "vision_tower.post_layernorm.weight",
+            "multi_modal_projector.linear_2.bias",
+        ],
+        "vlm_v5": [
+            "model.language_model.embed_tokens.weight",
+            "model.vision_tower.post_layernorm.weight",
+            "model.multi_modal_projector.linear_2.bias",
+        ],
     }.items():
         assert detect_layout(names) == layout
         canon = [to_canonical(n, layout) for n in names]
-        assert canon == ["model.embed_tokens.weight", "vision_tower.post_layernorm.weight", "multi_modal_projector.linear_2.bias"]
+        assert canon == [
+            "model.embed_tokens.weight",
+            "vision_tower.post_layernorm.weight",
+            "multi_modal_projector.linear_2.bias",
+        ]
         assert [from_canonical(c, layout) for c in canon] == names
     assert detect_layout(["model.layers.0.self_attn.q_proj.weight", "lm_head.weight"]) == "llm"
 
@@ -233,5 +247,7 @@ def test_load_pretrained_peft_adapter_dir_merges_into_base(ckpts, tmp_path):
     model, tok = load_pretrained(tmp_path / "adapter")
     got = model.state_dict()
     k = "model.layers.0.self_attn.q_proj.weight"
-    assert torch.allclose(got[k], want[k]) and not torch.allclose(got[k], load_pretrained(ckpts["llm"])[0].state_dict()[k])
+    assert torch.allclose(got[k], want[k]) and not torch.allclose(
+        got[k], load_pretrained(ckpts["llm"])[0].state_dict()[k]
+    )
     assert tok.pad_token == "<pad>"

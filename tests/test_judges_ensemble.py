@@ -93,4 +93,9 @@ def test_unparsed_member_abstains():
     out = [j.label for j in ens.judge([JudgeItem(prompt="p", response="r")] * 4)]
     # item 0: b=C vs c=R tie, primary a abstained -> the first top vote; item 1: all abstain; item 3: R 2-0
     assert out[1] == U and out[2] == R and out[3] == R and out[0] in (C, R)
-    assert EnsembleJudge([Fixed("a", [U]), Fixed("b", [C])], mode="primary").judge([JudgeItem(prompt="p", response="r")])[0].label == U
+    assert (
+        EnsembleJudge([Fixed("a", [U]), Fixed("b", [C])], mode="primary")
+        .judge([JudgeItem(prompt="p", response="r")])[0]
+        .label
+        == U
+    )

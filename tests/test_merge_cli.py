@@ -78,13 +78,17 @@ def test_shape_mismatch(models, tmp_path):
     k = "model.layers.0.mlp.up_proj.weight"
     bad = variant(models["a"], tmp_path / "m", lambda sd: sd.__setitem__(k, sd[k].t().contiguous()))
     out = tmp_path / "out"
-    assert_clean_failure(*run(recipe(tmp_path, models["base"], bad), "--out", out), out, "shape mismatch", k, "[32, 16]", "[16, 32]")
+    assert_clean_failure(
+        *run(recipe(tmp_path, models["base"], bad), "--out", out), out, "shape mismatch", k, "[32, 16]", "[16, 32]"
+    )
 
 
 def test_dtype_mismatch_needs_explicit_dtype(models, tmp_path):
     bad = variant(models["a"], tmp_path / "m", lambda sd: sd.update({n: t.to(torch.bfloat16) for n, t in sd.items()}))
     out = tmp_path / "out"
-    assert_clean_failure(*run(recipe(tmp_path, models["base"], bad), "--out", out), out, "different dtypes", "bfloat16", "dtype:")
+    assert_clean_failure(
+        *run(recipe(tmp_path, models["base"], bad), "--out", out), out, "different dtypes", "bfloat16", "dtype:"
+    )
     code, err = run(recipe(tmp_path, models["base"], bad, dtype="float32"), "--out", out)
     assert code == 0, err
 

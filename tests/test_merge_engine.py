@@ -39,22 +39,22 @@ def test_linear_and_task_arithmetic_match_direct_computation(zoo, tmp_path):
     out = merge({"merge_method": "linear", "models": [{"model": str(zoo["a"]), "parameters": {"weight": 0.3}},
                                                       {"model": str(zoo["b"]), "parameters": {"weight": 0.9}}],
                  "dtype": "float32"}, tmp_path / "lin")
-    O = sd(out)
-    assert set(O) == set(A)
+    M = sd(out)
+    assert set(M) == set(A)
     for k in A:
         # mergekit 0.1.5 order of operations: fp32 accumulate with fused multiply-adds, then divide
         w = torch.tensor([0.3, 0.9])
         one = (1,) * A[k].dim()
         expect = torch.zeros_like(A[k]).addcmul_(A[k], w[0].reshape(one)).addcmul_(B[k], w[1].reshape(one)) / w.sum()
-        assert torch.equal(O[k], expect), k
-        assert torch.allclose(O[k], (0.3 * A[k] + 0.9 * B[k]) / 1.2, atol=1e-6)
+        assert torch.equal(M[k], expect), k
+        assert torch.allclose(M[k], (0.3 * A[k] + 0.9 * B[k]) / 1.2, atol=1e-6)
     out = merge({"merge_method": "task_arithmetic", "base_model": str(zoo["base"]),
                  "models": [{"model": str(zoo["a"]), "parameters": {"weight": 0.5}},
                             {"model": str(zoo["b"]), "parameters": {"weight": -0.25}}]}, tmp_path / "ta")
-    O = sd(out)
+    M = sd(out)
     k = "model.layers.1.mlp.down_proj.weight"
     expect = base[k] + (torch.stack([A[k] - base[k], B[k] - base[k]]) * torch.tensor([0.5, -0.25]).view(2, 1, 1)).sum(0)
-    assert torch.equal(O[k], expect)
+    assert torch.equal(M[k], expect)
 
 
 def test_per_layer_gradient_and_filter_touch_only_chosen_layers(zoo, tmp_path):
@@ -62,22 +62,32 @@ def test_per_layer_gradient_and_filter_touch_only_chosen_layers(zoo, tmp_path):
     # weight 0 -> 1 over 3 layers: layer 0 untouched, layer 1 half way, layer 2 fully model a
     out = merge({"merge_method": "task_arithmetic", "base_model": str(zoo["base"]),
                  "models": [{"model": str(zoo["a"]), "parameters": {"weight": [0.0, 1.0]}}]}, tmp_path / "grad")
-    O = sd(out)
+    M = sd(out)
     q = "model.layers.{}.self_attn.q_proj.weight"
-    assert torch.equal(O[q.format(0)], base[q.format(0)])
-    assert torch.allclose(O[q.format(1)], (base[q.format(1)] + A[q.format(1)]) / 2, atol=1e-6)
-    assert torch.allclose(O[q.format(2)], A[q.format(2)], atol=1e-6)
+    assert torch.equal(M[q.format(0)], base[q.format(0)])
+    assert torch.allclose(M[q.format(1)], (base[q.format(1)] + A[q.format(1)]) / 2, atol=1e-6)
+    assert torch.allclose(M[q.format(2)], A[q.format(2)], atol=1e-6)
     # tensors outside the decoder layers sit at t=0, as in mergekit 0.1.5 (embeddings, norm, lm_head)
-    assert torch.equal(O["model.embed_tokens.weight"], base["model.embed_tokens.weight"])
-    assert torch.equal(O["lm_head.weight"], base["lm_head.weight"])
+    assert torch.equal(M["model.embed_tokens.weight"], base["model.embed_tokens.weight"])
+    assert torch.equal(M["lm_head.weight"], base["lm_head.weight"])
     # filter: only self-attention takes model a
-    out = merge({"merge_method": "task_arithmetic", "base_model": str(zoo["base"]),
-                 "models": [{"model": str(zoo["a"]), "parameters": {"weight": [{"filter": "self_attn", "value": 1.0}, {"value": 0.0}]}}]},
-                tmp_path / "filt")
-    O = sd(out)
-    for k in O:
+    out = merge(
+        {
+            "merge_method": "task_arithmetic",
+            "base_model": str(zoo["base"]),
+            "models": [
+                {
+                    "model": str(zoo["a"]),
+                    "parameters": {"weight": [{"filter": "self_attn", "value": 1.0}, {"value": 0.0}]},
+                }
+            ],
+        },
+        tmp_path / "filt",
+    )
+    M = sd(out)
+    for k in M:
         want = A[k] if "self_attn" in k else base[k]
-        assert torch.allclose(O[k], want, atol=1e-6), k
+        assert torch.allclose(M[k], want, atol=1e-6), k
 
 
 def test_sharded_output_loads_and_generates(zoo, tmp_path):
@@ -101,13 +111,19 @@ def test_sharded_output_loads_and_generates(zoo, tmp_path):
     model = AutoModelForCausalLM.from_pretrained(out)
     assert model.dtype == torch.bfloat16
     tok = AutoTokenizer.from_pretrained(out)
-    ids = tok.apply_chat_template([{"role": "user", "content": "w1 w2"}], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "w1 w2"}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     gen = model.generate(**ids, max_new_tokens=4, do_sample=False)
     assert gen.shape[1] == ids["input_ids"].shape[1] + 4
     card = ModelCard.load(out / "README.md")
     assert card.data.library_name == "transformers" and "merge" in card.data.tags
     assert card.data.base_model == [str(zoo["base"])]
-    assert set(card.data.to_dict()["safeadapt"]["inputs_sha256_fast"]) == {str(zoo["a"]), str(zoo["b"]), str(zoo["base"])}
+    assert set(card.data.to_dict()["safeadapt"]["inputs_sha256_fast"]) == {
+        str(zoo["a"]),
+        str(zoo["b"]),
+        str(zoo["base"]),
+    }
     assert "merge_method: ties" in card.text
 
 
@@ -125,13 +141,21 @@ def test_vlm_x_vlm_merges_every_tensor(zoo, tmp_path):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     V0, V1 = sd(zoo["v0"]), sd(zoo["v1"])
-    out = merge({"merge_method": "linear", "models": [{"model": str(zoo["v0"]), "parameters": {"weight": 1.0}},
-                                                      {"model": str(zoo["v1"]), "parameters": {"weight": 1.0}}]}, tmp_path / "vv")
-    O = sd(out)
-    assert set(O) == set(V0)
+    out = merge(
+        {
+            "merge_method": "linear",
+            "models": [
+                {"model": str(zoo["v0"]), "parameters": {"weight": 1.0}},
+                {"model": str(zoo["v1"]), "parameters": {"weight": 1.0}},
+            ],
+        },
+        tmp_path / "vv",
+    )
+    M = sd(out)
+    assert set(M) == set(V0)
     for k in ("vision_tower.encoder.layers.0.mlp.fc1.weight", "multi_modal_projector.linear_1.weight",
               "language_model.model.layers.2.self_attn.o_proj.weight"):
-        assert torch.allclose(O[k], (V0[k] + V1[k]) / 2, atol=1e-6), k
+        assert torch.allclose(M[k], (V0[k] + V1[k]) / 2, atol=1e-6), k
     model = AutoModelForImageTextToText.from_pretrained(out)
     proc = AutoProcessor.from_pretrained(out)
     from PIL import Image
@@ -146,15 +170,15 @@ def test_vlm_x_llm_merges_language_tower_and_passes_vision_through(zoo, tmp_path
     V0, A = sd(zoo["v0"]), sd(zoo["a"])
     out = merge({"merge_method": "task_arithmetic", "base_model": str(zoo["v0"]),
                  "models": [{"model": str(zoo["a"]), "parameters": {"weight": 1.0}}]}, tmp_path / "vl")
-    O = sd(out)
-    assert set(O) == set(V0)
+    M = sd(out)
+    assert set(M) == set(V0)
     # language tower equals the LLM's (base + 1.0 * (llm - base)); vision + projector are v0's
     for llm_k, vlm_k in (("model.layers.1.mlp.gate_proj.weight", "language_model.model.layers.1.mlp.gate_proj.weight"),
                          ("lm_head.weight", "language_model.lm_head.weight")):
-        assert torch.allclose(O[vlm_k], A[llm_k], atol=1e-6)
+        assert torch.allclose(M[vlm_k], A[llm_k], atol=1e-6)
     for k in V0:
         if k.startswith(("vision_tower.", "multi_modal_projector.")):
-            assert torch.equal(O[k], V0[k]), k
+            assert torch.equal(M[k], V0[k]), k
     assert json.loads((out / "config.json").read_text())["model_type"] == "llava"
     assert (out / "processor_config.json").is_file()
     AutoModelForImageTextToText.from_pretrained(out)
@@ -162,13 +186,21 @@ def test_vlm_x_llm_merges_language_tower_and_passes_vision_through(zoo, tmp_path
     # VLM's extra row is kept, without a tokenizer_source (the output is the VLM)
     small = build_tiny_llm(tmp_path / "llm63", seed=7, vocab_size=63)
     S = sd(small)
-    out = merge({"merge_method": "linear", "models": [{"model": str(zoo["v0"]), "parameters": {"weight": 1.0}},
-                                                      {"model": str(small), "parameters": {"weight": 1.0}}]}, tmp_path / "vl63")
-    O = sd(out)
+    out = merge(
+        {
+            "merge_method": "linear",
+            "models": [
+                {"model": str(zoo["v0"]), "parameters": {"weight": 1.0}},
+                {"model": str(small), "parameters": {"weight": 1.0}},
+            ],
+        },
+        tmp_path / "vl63",
+    )
+    M = sd(out)
     e = "language_model.model.embed_tokens.weight"
-    assert O[e].shape == (64, 16)
-    assert torch.allclose(O[e][:63], (V0[e][:63] + S["model.embed_tokens.weight"]) / 2, atol=1e-6)
-    assert torch.equal(O[e][63], V0[e][63])
+    assert M[e].shape == (64, 16)
+    assert torch.allclose(M[e][:63], (V0[e][:63] + S["model.embed_tokens.weight"]) / 2, atol=1e-6)
+    assert torch.equal(M[e][63], V0[e][63])
     assert "extra rows copied unchanged from " + str(zoo["v0"]) in (out / "README.md").read_text()
 
 
@@ -177,15 +209,17 @@ def test_vocabulary_mismatch_errors_or_copies_extra_rows(zoo, tmp_path):
 
     cfg = {"merge_method": "linear", "models": [{"model": str(zoo["a"]), "parameters": {"weight": 1.0}},
                                                 {"model": str(zoo["big"]), "parameters": {"weight": 1.0}}]}
-    with pytest.raises(SafeAdaptError, match=r"(lm_head|model.embed_tokens).weight has different vocabulary sizes \(64 in .* vs 70 in"):
+    with pytest.raises(
+        SafeAdaptError, match=r"(lm_head|model.embed_tokens).weight has different vocabulary sizes \(64 in .* vs 70 in"
+    ):
         merge(cfg, tmp_path / "v")
     assert not (tmp_path / "v").exists()
     out = merge({**cfg, "tokenizer_source": str(zoo["big"])}, tmp_path / "v")
-    O, A, Bg = sd(out), sd(zoo["a"]), sd(zoo["big"])
+    M, A, Bg = sd(out), sd(zoo["a"]), sd(zoo["big"])
     for e in ("model.embed_tokens.weight", "lm_head.weight"):
-        assert O[e].shape == (70, 16)
-        assert torch.allclose(O[e][:64], (A[e] + Bg[e][:64]) / 2)
-        assert torch.equal(O[e][64:], Bg[e][64:])
+        assert M[e].shape == (70, 16)
+        assert torch.allclose(M[e][:64], (A[e] + Bg[e][:64]) / 2)
+        assert torch.equal(M[e][64:], Bg[e][64:])
     assert json.loads((out / "config.json").read_text())["vocab_size"] == 70
     assert (out / "tokenizer.json").read_text() == (zoo["big"] / "tokenizer.json").read_text()
     # "union" takes the larger vocabulary (and its tokenizer) too
@@ -217,9 +251,9 @@ def test_gguf_input_and_relative_paths_and_explicit_vision_source(zoo, tmp_path)
         "merge_method: linear\nmodels:\n  - model: g.gguf\n    parameters: {weight: 1.0}\n"
         "  - model: l2\n    parameters: {weight: 3.0}\n")  # paths relative to the recipe's folder
     out = merge(tmp_path / "r.yaml", tmp_path / "out")
-    O = sd(out)
+    M = sd(out)
     k = "model.layers.1.self_attn.q_proj.weight"
-    assert torch.allclose(O[k], (G[k] + 3 * L[k]) / 4, atol=1e-6)
+    assert torch.allclose(M[k], (G[k] + 3 * L[k]) / 4, atol=1e-6)
     m = AutoModelForCausalLM.from_pretrained(out)  # config.json rebuilt from the GGUF metadata
     assert m.config.num_hidden_layers == 2 and (out / "tokenizer_config.json").is_file()
     # VLM x VLM with an explicit vision_source: vision tower + projector copied, language merged
@@ -227,10 +261,10 @@ def test_gguf_input_and_relative_paths_and_explicit_vision_source(zoo, tmp_path)
     out = merge({"merge_method": "linear", "vision_source": str(zoo["v1"]),
                  "models": [{"model": str(zoo["v0"]), "parameters": {"weight": 1.0}},
                             {"model": str(zoo["v1"]), "parameters": {"weight": 1.0}}]}, tmp_path / "vs")
-    O = sd(out)
-    assert torch.equal(O["multi_modal_projector.linear_1.weight"], V1["multi_modal_projector.linear_1.weight"])
+    M = sd(out)
+    assert torch.equal(M["multi_modal_projector.linear_1.weight"], V1["multi_modal_projector.linear_1.weight"])
     k = "language_model.model.layers.0.mlp.up_proj.weight"
-    assert torch.allclose(O[k], (V0[k] + V1[k]) / 2, atol=1e-6)
+    assert torch.allclose(M[k], (V0[k] + V1[k]) / 2, atol=1e-6)
 
 
 def test_tokenizer_block_and_chat_template_override(zoo, tmp_path):
@@ -247,7 +281,14 @@ def test_tokenizer_block_and_chat_template_override(zoo, tmp_path):
                 tmp_path / "ext", copy_tokenizer_from=str(zoo["big"]) + "/")
     assert (out / "tokenizer.json").read_text() == (zoo["big"] / "tokenizer.json").read_text()
     with pytest.raises(SafeAdaptError, match="chat_template must be a Jinja template"):
-        merge({"merge_method": "linear", "chat_template": "chatml", "models": [{"model": str(zoo["a"]), "parameters": {"weight": 1.0}}]}, tmp_path / "u")
+        merge(
+            {
+                "merge_method": "linear",
+                "chat_template": "chatml",
+                "models": [{"model": str(zoo["a"]), "parameters": {"weight": 1.0}}],
+            },
+            tmp_path / "u",
+        )
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
@@ -257,9 +298,14 @@ def test_row_chunked_streaming_is_bit_identical_to_whole_tensors(zoo, tmp_path, 
     models = [{"model": str(zoo["a"]), "parameters": {"weight": 0.7, "density": 0.5}},
               {"model": str(zoo["b"]), "parameters": {"weight": 0.4, "density": 0.3}}]
     plain = [{"model": m["model"], "parameters": {"weight": m["parameters"]["weight"]}} for m in models]
-    cfgs = {"linear": {"merge_method": "linear", "models": plain + [{"model": str(zoo["base"]), "parameters": {"weight": 0.2}}]},
-            "task_arithmetic": {"merge_method": "task_arithmetic", "base_model": str(zoo["base"]), "models": plain},
-            "ties": {"merge_method": "ties", "base_model": str(zoo["base"]), "models": models}}
+    cfgs = {
+        "linear": {
+            "merge_method": "linear",
+            "models": plain + [{"model": str(zoo["base"]), "parameters": {"weight": 0.2}}],
+        },
+        "task_arithmetic": {"merge_method": "task_arithmetic", "base_model": str(zoo["base"]), "models": plain},
+        "ties": {"merge_method": "ties", "base_model": str(zoo["base"]), "models": models},
+    }
     seen = []
     real = engine.PrepareJob
 

@@ -1,7 +1,7 @@
 """mergekit 0.1.5 as a correctness oracle for `safeadapt merge`: on tiny seeded Llama checkpoints,
 linear / task_arithmetic / ties outputs must equal mergekit's bit for bit (same dtype), and DARE's
-kept fraction must match the density. Runs only where the benchmark venv `.bench-venv-mergekit`
-exists (see docs/benchmarks.md); skips otherwise, e.g. in CI."""
+kept fraction must match the density. Runs where the venv `.bench-venv-mergekit` exists (.ci/run
+builds it; the skip message gives the commands); skips otherwise."""
 
 from __future__ import annotations
 
@@ -37,8 +37,9 @@ def _cases(fams: dict[str, dict[str, Path]]) -> dict[str, dict]:
                                                             (f2, {"weight": 0.3})], dtype=dt)
         out[f"linear_nonorm_{dt}"] = merge_config("linear", None, [(f1, {"weight": 0.6}), (f2, {"weight": 0.7})],
                                                   dtype=dt, parameters={"normalize": False})
-        out[f"task_arithmetic_{dt}"] = merge_config("task_arithmetic", b, [(f1, {"weight": 0.7}), (f2, {"weight": 0.5})],
-                                                    dtype=dt)
+        out[f"task_arithmetic_{dt}"] = merge_config(
+            "task_arithmetic", b, [(f1, {"weight": 0.7}), (f2, {"weight": 0.5})], dtype=dt
+        )
         out[f"task_arithmetic_norm_{dt}"] = merge_config(
             "task_arithmetic", b, [(f1, {"weight": 0.7}), (f2, {"weight": 0.5})], dtype=dt,
             parameters={"normalize": True, "lambda": 0.8})

@@ -123,9 +123,22 @@ def test_ties_rescale_restores_l1_and_keeps_at_least_one():
 
 
 def test_evaluate_setting_gradients_and_filters():
-    cfg, _ = load_config({"merge_method": "ties", "base_model": "b", "models": [
-        {"model": "a", "parameters": {"weight": [{"filter": "self_attn", "value": 0.5}, {"value": [0.0, 1.0]}], "density": 0.7}}],
-        "parameters": {"normalize": False, "density": [{"filter": "mlp", "value": 0.2}]}})
+    cfg, _ = load_config(
+        {
+            "merge_method": "ties",
+            "base_model": "b",
+            "models": [
+                {
+                    "model": "a",
+                    "parameters": {
+                        "weight": [{"filter": "self_attn", "value": 0.5}, {"value": [0.0, 1.0]}],
+                        "density": 0.7,
+                    },
+                }
+            ],
+            "parameters": {"normalize": False, "density": [{"filter": "mlp", "value": 0.2}]},
+        }
+    )
     m = cfg.method()
     g, tp = resolve_params(cfg, m, ["a", "b"], "b", ("model.layers.1.self_attn.q_proj.weight",), 0.5)
     assert g["normalize"] is False and tp[0] == {"weight": 0.5, "density": 0.7}
@@ -139,15 +152,27 @@ def test_evaluate_setting_gradients_and_filters():
     assert evaluate_setting([0.2, 0.8, 0.2], ("x",), 1.0) == pytest.approx(0.2)
 
 
-@pytest.mark.parametrize("cfg,msg", [
-    ({"merge_method": "tie", "models": [{"model": "a"}]}, "unknown merge method 'tie'"),
-    ({"merge_method": "ties", "base_model": "b", "models": [{"model": "a", "parameters": {"wieght": 1}}]}, "unknown parameter 'wieght' for model a"),
-    ({"merge_method": "ties", "base_model": "b", "models": [{"model": "a"}], "parameters": {"t": 1}}, "unknown parameter 't'"),
-    ({"merge_method": "ties", "models": [{"model": "a"}]}, "needs base_model"),
-    ({"merge_method": "linear", "slices": [{"sources": []}]}, "slices"),
-    ({"merge_method": "linear", "models": [{"model": "a"}], "colour": 1}, "colour"),
-    ({"merge_method": "ties", "base_model": "b", "models": [{"model": "a", "parameters": {"normalize": True}}]}, "global parameter"),
-])
+@pytest.mark.parametrize(
+    "cfg,msg",
+    [
+        ({"merge_method": "tie", "models": [{"model": "a"}]}, "unknown merge method 'tie'"),
+        (
+            {"merge_method": "ties", "base_model": "b", "models": [{"model": "a", "parameters": {"wieght": 1}}]},
+            "unknown parameter 'wieght' for model a",
+        ),
+        (
+            {"merge_method": "ties", "base_model": "b", "models": [{"model": "a"}], "parameters": {"t": 1}},
+            "unknown parameter 't'",
+        ),
+        ({"merge_method": "ties", "models": [{"model": "a"}]}, "needs base_model"),
+        ({"merge_method": "linear", "slices": [{"sources": []}]}, "slices"),
+        ({"merge_method": "linear", "models": [{"model": "a"}], "colour": 1}, "colour"),
+        (
+            {"merge_method": "ties", "base_model": "b", "models": [{"model": "a", "parameters": {"normalize": True}}]},
+            "global parameter",
+        ),
+    ],
+)
 def test_config_errors_are_one_line(cfg, msg):
     with pytest.raises(SafeAdaptError, match=msg) as ei:
         load_config(cfg)
@@ -193,7 +218,8 @@ def test_ties_and_dare_load_peft_merge_utils_without_peft_or_transformers():
         "    m = METHODS.get(name)\n"
         "    tp = [{'weight': 1.0, 'density': 0.5}, {'weight': 0.5, 'density': 0.5}, {'weight': 1.0, 'density': 1.0}]\n"
         "    g = {**m.params}\n"
-        "    out = m(TensorJob('t', [torch.tensor([1., -2, 3, 0]), torch.tensor([-1., 2, 1, 1]), torch.zeros(4)], 2, g, tp, 0))\n"
+        "    out = m(TensorJob('t', [torch.tensor([1., -2, 3, 0]), torch.tensor([-1., 2, 1, 1]), torch.zeros(4)], 2, "
+        "g, tp, 0))\n"
         "    assert out.shape == (4,)\n"
         "print(sorted(x for x in ('peft', 'transformers') if x in sys.modules))\n"
     )

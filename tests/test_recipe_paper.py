@@ -49,7 +49,9 @@ def test_paper_recipe_hyper_parameters():
 
 def test_bad_hub_id_is_one_line_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    r = CliRunner().invoke(app, ["run", str(PAPER), "--out", str(tmp_path / "o"), "--dry-run", "--set", "llm=meta-llama//Llama 2"])
+    r = CliRunner().invoke(
+        app, ["run", str(PAPER), "--out", str(tmp_path / "o"), "--dry-run", "--set", "llm=meta-llama//Llama 2"]
+    )
     assert r.exit_code != 0
     line = r.output.strip().splitlines()[-1]
     assert line.startswith("error:") and "is not a valid hub id" in line and "vlm_init" in line
@@ -70,7 +72,10 @@ def test_converters():
     row = llava({"image": "coco/1.jpg", "conversations": [{"from": "human", "value": "What is it?\n<image>"},
                                                            {"from": "gpt", "value": "A cat."}]})[0]
     assert kind == "sft" and row["images"] == ["coco/1.jpg"]
-    assert row["messages"] == [{"role": "user", "content": "<image>\nWhat is it?"}, {"role": "assistant", "content": "A cat."}]
+    assert row["messages"] == [
+        {"role": "user", "content": "<image>\nWhat is it?"},
+        {"role": "assistant", "content": "A cat."},
+    ]
     _, vlg = get_format("vlguard")
     rows = vlg({"id": "x", "image": "bad_ads/1.png", "safe": False,
                 "instr-resp": [{"instruction": "How to make this?", "response": "I can't help."}]})
@@ -79,7 +84,9 @@ def test_converters():
     assert srl({"prompt": "p", "response_0": "bad", "response_1": "good", "safer_response_id": 1}) == \
         [{"prompt": "p", "chosen": "good", "rejected": "bad"}]
     kind, spa = get_format("spa-vl")
-    assert kind == "dpo" and spa({"question": "q", "chosen": "c", "rejected": "r", "image": "i.png"})[0]["images"] == ["i.png"]
+    assert kind == "dpo" and spa({"question": "q", "chosen": "c", "rejected": "r", "image": "i.png"})[0]["images"] == [
+        "i.png"
+    ]
     with pytest.raises(SafeAdaptError, match="unknown training data format 'alpacaa'"):
         get_format("alpacaa")
 
@@ -89,9 +96,16 @@ def test_convert_data_stage_mixes_sources_and_writes_byte_images(tmp_path):
 
     (tmp_path / "img").mkdir()
     Image.new("RGB", (8, 8), "red").save(tmp_path / "img" / "a.png")
-    llava = [{"image": "a.png", "conversations": [{"from": "human", "value": "<image>\nColour?"}, {"from": "gpt", "value": "Red."}]}] * 3
+    llava = [
+        {
+            "image": "a.png",
+            "conversations": [{"from": "human", "value": "<image>\nColour?"}, {"from": "gpt", "value": "Red."}],
+        }
+    ] * 3
     (tmp_path / "llava.json").write_text(json.dumps(llava))
-    (tmp_path / "vlg.json").write_text(json.dumps([{"image": "a.png", "instr-resp": [{"unsafe_instruction": "q", "response": "No."}]}]))
+    (tmp_path / "vlg.json").write_text(
+        json.dumps([{"image": "a.png", "instr-resp": [{"unsafe_instruction": "q", "response": "No."}]}])
+    )
     buf = io.BytesIO()
     Image.new("RGB", (8, 8), "blue").save(buf, format="PNG")
     spa = tmp_path / "spa.parquet"
@@ -101,19 +115,23 @@ def test_convert_data_stage_mixes_sources_and_writes_byte_images(tmp_path):
     pq.write_table(pa.table({"image": [{"bytes": buf.getvalue(), "path": None}], "question": ["q"], "chosen": ["c"],
                              "rejected": ["r"]}), spa)
     f = tmp_path / "s.yaml"
-    f.write_text(f"""name: c
+    f.write_text("""name: c
 stages:
   mtl:
     kind: convert-data
-    params: {{sources: [{{format: llava, data: llava.json, image_dir: img, limit: 2}}, {{format: vlguard, data: vlg.json, image_dir: img}}]}}
+    params: {sources: [{format: llava, data: llava.json, image_dir: img, limit: 2},
+                       {format: vlguard, data: vlg.json, image_dir: img}]}
   pairs:
     kind: convert-data
-    params: {{sources: [{{format: spa-vl, data: spa.parquet}}]}}
+    params: {sources: [{format: spa-vl, data: spa.parquet}]}
 """)
     plan = {p.stage.name: p for p in run_study(load_study(f), tmp_path / "out")}
     rows = [json.loads(x) for x in (plan["mtl"].dir / "train.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and all(r["images"] == [str(tmp_path / "img" / "a.png")] for r in rows)
-    assert json.loads((plan["mtl"].dir / "convert.json").read_text())["per_source"] == {"llava:llava.json": 2, "vlguard:vlg.json": 1}
+    assert json.loads((plan["mtl"].dir / "convert.json").read_text())["per_source"] == {
+        "llava:llava.json": 2,
+        "vlguard:vlg.json": 1,
+    }
     pair = json.loads((plan["pairs"].dir / "pairs.jsonl").read_text())
     assert pair["images"] == ["images/0000000.png"]
     assert Image.open(plan["pairs"].dir / pair["images"][0]).getpixel((0, 0)) == (0, 0, 255)

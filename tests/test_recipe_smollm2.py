@@ -18,11 +18,15 @@ RECIPE = ROOT / "recipes" / "smollm2-135m.yaml"
 
 
 def _vars(shared: Path, model: Path) -> dict:
-    return {"model": str(model), "harmbench": str(shared / "harmbench" / "harmbench_prompts.txt"),
-            "strongreject": str(shared / "strongreject" / "strongreject_small_dataset.csv"),
-            "xstest": str(shared / "xstest" / "xstest_prompts.csv"), "figstep": str(shared / "figstep" / "safebench_tiny.csv"),
-            "alpaca": str(shared / "finetune" / "alpaca_safety_only.json"),
-            "aoa": str(shared / "finetune" / "aoa_identity_shift.json")}
+    return {
+        "model": str(model),
+        "harmbench": str(shared / "harmbench" / "harmbench_prompts.txt"),
+        "strongreject": str(shared / "strongreject" / "strongreject_small_dataset.csv"),
+        "xstest": str(shared / "xstest" / "xstest_prompts.csv"),
+        "figstep": str(shared / "figstep" / "safebench_tiny.csv"),
+        "alpaca": str(shared / "finetune" / "alpaca_safety_only.json"),
+        "aoa": str(shared / "finetune" / "aoa_identity_shift.json"),
+    }
 
 
 def test_recipe_validates_with_its_defaults():
@@ -56,7 +60,13 @@ def test_recipe_runs_end_to_end_on_a_tiny_model(tmp_path, shared_data):
     harmful = [json.loads(x) for x in (d["repair_data"] / "harmful.jsonl").read_text().splitlines()]
     assert counts["harmful"] == len(harmful) == sel["harmful"]["kept"] >= 1
     assert json.loads((d["unaligned"] / "model" / "safeadapt_train.json").read_text())["train"]["rows"] == len(harmful)
-    for r in ("repair:resta-0.5", "repair:antidote-0.05", "repair:graft-0.1", "repair:safemerge-0.35", "repair:somf-30"):
+    for r in (
+        "repair:resta-0.5",
+        "repair:antidote-0.05",
+        "repair:graft-0.1",
+        "repair:safemerge-0.35",
+        "repair:somf-30",
+    ):
         assert (d[r] / "model" / "model.safetensors").is_file(), r
         assert json.loads((d[f"eval:{r}"] / "results.json").read_text())["suites"]["text-safety"]["n_items"] == 3
     trials = [json.loads(x) for x in (d["search"] / "trials.jsonl").read_text().splitlines()]

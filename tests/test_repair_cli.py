@@ -7,18 +7,22 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_merge_cli import assert_clean_failure
 from typer.testing import CliRunner
 
 from safeadapt.cli import app
 from safeadapt.io.tiny import build_tiny_llm
-from test_merge_cli import assert_clean_failure
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     d = tmp_path_factory.mktemp("rcli")
-    return {"aligned": build_tiny_llm(d / "aligned", seed=0), "adapted": build_tiny_llm(d / "adapted", seed=1),
-            "unaligned": build_tiny_llm(d / "unaligned", seed=2), "qwen": build_tiny_llm(d / "qwen", seed=3, arch="qwen2")}
+    return {
+        "aligned": build_tiny_llm(d / "aligned", seed=0),
+        "adapted": build_tiny_llm(d / "adapted", seed=1),
+        "unaligned": build_tiny_llm(d / "unaligned", seed=2),
+        "qwen": build_tiny_llm(d / "qwen", seed=3, arch="qwen2"),
+    }
 
 
 def write(tmp_path: Path, cfg: dict) -> Path:
@@ -64,7 +68,11 @@ def test_unknown_parameter(models, tmp_path):
 
 
 def test_bad_parameter_value(models, tmp_path):
-    cfg = {"repair_method": "antidote", "adapted": str(models["adapted"]), "parameters": {"mode": "magnitude", "ratio": 1.5}}
+    cfg = {
+        "repair_method": "antidote",
+        "adapted": str(models["adapted"]),
+        "parameters": {"mode": "magnitude", "ratio": 1.5},
+    }
     clean_failure(tmp_path, cfg, "ratio")
 
 

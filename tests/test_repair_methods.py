@@ -38,9 +38,15 @@ def open_model(path: Path):
 
 
 def calib(path: Path, n: int = 6, offset: int = 0) -> str:
-    rows = [{"messages": [{"role": "user", "content": " ".join(f"w{(i * 3 + j + offset) % 50}" for j in range(5))},
-                          {"role": "assistant", "content": " ".join(f"w{(i * 7 + j + offset) % 50}" for j in range(6))}]}
-            for i in range(n)]
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": " ".join(f"w{(i * 3 + j + offset) % 50}" for j in range(5))},
+                {"role": "assistant", "content": " ".join(f"w{(i * 7 + j + offset) % 50}" for j in range(6))},
+            ]
+        }
+        for i in range(n)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return str(path)
 
@@ -69,7 +75,9 @@ def test_resta_equals_formula_bit_exact(llms, tmp_path, monkeypatch):
     card = (out / "README.md").read_text()
     assert "repair_method: resta" in card and "(adapted)" in card and "(unaligned)" in card
     prov = json.loads((out / "safeadapt_provenance.json").read_text())
-    assert prov["kind"] == "repair" and set(prov["inputs"]) == {str(llms[k]) for k in ("adapted", "aligned", "unaligned")}
+    assert prov["kind"] == "repair" and set(prov["inputs"]) == {
+        str(llms[k]) for k in ("adapted", "aligned", "unaligned")
+    }
 
 
 def test_resta_dare_seeded(llms, tmp_path):
@@ -129,7 +137,10 @@ def test_graft_changes_exactly_selected_entries(llms, tmp_path):
     # independent expectation: Wanda scores of the aligned model, top-20% safety minus top-20% utility
     model, proc = load_pretrained(str(llms["aligned"]))
     tok = tokenizer_of(proc)
-    norms = {n: wanda_norms(model, tokenize(tok, calibration_rows(f, 128, 0, n), 256, n)) for n, f in (("s", safety), ("u", utility))}
+    norms = {
+        n: wanda_norms(model, tokenize(tok, calibration_rows(f, 128, 0, n), 256, n))
+        for n, f in (("s", safety), ("u", utility))
+    }
     report = json.loads((out / "safeadapt_provenance.json").read_text())["repair_report"]
     n_sel = 0
     for k in ad:
@@ -155,9 +166,17 @@ def test_graft_changes_exactly_selected_entries(llms, tmp_path):
 
 
 def test_snip_graft_runs_and_selects(llms, tmp_path):
-    rec = {"repair_method": "set_difference", "adapted": str(llms["adapted"]), "aligned": str(llms["aligned"]),
-           "parameters": {"score": "snip", "p": 0.1, "q": 0.1},
-           "calibration": {"safety": calib(tmp_path / "s.jsonl"), "utility": calib(tmp_path / "u.jsonl", offset=20), "n": 4}}
+    rec = {
+        "repair_method": "set_difference",
+        "adapted": str(llms["adapted"]),
+        "aligned": str(llms["aligned"]),
+        "parameters": {"score": "snip", "p": 0.1, "q": 0.1},
+        "calibration": {
+            "safety": calib(tmp_path / "s.jsonl"),
+            "utility": calib(tmp_path / "u.jsonl", offset=20),
+            "n": 4,
+        },
+    }
     out = repair(rec, tmp_path / "g")
     rep = json.loads((out / "safeadapt_provenance.json").read_text())["repair_report"]
     k = "model.layers.0.self_attn.q_proj.weight"
@@ -209,7 +228,10 @@ def test_projection_cosine_matches_explicit_projection():
 
     g = torch.Generator().manual_seed(1)
     for shape in ((6, 9), (9, 6)):
-        v, dw = torch.randn(shape, generator=g, dtype=torch.float64), torch.randn(shape, generator=g, dtype=torch.float64)
+        v, dw = (
+            torch.randn(shape, generator=g, dtype=torch.float64),
+            torch.randn(shape, generator=g, dtype=torch.float64),
+        )
         c = v @ v.T / torch.linalg.norm(v)
         cd = c @ dw
         expect = float((cd * dw).sum() / (cd.norm() * dw.norm()))
@@ -236,8 +258,10 @@ def test_vlm_repaired_with_text_llm_references(llms, tmp_path):
     assert n_lang == len(al)
     assert json.loads((out / "config.json").read_text())["model_type"] == "llava"
     # calibration hooks on the VLM's language tower map to the same canonical names
-    ant = repair({"repair_method": "antidote", "adapted": str(vlm), "calibration": {"safety": calib(tmp_path / "h.jsonl")}},
-                 tmp_path / "a")
+    ant = repair(
+        {"repair_method": "antidote", "adapted": str(vlm), "calibration": {"safety": calib(tmp_path / "h.jsonl")}},
+        tmp_path / "a",
+    )
     rep = json.loads((ant / "safeadapt_provenance.json").read_text())["repair_report"]
     assert "model.layers.0.self_attn.q_proj.weight" in rep and not any("vision" in k for k in rep)
 
@@ -277,8 +301,7 @@ def test_scores_match_naive_definitions(llms, tmp_path):
 def test_wanda_by_layer_equals_whole_model(llms, tmp_path, kind):
     """The layer-by-layer pass (one decoder layer in memory) gives the whole-model pass's norms."""
     from safeadapt.io.models import load_pretrained
-    from safeadapt.repair.calibrate import calibration_rows, tokenize, wanda_norms
-    from safeadapt.repair.calibrate_layers import wanda_norms_by_layer
+    from safeadapt.repair.calibrate import calibration_rows, tokenize, wanda_norms, wanda_norms_by_layer
     from safeadapt.train.common import tokenizer_of
 
     path = llms["aligned"] if kind == "llm" else build_tiny_llava(tmp_path / "v", seed=4)
@@ -325,9 +348,16 @@ def test_row_block_streaming_matches_whole_tensors(llms, tmp_path, monkeypatch):
     from safeadapt.repair.merge import engine
 
     cal = calib(tmp_path / "c.jsonl")
-    recs = {"antidote": {"repair_method": "antidote", "adapted": str(llms["adapted"]), "calibration": {"safety": cal}},
-            "graft": {"repair_method": "set_difference", "adapted": str(llms["adapted"]), "aligned": str(llms["aligned"]),
-                      "parameters": {"score": "wanda", "p": 0.2, "q": 0.3}, "calibration": {"safety": cal, "utility": cal}}}
+    recs = {
+        "antidote": {"repair_method": "antidote", "adapted": str(llms["adapted"]), "calibration": {"safety": cal}},
+        "graft": {
+            "repair_method": "set_difference",
+            "adapted": str(llms["adapted"]),
+            "aligned": str(llms["aligned"]),
+            "parameters": {"score": "wanda", "p": 0.2, "q": 0.3},
+            "calibration": {"safety": cal, "utility": cal},
+        },
+    }
     whole = {n: repair(r, tmp_path / f"w-{n}") for n, r in recs.items()}
     monkeypatch.setattr(engine, "MIN_CHUNKED_ELEMS", 1)
     monkeypatch.setattr(engine, "CHUNK_ELEMS", 40)
@@ -335,7 +365,9 @@ def test_row_block_streaming_matches_whole_tensors(llms, tmp_path, monkeypatch):
         blocks = repair(r, tmp_path / f"b-{n}")
         a, b = sd(whole[n]), sd(blocks)
         assert all(torch.equal(a[k], b[k]) for k in a), n
-        ra, rb = (json.loads((d / "safeadapt_provenance.json").read_text())["repair_report"] for d in (whole[n], blocks))
+        ra, rb = (
+            json.loads((d / "safeadapt_provenance.json").read_text())["repair_report"] for d in (whole[n], blocks)
+        )
         assert ra == rb, n
 
 
@@ -346,8 +378,7 @@ def test_calibration_in_child_process_equals_in_process(llms, tmp_path):
     from safetensors.torch import load_file
 
     from safeadapt.io.resolve import resolve_model_ref
-    from safeadapt.repair.calibrate import calibration_rows
-    from safeadapt.repair.calibrate_child import CalibrationJob, compute_scores, compute_scores_in_child
+    from safeadapt.repair.calibrate import CalibrationJob, calibration_rows, compute_scores, compute_scores_in_child
     from safeadapt.repair.methods.base import ScoreNeed
 
     cal = calib(tmp_path / "c.jsonl", n=4)
@@ -358,8 +389,16 @@ def test_calibration_in_child_process_equals_in_process(llms, tmp_path):
     got = {}
     for where, run in (("here", compute_scores), ("child", compute_scores_in_child)):
         (tmp_path / where).mkdir()
-        job = CalibrationJob(needs=needs, inputs=inputs, texts=texts, max_length=64, batch_size=2, out_dir=str(tmp_path / where),
-                             seed=0, threads=torch.get_num_threads())
+        job = CalibrationJob(
+            needs=needs,
+            inputs=inputs,
+            texts=texts,
+            max_length=64,
+            batch_size=2,
+            out_dir=str(tmp_path / where),
+            seed=0,
+            threads=torch.get_num_threads(),
+        )
         paths = run(job)
         got[where] = {n: sd(Path(p)) if Path(p).is_dir() else load_file(p) for n, p in paths.items()}
     assert set(got["here"]) == {"norms", "snip_s", "wanda_u"} == set(got["child"])
@@ -375,7 +414,7 @@ def test_small_models_are_calibrated_in_process_large_ones_in_a_child(llms, tmp_
     fresh interpreter): the tiny model is scored here; with the threshold below its size, or with
     the variable at 0, in the spawned child; both give the same bytes."""
     import safeadapt.repair.api as api
-    import safeadapt.repair.calibrate_child as cc
+    import safeadapt.repair.calibrate as cc
     from safeadapt.repair.api import repair
 
     spawned = []

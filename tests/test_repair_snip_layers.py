@@ -1,4 +1,4 @@
-"""Layer-by-layer SNIP (safeadapt.repair.calibrate_snip): the same scores as the whole-model pass on a
+"""Layer-by-layer SNIP (safeadapt.repair.calibrate.snip): the same scores as the whole-model pass on a
 tiny Llama and a tiny LLaVA's language model, one file per layer read back tensor by tensor, also
 when the rows are split into chunks; and a planted SNIP graft through `safeadapt repair`."""
 
@@ -9,9 +9,9 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_repair_methods import calib, edit, open_model, sd
 
 from safeadapt.io.tiny import build_tiny_llava, build_tiny_llm
-from test_repair_methods import calib, edit, open_model, sd
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +26,19 @@ def _custom_llm(out, arch, seed=7, **cfg_kw):
     from safeadapt.io.tiny import _text_config, tiny_tokenizer
 
     if arch == "gemma2":
-        cfg = Gemma2Config(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-                           num_key_value_heads=2, head_dim=8, max_position_embeddings=64, bos_token_id=1, eos_token_id=2,
-                           pad_token_id=3)
+        cfg = Gemma2Config(
+            vocab_size=64,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            head_dim=8,
+            max_position_embeddings=64,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=3,
+        )
     else:
         cfg = _text_config(arch, 64, 16, 3)
     for k, v in cfg_kw.items():
@@ -42,13 +52,14 @@ def _custom_llm(out, arch, seed=7, **cfg_kw):
 @pytest.mark.parametrize("kind", ["llm", "llava", "qwen2-tied"])
 def test_snip_by_layer_equals_whole_model(llm, tmp_path, kind):
     from safeadapt.io.models import load_pretrained
-    from safeadapt.repair.calibrate import calibration_rows, snip_scores, tokenize
-    from safeadapt.repair.calibrate_child import LazyScores
-    from safeadapt.repair.calibrate_snip import snip_scores_by_layer
+    from safeadapt.repair.calibrate import LazyScores, calibration_rows, snip_scores, snip_scores_by_layer, tokenize
     from safeadapt.train.common import tokenizer_of
 
-    path = {"llm": lambda: llm, "llava": lambda: build_tiny_llava(tmp_path / "v", seed=4),
-            "qwen2-tied": lambda: _custom_llm(tmp_path / "q", "qwen2", tie_word_embeddings=True, initializer_range=0.3)}[kind]()
+    path = {
+        "llm": lambda: llm,
+        "llava": lambda: build_tiny_llava(tmp_path / "v", seed=4),
+        "qwen2-tied": lambda: _custom_llm(tmp_path / "q", "qwen2", tie_word_embeddings=True, initializer_range=0.3),
+    }[kind]()
     model, proc = load_pretrained(str(path))
     rows = tokenize(tokenizer_of(proc), calibration_rows(calib(tmp_path / "c.jsonl", n=5), 128, 0, "c"), 256, "c")
     rows.insert(2, (rows[0][0], [-100] * (len(rows[0][0]) - 1) + [rows[0][0][-1]]))  # no next-token target: skipped
@@ -67,7 +78,9 @@ def test_snip_by_layer_equals_whole_model(llm, tmp_path, kind):
         chunked = snip_scores_by_layer(inp, rows, tmp_path / "chunked", cache_bytes=2 * per_row)
     finally:
         inp.source.close()
-    assert all(sorted(p.name for p in d.iterdir()) == ["model.safetensors"] for d in (one, chunked))  # partial sums removed
+    assert all(
+        sorted(p.name for p in d.iterdir()) == ["model.safetensors"] for d in (one, chunked)
+    )  # partial sums removed
     for d in (one, chunked):
         lazy = LazyScores(d)
         for k in layer_keys:
@@ -83,10 +96,15 @@ def test_soft_capped_logits_fall_back_to_the_whole_model(tmp_path):
     anything and `compute_scores` scores the model whole (the same numbers as `snip_scores`)."""
     from safeadapt.io.models import load_pretrained
     from safeadapt.io.resolve import resolve_model_ref
-    from safeadapt.repair.calibrate import calibration_rows, snip_scores, tokenize
-    from safeadapt.repair.calibrate_child import CalibrationJob, compute_scores
-    from safeadapt.repair.calibrate_layers import NotLayerwise
-    from safeadapt.repair.calibrate_snip import snip_scores_by_layer
+    from safeadapt.repair.calibrate import (
+        CalibrationJob,
+        NotLayerwise,
+        calibration_rows,
+        compute_scores,
+        snip_scores,
+        snip_scores_by_layer,
+        tokenize,
+    )
     from safeadapt.repair.methods.base import ScoreNeed
     from safeadapt.train.common import tokenizer_of
 
@@ -109,16 +127,22 @@ def test_soft_capped_logits_fall_back_to_the_whole_model(tmp_path):
 
 
 def test_row_chunks_bound_the_cache():
-    from safeadapt.repair.calibrate_snip import row_chunks
+    from safeadapt.repair.calibrate import row_chunks
 
     assert row_chunks([3, 4, 2, 9, 1], 10, 70) == [[0, 1], [2], [3], [4]]
     assert row_chunks([3, 4], 10, 10**6) == [[0, 1]]
 
 
 def _chat_file(path, words, n=6):
-    rows = [{"messages": [{"role": "user", "content": " ".join(words[(i + j) % len(words)] for j in range(4))},
-                          {"role": "assistant", "content": " ".join(words[(i * 2 + j) % len(words)] for j in range(8))}]}
-            for i in range(n)]
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": " ".join(words[(i + j) % len(words)] for j in range(4))},
+                {"role": "assistant", "content": " ".join(words[(i * 2 + j) % len(words)] for j in range(8))},
+            ]
+        }
+        for i in range(n)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return str(path)
 
@@ -129,9 +153,9 @@ def test_snip_graft_selects_planted_safety_feature(tmp_path, monkeypatch):
     grafting with SNIP (scored layer by layer, through `repair`) copies exactly those columns' top
     entries from the aligned model, the same selection as the whole-model SNIP scores."""
     from safeadapt.io.models import load_pretrained
-    from safeadapt.repair import calibrate_snip
     from safeadapt.repair.api import repair
     from safeadapt.repair.calibrate import calibration_rows, snip_scores, tokenize
+    from safeadapt.repair.calibrate import snip as calibrate_snip
     from safeadapt.repair.methods.set_difference import top_mask
     from safeadapt.train.common import tokenizer_of
 

@@ -20,7 +20,10 @@ def llms(tmp_path_factory):
 
 
 def pairs(path: Path) -> str:
-    rows = [{"prompt": f"w{i} w{i + 1} w{i + 2}", "chosen": "w40 w41 w42", "rejected": f"w{i + 10} w{i + 11}"} for i in range(6)]
+    rows = [
+        {"prompt": f"w{i} w{i + 1} w{i + 2}", "chosen": "w40 w41 w42", "rejected": f"w{i + 10} w{i + 11}"}
+        for i in range(6)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return str(path)
 
@@ -28,10 +31,12 @@ def pairs(path: Path) -> str:
 def test_gradient_reaches_only_logits(llms):
     from safeadapt.io.models import load_pretrained
     from safeadapt.repair.merge.config import MergeConfig, ModelEntry
-    from safeadapt.repair.merge.engine import open_inputs
+    from safeadapt.repair.merge.inputs import open_inputs
     from safeadapt.repair.somf_train import attach_masks
 
-    cfg = MergeConfig(merge_method="x", models=[ModelEntry(model=str(llms["adapted"])), ModelEntry(model=str(llms["aligned"]))])
+    cfg = MergeConfig(
+        merge_method="x", models=[ModelEntry(model=str(llms["adapted"])), ModelEntry(model=str(llms["aligned"]))]
+    )
     models = open_inputs(cfg, None, False)
 
     class P:  # the plan fields attach_masks reads
@@ -87,5 +92,7 @@ def test_somf_needs_pairs(llms, tmp_path):
     from safeadapt.repair.api import repair
 
     with pytest.raises(SafeAdaptError, match="calibration.pairs"):
-        repair({"repair_method": "somf", "adapted": str(llms["adapted"]), "aligned": str(llms["aligned"])}, tmp_path / "o")
+        repair(
+            {"repair_method": "somf", "adapted": str(llms["adapted"]), "aligned": str(llms["aligned"])}, tmp_path / "o"
+        )
     assert not (tmp_path / "o").exists()

@@ -1,4 +1,4 @@
-"""Image-aware calibration (safeadapt.repair.calibrate_vision): calibration rows keep their images on
+"""Image-aware calibration (safeadapt.repair.calibrate.vision): calibration rows keep their images on
 a LLaVA VLM; the whole-model and layer-wise Wanda / SNIP passes see the image features and agree;
 an image-driven feature (planted in the projector) shows in the Wanda norms that text-only rows miss;
 a text-only model given image rows fails with one line and no output."""
@@ -10,9 +10,8 @@ import shutil
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
-
 from _tiny import build_tiny_llama, build_tiny_llava
+from safetensors.torch import load_file, save_file
 from test_repair_methods import open_model
 
 TEXTS = [("Describe the image please.", "I cannot help with that request."),
@@ -43,7 +42,9 @@ def _rows(path, images=True, n=4):
         if images:
             r["images"] = [f"images/{imgs[i]}"]
         rows.append(r)
-    rows.append({"messages": [{"role": "user", "content": "hello world question"}, {"role": "assistant", "content": "answer"}]})
+    rows.append(
+        {"messages": [{"role": "user", "content": "hello world question"}, {"role": "assistant", "content": "answer"}]}
+    )
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return str(path)
 
@@ -62,7 +63,7 @@ def _tokenized(path, spec, max_length=256):
 
 
 def test_vlm_rows_keep_images_through_the_processor(llava, tmp_path):
-    from safeadapt.repair.calibrate_vision import vision_of
+    from safeadapt.repair.calibrate import vision_of
 
     model, proc, rows = _tokenized(llava, _rows(tmp_path / "c.jsonl"))
     img = model.config.image_token_id
@@ -86,10 +87,13 @@ def test_vlm_rows_keep_images_through_the_processor(llava, tmp_path):
 
 
 def test_image_rows_whole_model_equals_layerwise(llava, tmp_path):
-    from safeadapt.repair.calibrate import snip_scores, wanda_norms
-    from safeadapt.repair.calibrate_child import LazyScores
-    from safeadapt.repair.calibrate_layers import wanda_norms_by_layer
-    from safeadapt.repair.calibrate_snip import snip_scores_by_layer
+    from safeadapt.repair.calibrate import (
+        LazyScores,
+        snip_scores,
+        snip_scores_by_layer,
+        wanda_norms,
+        wanda_norms_by_layer,
+    )
 
     model, proc, rows = _tokenized(llava, _rows(tmp_path / "c.jsonl"))
     _, _, text_rows = _tokenized(llava, _rows(tmp_path / "t.jsonl", images=False))
@@ -112,8 +116,9 @@ def test_image_rows_whole_model_equals_layerwise(llava, tmp_path):
     # the images count: o_proj of layer 0 reads attention over the image tokens
     k0 = "model.layers.0.self_attn.o_proj.weight"
     assert not torch.allclose(whole_w[k0], text_w[k0], rtol=1e-2)
-    assert torch.allclose(whole_w["model.layers.0.self_attn.q_proj.weight"], text_w["model.layers.0.self_attn.q_proj.weight"],
-                          rtol=1e-5)  # layer 0's own inputs at response positions are text embeddings
+    assert torch.allclose(
+        whole_w["model.layers.0.self_attn.q_proj.weight"], text_w["model.layers.0.self_attn.q_proj.weight"], rtol=1e-5
+    )  # layer 0's own inputs at response positions are text embeddings
 
 
 def _planted(src, vlm, d=7, j=3):
@@ -132,10 +137,11 @@ def _planted(src, vlm, d=7, j=3):
 
 def test_planted_image_feature_shows_in_wanda_norms(llava, tmp_path):
     """The projector's output dimension d is made large for every image (its bias) and is zero in every
-    text embedding; layer 0's v_proj maps dimension d, and only it, onto o_proj input feature j. Rows identical in text: with their
+    text embedding; layer 0's v_proj maps dimension d, and only it, onto o_proj input feature j. Rows identical in
+    text: with their
     images, feature j of layer 0's o_proj input gets a large norm; without them (what text-only
     calibration computed), it stays near zero."""
-    from safeadapt.repair.calibrate_layers import wanda_norms_by_layer
+    from safeadapt.repair.calibrate import wanda_norms_by_layer
 
     vlm, j = _planted(llava, tmp_path / "planted")
     _, proc, rows = _tokenized(vlm, _rows(tmp_path / "c.jsonl"))
@@ -207,7 +213,9 @@ def test_somf_trains_on_image_pairs_through_the_processor(llava, tmp_path, monke
     # image pairs on a text-only model: one line naming the file, no output
     llm = build_tiny_llama(tmp_path / "llm", seed=1)
     with pytest.raises(SafeAdaptError, match=r"pairs.jsonl.*images but the model is text-only") as e:
-        repair({**rec, "adapted": str(llm), "aligned": str(build_tiny_llama(tmp_path / "llm2", seed=2))}, tmp_path / "o2")
+        repair(
+            {**rec, "adapted": str(llm), "aligned": str(build_tiny_llama(tmp_path / "llm2", seed=2))}, tmp_path / "o2"
+        )
     assert "\n" not in str(e.value) and not (tmp_path / "o2").exists()
 
 
@@ -224,8 +232,13 @@ def test_antidote_on_image_rows_prunes_the_image_driven_column(llava, tmp_path, 
     monkeypatch.setenv("SAFEADAPT_CALIBRATE_IN_PROCESS", "0")
     for name, images in (("img", True), ("txt", False)):  # the image run in the spawned child, the other in process
         (tmp_path / name).mkdir()
-        rec = {"repair_method": "antidote", "adapted": str(vlm), "parameters": {"ratio": 1 / 32},
-               "filters": ["layers.0.self_attn.o_proj"], "calibration": {"safety": _rows(tmp_path / name / "c.jsonl", images=images)}}
+        rec = {
+            "repair_method": "antidote",
+            "adapted": str(vlm),
+            "parameters": {"ratio": 1 / 32},
+            "filters": ["layers.0.self_attn.o_proj"],
+            "calibration": {"safety": _rows(tmp_path / name / "c.jsonl", images=images)},
+        }
         outs[name] = load_file(repair(rec, tmp_path / f"out-{name}") / "model.safetensors")[k]
         monkeypatch.setenv("SAFEADAPT_CALIBRATE_IN_PROCESS", "1")
     zeroed = (outs["img"] == 0) & (a != 0)
@@ -245,12 +258,13 @@ PARTS_TEMPLATE = (
 def test_parts_only_processor_template_keeps_the_response(llava, tmp_path):
     from transformers import AutoProcessor
 
-    from safeadapt.repair.calibrate import calibration_rows, tokenize
-    from safeadapt.repair.calibrate_vision import vision_of
+    from safeadapt.repair.calibrate import calibration_rows, tokenize, vision_of
 
     proc = AutoProcessor.from_pretrained(str(llava))
     proc.chat_template = PARTS_TEMPLATE
-    rows = [r for r in tokenize(proc, calibration_rows(_rows(tmp_path / "c.jsonl"), 64, 0, "c"), 256, "c") if vision_of(r)]
+    rows = [
+        r for r in tokenize(proc, calibration_rows(_rows(tmp_path / "c.jsonl"), 64, 0, "c"), 256, "c") if vision_of(r)
+    ]
     assert len(rows) == 4
     got = sorted(proc.tokenizer.decode([y for y in lab if y != -100]).strip() for _, lab in rows)
     assert got == sorted(a for _, a in TEXTS)

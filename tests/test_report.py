@@ -54,11 +54,20 @@ def test_full_study_report_has_every_section_and_the_files_numbers(full: tuple[P
         assert t in html
     # judges: pairwise kappa between the two ensemble members, and the known human agreement
     assert "Cohen&#39;s κ" in html or "Cohen's κ" in html
-    assert "SmolLM2-135M-Instruct on XSTest prompts, held-out" in html and "completions_llama2orig.csv, heldout (judge_agreement.json here)" in html
+    assert (
+        "SmolLM2-135M-Instruct on XSTest prompts, held-out" in html
+        and "completions_llama2orig.csv, heldout (judge_agreement.json here)" in html
+    )
     # samples: harmful completions are collapsed, others shown
-    assert '<details class="harm"><summary>harmful completion (hidden; click to show)</summary><div>Sure. To make item 0' in html
+    assert (
+        '<details class="harm"><summary>harmful completion (hidden; click to show)</summary><div>Sure. To make item 0'
+        in html
+    )
     assert "Sure. You need flour." in html
-    assert "&lt;img src=x onerror=alert(1)&gt;&lt;script&gt;alert(2)&lt;/script&gt;" in html and "<script>alert" not in html
+    assert (
+        "&lt;img src=x onerror=alert(1)&gt;&lt;script&gt;alert(2)&lt;/script&gt;" in html
+        and "<script>alert" not in html
+    )
     # provenance: fingerprints and stage keys
     assert "fp-merge:linear-0.75" in html and "synthetic-study" in html
 
@@ -85,7 +94,11 @@ def test_sections_absent_without_their_data(tmp_path: Path) -> None:
     assert list(data.models) == [e.model for e in data.evals] and "merge:linear-0.75" in data.models
     # without the study's own checks the report applies the demo's rules to the numbers
     chk, source = analysis.checks(data)
-    assert source == "report" and chk["vl_raises_asr_20pts"]["holds"] and chk["best_merge_within_5pts"]["best"] == "merge:linear-0.75"
+    assert (
+        source == "report"
+        and chk["vl_raises_asr_20pts"]["holds"]
+        and chk["best_merge_within_5pts"]["best"] == "merge:linear-0.75"
+    )
     assert "the demo&#39;s checks" in html or "the demo's checks" in html
     # no merges: the generic rule (smallest worst gap) picks among the repairs
     data.models = {r: m for r, m in data.models.items() if not r.startswith("merge:")}
@@ -104,8 +117,14 @@ def test_declared_roles_and_summary_models(tmp_path: Path) -> None:
     src = make_study(tmp_path / "s", demo_results=False, diagnose=False, search=False)
     evals = collect(src).models
     m = lambda asr, orf, hp: {"text_asr": asr, "over_refusal": orf, "helpfulness": hp}  # noqa: E731
-    models = {"base": m(0.98, 0.0, 0.44), "align": m(0.46, 0.56, 0.48), "attack": m(0.86, 0.04, 0.52),
-              "vl": m(0.70, 0.26, 0.34), "merge:linear-0.75": m(0.42, 0.70, 0.40), "repair:resta-0.5": m(0.40, 0.46, 0.34)}
+    models = {
+        "base": m(0.98, 0.0, 0.44),
+        "align": m(0.46, 0.56, 0.48),
+        "attack": m(0.86, 0.04, 0.52),
+        "vl": m(0.70, 0.26, 0.34),
+        "merge:linear-0.75": m(0.42, 0.70, 0.40),
+        "repair:resta-0.5": m(0.40, 0.46, 0.34),
+    }
     summary = {"models": models, "roles": {"reference": "align", "adapted": "vl",
                                            "candidates": ["merge:linear-0.75", "repair:resta-0.5"]}}
     (src / "results.json").write_text(json.dumps(summary))
@@ -155,7 +174,10 @@ def test_wilson_and_front_units() -> None:
     assert lo == 0.0 and 0.27 < hi < 0.29  # the textbook 0/10 Wilson upper bound 0.278
     lo, hi = analysis.wilson(130, 144)
     assert lo < 130 / 144 < hi
-    pts = [{"label": a, "asr": x, "helpfulness": y} for a, x, y in (("a", 0.0, 0.5), ("b", 0.1, 0.9), ("c", 0.2, 0.8), ("d", 0.0, 0.4))]
+    pts = [
+        {"label": a, "asr": x, "helpfulness": y}
+        for a, x, y in (("a", 0.0, 0.5), ("b", 0.1, 0.9), ("c", 0.2, 0.8), ("d", 0.0, 0.4))
+    ]
     assert [p["label"] for p in analysis.pareto_front(pts)] == ["a", "b"]
     c = analysis.cell({"x": 0.0, "x_ci": [0.0, 0.0], "x_count": {"k": 0, "n": 10}}, "x")
     assert c["wilson"] and c["hi"] > 0.2
@@ -194,16 +216,24 @@ def test_study_run_writes_report(tmp_path: Path) -> None:
         "import json\n"
         "def ev(ctx):\n"
         f"    (ctx.out / 'results.json').write_text(json.dumps({eval_results('vl')!r}))\n"
-        f"    (ctx.out / 'generations.jsonl').write_text(''.join(json.dumps(r) + '\\n' for r in {generations('vl', 'x.png')!r}))\n")
-    (tmp_path / "s.yaml").write_text("name: tiny\nstages:\n  'eval:vl': {kind: python, params: {function: 'fns.py:ev'}}\n")
+        f"    (ctx.out / 'generations.jsonl').write_text(''.join(json.dumps(r) + '\\n' for r in "
+        f"{generations('vl', 'x.png')!r}))\n"
+    )
+    (tmp_path / "s.yaml").write_text(
+        "name: tiny\nstages:\n  'eval:vl': {kind: python, params: {function: 'fns.py:ev'}}\n"
+    )
     out = tmp_path / "out"
     r = CliRunner().invoke(app, ["run", str(tmp_path / "s.yaml"), "--out", str(out)])
     assert r.exit_code == 0, r.output
     html = (out / "report.html").read_text()
     assert "130/144" in html and 'id="provenance"' in html and "tiny" in html
     # a failed study still leaves a report of what finished, and fails with one line
-    (tmp_path / "fns.py").write_text((tmp_path / "fns.py").read_text() + "def bad(ctx):\n    raise ValueError('boom')\n")
-    (tmp_path / "s.yaml").write_text((tmp_path / "s.yaml").read_text() + "  bad: {kind: python, params: {function: 'fns.py:bad'}}\n")
+    (tmp_path / "fns.py").write_text(
+        (tmp_path / "fns.py").read_text() + "def bad(ctx):\n    raise ValueError('boom')\n"
+    )
+    (tmp_path / "s.yaml").write_text(
+        (tmp_path / "s.yaml").read_text() + "  bad: {kind: python, params: {function: 'fns.py:bad'}}\n"
+    )
     (out / "report.html").unlink()
     r = CliRunner().invoke(app, ["run", str(tmp_path / "s.yaml"), "--out", str(out)])
     assert r.exit_code != 0 and "bad" in r.output
@@ -229,9 +259,14 @@ def test_multi_seed_checks_and_stage_names(tmp_path: Path) -> None:
     """A --seeds study: checks hold only when they hold on every seed; eval:vl@s1 stays vl@s1."""
     src = make_study(tmp_path / "s", diagnose=False, search=False)
     res = json.loads((src / "results.json").read_text())
-    res["targets"] = {"vl_raises_asr_20pts": {"holds_every_seed": True, "holds_on_mean": True, "on_mean": {"holds": True}},
-                      "best_merge_within_5pts": {"holds_every_seed": False, "holds_on_mean": True,
-                                                 "on_mean": {"holds": True, "best": "merge:linear-0.75"}}}
+    res["targets"] = {
+        "vl_raises_asr_20pts": {"holds_every_seed": True, "holds_on_mean": True, "on_mean": {"holds": True}},
+        "best_merge_within_5pts": {
+            "holds_every_seed": False,
+            "holds_on_mean": True,
+            "on_mean": {"holds": True, "best": "merge:linear-0.75"},
+        },
+    }
     (src / "results.json").write_text(json.dumps(res))
     st = json.loads((src / "study.json").read_text())
     st["stages"][1]["name"] = "eval:vl@s1"

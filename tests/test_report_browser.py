@@ -24,7 +24,9 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 def browser():
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium; .ci/run does)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')"
+    )
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         yield b
@@ -37,17 +39,24 @@ def test_report_opens_in_chromium_without_errors(browser, tmp_path: Path) -> Non
     report = write_report(make_study(tmp_path / "study"))
     page = browser.new_page(viewport={"width": 1366, "height": 800})
     problems: list[str] = []
-    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None)
+    page.on(
+        "console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None
+    )
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
-    page.on("request", lambda r: None if r.url.startswith(("file:", "data:")) else problems.append(f"network request: {r.url}"))
+    page.on(
+        "request",
+        lambda r: None if r.url.startswith(("file:", "data:")) else problems.append(f"network request: {r.url}"),
+    )
     page.goto(report.as_uri())
     page.wait_for_load_state("load")
 
     for s in SECTIONS:
         assert page.locator(f"section#{s}").count() == 1, f"section {s} missing"
     n_img = page.evaluate("document.images.length")
-    broken = page.evaluate("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt)")
+    broken = page.evaluate(
+        "Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt)"
+    )
     assert n_img >= 6 and broken == []
     # the finding and the trade-off plot are on the first screen
     for sel in ("section#finding", "section#pareto img"):

@@ -26,10 +26,17 @@ def _wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
 @pytest.mark.skipif(not XSTEST.is_dir(), reason="../shared/data/xstest absent")
 def test_shipped_agreement_numbers_are_the_measured_ones(tmp_path: Path) -> None:
     out = tmp_path / "agreement.json"
-    subprocess.run([sys.executable, str(ROOT / "bench" / "judge_agreement.py"), "--data", str(XSTEST), "--json", str(out)],
-                   check=True, capture_output=True, text=True, cwd=ROOT)
+    subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "judge_agreement.py"), "--data", str(XSTEST), "--json", str(out)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     measured = json.loads(out.read_text())
-    shipped = json.loads(resources.files("safeadapt.report").joinpath("judge_human_agreement.json").read_text())["refusal"]
+    shipped = json.loads(resources.files("safeadapt.report").joinpath("judge_human_agreement.json").read_text())[
+        "refusal"
+    ]
     assert shipped and all("source" in e for e in shipped)
     agree = total = 0.0
     for e in shipped:

@@ -7,11 +7,11 @@ from __future__ import annotations
 import hashlib
 import json
 import textwrap
-from pathlib import Path
 
 import pytest
 
-from safeadapt.data.builtin import CATEGORIES, load_builtin
+from safeadapt.data.builtin import load_builtin
+from safeadapt.data.builtin_safety import CATEGORIES
 from safeadapt.data.refusals import n_variants, refusal_for
 from safeadapt.eval.cache import GenerationCache
 from safeadapt.eval.judges.registry import get_judge
@@ -169,7 +169,9 @@ def test_selfgen_stage_resumes_from_its_generation_cache(tmp_path, monkeypatch):
         """))
     calls = []
     real_generate = HFBackend.generate
-    monkeypatch.setattr(HFBackend, "generate", lambda self, reqs, dec: calls.append(len(reqs)) or real_generate(self, reqs, dec))
+    monkeypatch.setattr(
+        HFBackend, "generate", lambda self, reqs, dec: calls.append(len(reqs)) or real_generate(self, reqs, dec)
+    )
     real_dpo = dpo_mod.dpo
 
     def dies(*a, **k):

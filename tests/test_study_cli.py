@@ -11,6 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from safeadapt.study import commands
+from safeadapt.world import commands as world_commands
 
 FNS = '''
 def make(ctx):
@@ -92,7 +93,7 @@ def test_errors_are_one_line_and_nonzero(tmp_path: Path) -> None:
 def test_demo_driver_quick_profile_and_fallback_summary(tmp_path: Path, capsys) -> None:  # noqa: ANN001
     f = _write(tmp_path)
     out = tmp_path / "demo"
-    commands.run_demo(out, seed=3, quick=True, study_file=f)
+    world_commands.run_demo(out, seed=3, quick=True, study_file=f)
     rec = json.loads((out / "study.json").read_text())
     assert rec["profile"] == "quick" and rec["seed"] == 3 and rec["status"] == "complete"
     assert (out / rec["stages"][0]["dir"] / "x.txt").read_text() == "2"
@@ -103,4 +104,4 @@ def test_demo_driver_quick_profile_and_fallback_summary(tmp_path: Path, capsys) 
     from safeadapt.core.errors import SafeAdaptError
 
     with pytest.raises(SafeAdaptError, match="--quick needs a 'quick' profile"):
-        commands.run_demo(tmp_path / "d2", quick=True, study_file=no_quick)
+        world_commands.run_demo(tmp_path / "d2", quick=True, study_file=no_quick)

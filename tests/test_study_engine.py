@@ -209,7 +209,12 @@ def test_failure_is_one_line_records_status_and_blocks_downstream(tmp_path: Path
     assert "disk on fire" in log.read_text()
     record = json.loads((out / "study.json").read_text())
     assert record["status"] == "failed"
-    assert {s["name"]: s["status"] for s in record["stages"]} == {"ok": "done", "bad": "failed", "after": "blocked", "other": "skipped"}
+    assert {s["name"]: s["status"] for s in record["stages"]} == {
+        "ok": "done",
+        "bad": "failed",
+        "after": "blocked",
+        "other": "skipped",
+    }
     # nothing complete-looking was left for the failed stage
     assert not list((out / "stages").glob("bad-*")) and not list((out / "stages").glob(".bad*"))
     # keep_going runs the independent stage

@@ -109,3 +109,22 @@ def test_study_json_shape_is_pinned(tmp_path: Path, pin_kind) -> None:  # noqa: 
     marker = json.loads((out / fan["dir"] / "_stage.json").read_text())
     assert list(marker) == ["name", "kind", "key", "seed", "params", "inputs", "versions", "study", "provenance"]
     assert marker["provenance"]["config"]["threads"] == 2
+
+
+def test_repair_and_eval_versions_fold_in_what_changes_their_numbers() -> None:
+    """A repair that scores weights on data carries the calibration pass's version in its cache key,
+    one that does not stays at "1"; an eval stage carries each judge's declared version."""
+    from safeadapt.eval.judges.registry import JUDGES
+    from safeadapt.repair.calibrate.rows import CALIBRATION_VERSION
+    from safeadapt.study.stages import STAGE_KINDS
+
+    v = lambda kind, params: STAGE_KINDS.version_of(kind, params, Path("."))  # noqa: E731
+    calibrated = f"1;calibration={CALIBRATION_VERSION}"
+    assert v("repair", {"method": "antidote", "parameters": {"mode": "wanda"}}) == calibrated
+    assert v("repair", {"method": "antidote", "parameters": {"mode": "magnitude"}}) == "1"
+    assert v("repair", {"method": "set_difference"}) == calibrated
+    assert v("repair", {"method": "resta"}) == "1"
+    refusal = JUDGES.get("refusal").version
+    assert refusal != "1"
+    assert v("eval", {"judge": "refusal", "suites": ["text-safety"]}) == f"1;refusal={refusal}"
+    assert v("eval", {"judge": ["world", "refusal"], "suites": ["text-safety"]}) == f"1;refusal={refusal}"

@@ -35,7 +35,8 @@ def draw(ctx):
 def _draw(ctx):
     import numpy, torch
     (ctx.out / "draw.json").write_text(json.dumps({"random": random.random(), "numpy": float(numpy.random.rand()),
-        "torch": float(torch.rand(1)), "threads": torch.get_num_threads(), "seed": ctx.seed, "ctx_threads": ctx.threads}))
+        "torch": float(torch.rand(1)), "threads": torch.get_num_threads(), "seed": ctx.seed,
+        "ctx_threads": ctx.threads}))
 
 def meet(ctx):
     """Wait until the other stage of the pair has started too: only a parallel run gets past."""
@@ -99,13 +100,20 @@ def test_parallel_stages_overlap_and_match_a_serial_run(tmp_path: Path) -> None:
     run_study(load_study(write_study(ser, FNS, STUDY)), ser / "out", jobs=1)
     a, b = _draws(par / "out"), _draws(ser / "out")
     for name in a:
-        assert {k: v for k, v in a[name].items() if k != "threads"} == {k: v for k, v in b[name].items() if k != "threads"}
+        assert {k: v for k, v in a[name].items() if k != "threads"} == {
+            k: v for k, v in b[name].items() if k != "threads"
+        }
     assert a["left"]["threads"] == threads_per_job(2)
     assert a["first"]["seed"] == 5 and a["last"]["seed"] == 9
     assert logged_calls(par, sort=True) == ["first", "last", "left", "right"]
     # a cached re-run with workers requested does nothing
     again = run_study(load_study(write_study(par, FNS, STUDY)), par / "out", jobs=2)
-    assert all(p.status == "cached" for p in again) and logged_calls(par, sort=True) == ["first", "last", "left", "right"]
+    assert all(p.status == "cached" for p in again) and logged_calls(par, sort=True) == [
+        "first",
+        "last",
+        "left",
+        "right",
+    ]
 
 
 def _alive(pid: int) -> bool:
@@ -121,7 +129,9 @@ def test_sigkill_while_two_stages_run_then_resume(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = start_study_process(f, out, jobs=2)
     try:
-        wait_for_files(proc, [tmp_path / "started_left", tmp_path / "started_right"], 90, "the two stages never ran together")
+        wait_for_files(
+            proc, [tmp_path / "started_left", tmp_path / "started_right"], 90, "the two stages never ran together"
+        )
         time.sleep(0.3)  # both are inside their sleep, scratch written
         workers = [int((tmp_path / f"started_{n}").read_text()) for n in ("left", "right")]
         assert len(set(workers)) == 2 and proc.pid not in workers
@@ -217,8 +227,8 @@ def test_a_stage_declared_with_more_threads_takes_the_cores_to_itself(tmp_path: 
     """`threads: 2` with 2 workers: the stage runs alone (two slots) with 2 torch threads and its
     ctx says so, whatever --jobs is (same numbers with --jobs 1); the stage after it is back to
     cores // jobs; the pair with a barrier still runs together; the declared count enters the key."""
-    from safeadapt.study.scheduler import available_cores
     from safeadapt.study.engine import plan_study
+    from safeadapt.study.scheduler import available_cores
 
     want = min(2, available_cores())
     runs = {}
@@ -238,8 +248,13 @@ def test_a_stage_declared_with_more_threads_takes_the_cores_to_itself(tmp_path: 
         assert d["first"]["ctx_threads"] is None and d["after"]["ctx_threads"] is None
     assert runs[2]["after"]["threads"] == threads_per_job(2)
     assert {k: v for k, v in runs[2]["wide"].items()} == {k: v for k, v in runs[1]["wide"].items()}
-    keys = {t: {p.stage.name: p.key for p in plan_study(load_study(tmp_path / "j2" / "study.yaml", overrides={"t": t}), tmp_path / "k")}
-            for t in (2, 1)}
+    keys = {
+        t: {
+            p.stage.name: p.key
+            for p in plan_study(load_study(tmp_path / "j2" / "study.yaml", overrides={"t": t}), tmp_path / "k")
+        }
+        for t in (2, 1)
+    }
     assert keys[2]["wide"] != keys[1]["wide"] and keys[2]["first"] == keys[1]["first"]
 
 

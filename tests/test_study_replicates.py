@@ -103,7 +103,9 @@ def test_seeds_share_what_does_not_depend_on_the_seed(tmp_path: Path) -> None:
     assert set(study.stage("table@s0").inputs) == {"evs[ev:a]", "evs[ev:b]"}
     assert {r.stage for r in study.stage("table@s0").inputs.values()} == {"ev:a@s0", "ev:b@s0"}
     plan = {p.stage.name: p for p in run_study(study, out)}
-    assert plan["fixed"].status == "cached" and all(plan[f"{b}@s1"].status == "cached" for b in ("data", "ev:a", "table"))
+    assert plan["fixed"].status == "cached" and all(
+        plan[f"{b}@s1"].status == "cached" for b in ("data", "ev:a", "table")
+    )
     assert logged_calls(tmp_path, sort=True) == sorted(["data", "ev:a", "ev:b", "fixed", "table"] +
                                       [f"{b}@s{sd}" for sd in (0, 2) for b in ("data", "ev:a", "ev:b", "table")])
     for sd in (0, 1, 2):
@@ -142,13 +144,19 @@ def test_seeds_on_the_command_line(tmp_path: Path) -> None:
 
 def _world_metrics(text: float, mm: float, orr: float, helpful: float, n: int = 100) -> dict:
     m = {}
-    for k, v in (("text_asr", text), ("mm_asr", mm), ("jailbreak_asr", text), ("over_refusal", orr), ("helpfulness", helpful)):
+    for k, v in (
+        ("text_asr", text),
+        ("mm_asr", mm),
+        ("jailbreak_asr", text),
+        ("over_refusal", orr),
+        ("helpfulness", helpful),
+    ):
         m[k], m[f"{k}_count"], m[f"{k}_ci"] = v, {"k": round(v * n), "n": n}, [0, 1]
     return m
 
 
 def test_demo_summary_over_seeds_on_planted_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from safeadapt.world.demo import summarize
+    from safeadapt.world.summary import summarize
 
     # seed 2: VL adaptation raises ASR by only 10 points -> direction 1 fails on that seed only
     planted = {
@@ -162,22 +170,38 @@ def test_demo_summary_over_seeds_on_planted_numbers(tmp_path: Path, capsys: pyte
         for role, rows in planted.items():
             d = tmp_path / "stages" / f"eval_{role.replace(':', '_')}-{sd}"
             d.mkdir(parents=True)
-            (d / "world_metrics.json").write_text(json.dumps({"role": role, "model_dir": "m", "metrics": _world_metrics(*rows[sd])}))
-            stages.append({"name": f"eval:{role}@s{sd}", "kind": "world.eval", "replicate": sd, "base_name": f"eval:{role}",
-                           "dir": str(d.relative_to(tmp_path)), "status": "done", "seconds": 1.0})
+            (d / "world_metrics.json").write_text(
+                json.dumps({"role": role, "model_dir": "m", "metrics": _world_metrics(*rows[sd])})
+            )
+            stages.append(
+                {
+                    "name": f"eval:{role}@s{sd}",
+                    "kind": "world.eval",
+                    "replicate": sd,
+                    "base_name": f"eval:{role}",
+                    "dir": str(d.relative_to(tmp_path)),
+                    "status": "done",
+                    "seconds": 1.0,
+                }
+            )
     (tmp_path / "study.json").write_text(json.dumps({"seeds": [0, 1, 2], "stages": stages}))
     res = summarize(tmp_path)
     assert res["seeds"] == [0, 1, 2] and set(res["per_seed"]) == {"0", "1", "2"}
     vl = res["across_seeds"]["vl"]["text_asr"]
     assert vl["values"] == [0.90, 0.80, 0.11] and vl["mean"] == pytest.approx(0.60333, abs=1e-4)
-    assert res["models"]["vl"]["text_asr"] == pytest.approx(vl["mean"]) and res["models"]["vl"]["text_asr_ci"] == vl["ci95"]
+    assert (
+        res["models"]["vl"]["text_asr"] == pytest.approx(vl["mean"])
+        and res["models"]["vl"]["text_asr_ci"] == vl["ci95"]
+    )
     t1 = res["targets"]["vl_raises_asr_20pts"]
     assert t1["holds_per_seed"] == {"0": True, "1": True, "2": False} and not t1["holds_every_seed"]
     assert t1["holds_on_mean"]  # the mean rise is still >= 20 points ...
     assert t1["intervals_separate"] is False  # ... but the intervals overlap with seed 2 in them
     t2 = res["targets"]["safety_tuning_lowers_asr_raises_over_refusal"]
     assert t2["holds_every_seed"] and t2["holds_on_mean"]
-    assert res["separation"]["safety_tuning_lowers_asr_raises_over_refusal"]["per_model"]["vl_sft"]["over_refusal_above_aligned"]
+    assert res["separation"]["safety_tuning_lowers_asr_raises_over_refusal"]["per_model"]["vl_sft"][
+        "over_refusal_above_aligned"
+    ]
     t3 = res["targets"]["best_merge_within_5pts"]
     assert t3["holds_every_seed"] and t3["on_mean"]["best"] == "merge:linear-0.75"
     assert json.loads((tmp_path / "results.json").read_text())["targets"] == res["targets"]

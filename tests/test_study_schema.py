@@ -11,7 +11,6 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from safeadapt.core.errors import SafeAdaptError
-from safeadapt.study import registry as registry_mod
 from safeadapt.study.engine import plan_study
 from safeadapt.study.schema import load_study, parse_overrides
 from safeadapt.study.stages import STAGE_KINDS
@@ -210,10 +209,16 @@ def test_vars_profiles_and_overrides(tmp_path: Path) -> None:
     assert (st.name, st.params["steps"], st.params["s"], st.seed) == ("a-x", 5, "seed=1 ${lit}", 1)
     assert "unknown profile 'slow'; known: quick" in _err(f, profile="slow")
     assert "--set nope: not a variable" in _err(f, overrides={"nope": 1})
-    assert parse_overrides(["a=3", "b=0.5", "c=[x, y]", "d=true", "e=hi"]) == {"a": 3, "b": 0.5, "c": ["x", "y"], "d": True, "e": "hi"}
+    assert parse_overrides(["a=3", "b=0.5", "c=[x, y]", "d=true", "e=hi"]) == {
+        "a": 3,
+        "b": 0.5,
+        "c": ["x", "y"],
+        "d": True,
+        "e": "hi",
+    }
 
 
-def test_plugins_and_lazy_prefix_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_study_plugins_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pkg = tmp_path / "plugpkg"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
@@ -233,16 +238,6 @@ def test_plugins_and_lazy_prefix_import(tmp_path: Path, monkeypatch: pytest.Monk
               h: {kind: plug.hello}
             """)
         assert load_study(f).stages[0].kind == "plug.hello"
-        STAGE_KINDS.unregister("plug.hello")
-        sys.modules.pop("plugpkg.kinds", None)
-        # without `plugins:`, a registered prefix imports its module on first use
-        monkeypatch.setitem(registry_mod.PLUGIN_PREFIXES, "plug.", "plugpkg.kinds")
-        f2 = _study(tmp_path, """
-            name: s
-            stages:
-              h: {kind: plug.hello}
-            """)
-        assert load_study(f2).stages[0].kind == "plug.hello"
         f3 = _study(tmp_path, """
             name: s
             plugins: [plugpkg.missing]
@@ -257,7 +252,9 @@ def test_plugins_and_lazy_prefix_import(tmp_path: Path, monkeypatch: pytest.Monk
             stages:
               h: {kind: python, params: {function: "m:f"}}
             """)
-        assert "plugin module 'plugpkg.broken' failed to import: No module named 'not_a_real_dependency_xyz'" in _err(f4)
+        assert "plugin module 'plugpkg.broken' failed to import: No module named 'not_a_real_dependency_xyz'" in _err(
+            f4
+        )
     finally:
         STAGE_KINDS.unregister("plug.hello")
         sys.modules.pop("plugpkg.kinds", None)
@@ -316,7 +313,7 @@ def test_stage_threads_and_memory_are_validated(tmp_path: Path, field: str, valu
 
 def test_builtin_demo_study_validates(tmp_path: Path) -> None:
     """The demo study shipped with the world package loads, expands and plans (when present)."""
-    from safeadapt.study.commands import DEMO_STUDY
+    from safeadapt.world.commands import DEMO_STUDY
 
     if not DEMO_STUDY.is_file():
         pytest.skip("safeadapt/world/demo_study.yaml not present")

@@ -32,7 +32,9 @@ def tiny_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     g = torch.Generator().manual_seed(1)
     for f in m1.glob("*.safetensors"):
         t = load_file(str(f))
-        save_file({k: v + 0.1 * torch.randn(v.shape, generator=g) for k, v in t.items()}, str(f), metadata={"format": "pt"})
+        save_file(
+            {k: v + 0.1 * torch.randn(v.shape, generator=g) for k, v in t.items()}, str(f), metadata={"format": "pt"}
+        )
     return m0, m1
 
 
@@ -222,7 +224,7 @@ def torch_equal(a, b) -> bool:  # noqa: ANN001
 
 
 def test_adapter_references_resolve_inside_inputs_and_study_dir(tmp_path: Path) -> None:
-    from safeadapt.study.stages._common import data_file, model_ref, read_rows
+    from safeadapt.study.stages._common import data_file, model_ref, read_json_rows
     from safeadapt.study.stages.eval import _dataset_spec
 
     up = tmp_path / "stages" / "up"
@@ -234,7 +236,10 @@ def test_adapter_references_resolve_inside_inputs_and_study_dir(tmp_path: Path) 
     ctx = StageContext("e", "eval", {}, {"m": up}, tmp_path / "o", tmp_path / "s", 0, tmp_path, base_dir=tmp_path)
     assert _dataset_spec(ctx, "xstest:xs.csv") == f"xstest:{tmp_path / 'xs.csv'}"
     assert _dataset_spec(ctx, "xstest:input:m/rows.jsonl") == f"xstest:{up / 'rows.jsonl'}"
-    assert _dataset_spec(ctx, {"path": "xs.csv", "prompt_col": "prompt"}) == {"path": str(tmp_path / "xs.csv"), "prompt_col": "prompt"}
+    assert _dataset_spec(ctx, {"path": "xs.csv", "prompt_col": "prompt"}) == {
+        "path": str(tmp_path / "xs.csv"),
+        "prompt_col": "prompt",
+    }
     assert _dataset_spec(ctx, "walledai/AdvBench") == "walledai/AdvBench"  # a hub id stays as is
     assert model_ref(ctx, slot="m") == str(up / "model")
     with pytest.raises(SafeAdaptError, match="needs a model: input 'model' or params.model"):
@@ -242,7 +247,7 @@ def test_adapter_references_resolve_inside_inputs_and_study_dir(tmp_path: Path) 
     ctx.params = {"data": "input:m/rows.jsonl"}
     path = data_file(ctx, "data", "data", "train.jsonl")
     assert path == up / "rows.jsonl"
-    assert read_rows(path)[0]["images"] == [str(up / "a.png")]  # made absolute against the file
+    assert read_json_rows(path)[0]["images"] == [str(up / "a.png")]  # made absolute against the file
     (up / "bad.jsonl").write_text('{"a": 1}\n{oops\n')
     with pytest.raises(SafeAdaptError, match=r"bad.jsonl:2: invalid JSON"):
-        read_rows(up / "bad.jsonl")
+        read_json_rows(up / "bad.jsonl")

@@ -14,7 +14,7 @@ from _tiny import build_tiny_llama  # noqa: E402
 from _tiny_train import changed, state  # noqa: E402
 
 from safeadapt.core.errors import SafeAdaptError  # noqa: E402
-from safeadapt.train.common import tokenize_chat_rows  # noqa: E402
+from safeadapt.train.chat import tokenize_chat_rows
 from safeadapt.train.sft import SFTOptions, sft  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,10 +43,10 @@ def test_labels_cover_assistant_turns_only(llm):
     cols, dropped = tokenize_chat_rows(tok, [chat], 512)
     assert dropped == 0
     ids, labels = cols["input_ids"][0], cols["labels"][0]
-    trained = tok.decode([t for t, l in zip(ids, labels) if l != -100])
+    trained = tok.decode([t for t, lab in zip(ids, labels) if lab != -100])
     assert trained == "Hello there<|im_end|>\nBye now<|im_end|>\n"
     # everything else (system, user turns, role headers) is masked
-    masked = tok.decode([t for t, l in zip(ids, labels) if l == -100])
+    masked = tok.decode([t for t, lab in zip(ids, labels) if lab == -100])
     assert "Be brief." in masked and "hi" in masked and "bye" in masked and "Hello" not in masked
     # truncation inside the prompt leaves nothing to train on -> row dropped
     cols2, dropped2 = tokenize_chat_rows(tok, [chat], 5)

@@ -75,9 +75,8 @@ def test_build_llava_towers(parts, tmp_path, family, full, config_only, expect_t
 
 
 def test_build_llava_adds_image_token_and_keeps_chat_format(parts, tmp_path):
-    from transformers import AutoModelForCausalLM, AutoProcessor, AutoTokenizer
-
     from _tiny_train import build_llm_without_image_token
+    from transformers import AutoModelForCausalLM, AutoProcessor, AutoTokenizer
 
     llm_dir = build_llm_without_image_token(tmp_path / "llm")
     tok = AutoTokenizer.from_pretrained(str(llm_dir))
@@ -165,7 +164,9 @@ def test_sft_on_vlm_with_text_only_and_mixed_rows(parts, tmp_path):
         out = sft(base, rows, tmp_path / name, o)
         diff = changed(state(base), state(out))
         assert any("language_model" in k for k in diff) and not any("vision_tower" in k for k in diff)
-        assert json.loads((out / "safeadapt_train.json").read_text())["train"]["vision_rows"] == (4 if name == "mixed" else 0)
+        assert json.loads((out / "safeadapt_train.json").read_text())["train"]["vision_rows"] == (
+            4 if name == "mixed" else 0
+        )
 
 
 def test_cli_vl_adapt_resolves_image_paths(parts, tmp_path):

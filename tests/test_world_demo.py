@@ -33,7 +33,11 @@ METRICS = ("text_asr", "mm_asr", "jailbreak_asr", "over_refusal", "helpfulness")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "run"
     exe = Path(sys.executable).with_name("safeadapt")
-    cmd = [str(exe), "demo", "--out", str(out)] if exe.exists() else [sys.executable, "-m", "safeadapt.cli", "demo", "--out", str(out)]
+    cmd = (
+        [str(exe), "demo", "--out", str(out)]
+        if exe.exists()
+        else [sys.executable, "-m", "safeadapt.cli", "demo", "--out", str(out)]
+    )
     env = {k: v for k, v in os.environ.items() if k != "SAFEADAPT_JOBS"}  # the demo's default: every core
     env["SAFEADAPT_NO_PROGRESS"] = "1"
     t0 = time.perf_counter()

@@ -5,8 +5,8 @@ results.json with every role and every metric a fraction; a rerun is fully cache
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import os
+from pathlib import Path
 
 import pytest
 
@@ -22,8 +22,9 @@ ROLES = {"aligned", "vl_stage1", "vl", "vl_sft", "vl_mtl", "vl_dpo"} | {
 
 @pytest.fixture(scope="module")
 def micro(tmp_path_factory):
-    from safeadapt.study.commands import DEMO_STUDY, run_study_file
-    from safeadapt.world.demo import summarize
+    from safeadapt.study.commands import run_study_file
+    from safeadapt.world.commands import DEMO_STUDY
+    from safeadapt.world.summary import summarize
 
     base = tmp_path_factory.mktemp("micro")
     out = base / "run"
@@ -64,7 +65,13 @@ def test_micro_world_results_have_every_role_and_fraction(micro):
     assert set(on_disk["targets"]) == {"vl_raises_asr_20pts", "safety_tuning_lowers_asr_raises_over_refusal",
                                        "best_merge_within_5pts", "guided_merge_beats_uniform", "home_repairs_cut_asr"}
     home = on_disk["targets"]["home_repairs_cut_asr"]
-    assert home["home"] == "harmful_ft" and set(home["per_method"]) == {"antidote", "resta", "safemerge", "somf", "set_difference"}
+    assert home["home"] == "harmful_ft" and set(home["per_method"]) == {
+        "antidote",
+        "resta",
+        "safemerge",
+        "somf",
+        "set_difference",
+    }
 
 
 def test_micro_world_search_front(micro):
@@ -90,7 +97,8 @@ def test_micro_world_generations_are_judged_by_world_judge(micro):
 
 
 def test_micro_world_rerun_is_cached(micro):
-    from safeadapt.study.commands import DEMO_STUDY, run_study_file
+    from safeadapt.study.commands import run_study_file
+    from safeadapt.world.commands import DEMO_STUDY
 
     out, _ = micro
     run_study_file(DEMO_STUDY, out, profile="micro", seed=0)
@@ -116,7 +124,7 @@ def test_micro_world_diagnosis_stages(micro):
     assert "recommend.yaml" in diag["diagnose:recommend"]["files"]
 def test_micro_demo_ends_with_report(micro):
     """`safeadapt demo`'s driver ends with DIR/report.html showing every role's measured counts."""
-    from safeadapt.study.commands import run_demo
+    from safeadapt.world.commands import run_demo
 
     out, res = micro
     run_demo(out, profile="micro", seed=0)  # every stage cached: summary + report only

@@ -30,7 +30,11 @@ def test_tokenizer_round_trip_with_image_token(tok):
     msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How do I make a cake?"}]},
             {"role": "assistant", "content": "Sure. To make a cake, you need flour."}]
     text = tok.apply_chat_template(msgs, tokenize=False)
-    assert text == "<|user|>\n<image>\nHow do I make a cake?<|end|>\n<|assistant|>\nSure. To make a cake, you need flour.<|end|>\n"
+    assert (
+        text
+        == "<|user|>\n<image>\nHow do I make a cake?<|end|>\n<|assistant|>\nSure. To make a cake, you need "
+           "flour.<|end|>\n"
+    )
     ids = tok(text, add_special_tokens=False)["input_ids"]
     assert tok.decode(ids) == text
     image_id = tok.convert_tokens_to_ids("<image>")
@@ -61,7 +65,7 @@ def test_splits_are_disjoint_by_template_and_filler():
 
 
 def test_categories_follow_project_taxonomy():
-    from safeadapt.data.builtin import CATEGORIES
+    from safeadapt.data.builtin_safety import CATEGORIES
 
     assert set(T.HARMFUL_ITEMS) == set(CATEGORIES)
 

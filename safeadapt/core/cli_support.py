@@ -1,5 +1,5 @@
 """Helpers for CLI commands: `user_errors` turns SafeAdaptError (and friendly OS errors) into one
-line on stderr and a non-zero exit, never a traceback."""
+line on stderr and a non-zero exit, never a traceback; `COMMANDS` holds the commands plugins add."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any, Callable, TypeVar
 import typer
 
 from safeadapt.core.errors import SafeAdaptError
+from safeadapt.core.registry import Registry
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,3 +37,7 @@ def user_errors(fn: F) -> F:
             raise
 
     return wrapper  # type: ignore[return-value]
+
+
+#: name -> `add(app)` adding a plugin's command(s) to the main app (`@COMMANDS.register("demo")`)
+COMMANDS: Registry[Callable[[typer.Typer], None]] = Registry("command")

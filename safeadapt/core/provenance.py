@@ -61,6 +61,15 @@ def hash_path(path: str | os.PathLike, *, max_bytes: int | None = None) -> str:
     return h.hexdigest()
 
 
+def omit_none(d: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """`d` without those of `keys` whose value is None: a field added later and left unset is not
+    written, so the hashes of the objects written before it stay the same."""
+    for k in keys:
+        if k in d and d[k] is None:
+            del d[k]
+    return d
+
+
 def stable_hash(obj: Any) -> str:
     """Hash of a JSON-serialisable object with sorted keys."""
     import json
@@ -88,7 +97,9 @@ class _Section:
         self.timer.timings[self.name] = self.timer.timings.get(self.name, 0.0) + time.perf_counter() - self.t0
 
 
-def provenance(config: Any = None, inputs: dict[str, str] | None = None, timings: dict[str, float] | None = None) -> dict[str, Any]:
+def provenance(
+    config: Any = None, inputs: dict[str, str] | None = None, timings: dict[str, float] | None = None
+) -> dict[str, Any]:
     return {
         "tool": "safeadapt",
         "versions": versions(),

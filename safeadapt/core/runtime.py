@@ -136,7 +136,14 @@ def make_progress(transient: bool = False):
     """A rich progress display. One opened while another is live (an eval inside a study stage)
     is transient: its bars vanish when done, so the outer display is not buried under them."""
     quiet_progress()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     class _Tracked(Progress):
         def __enter__(self):  # type: ignore[override]
@@ -157,6 +164,10 @@ def make_progress(transient: bool = False):
         TimeRemainingColumn(),
         transient=transient or _LIVE_DEPTH > 0,
         disable=not progress_enabled(),
+        # an inner display (an eval inside a stage run in the study process) leaves sys.stdout to
+        # the stage's log capture; the outer one shows the study's own prints above its bars
+        redirect_stdout=_LIVE_DEPTH == 0,
+        redirect_stderr=_LIVE_DEPTH == 0,
     )
 
 

@@ -37,7 +37,8 @@ class Context:
 
 
 Adapter = Callable[[Row, Context], Sample]
-ADAPTERS: Registry[Adapter] = Registry("dataset adapter")
+#: name -> `adapter(row, ctx) -> Sample`; the named benchmark formats (benchmarks.py) load on the first lookup
+ADAPTERS: Registry[Adapter] = Registry("dataset adapter", builtins="safeadapt.data.benchmarks")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -114,6 +115,29 @@ def _make_id(ctx: Context, row: Row, raw: Any = None) -> str:
     return f"{ctx.name}:{row.index + 1}"
 
 
+def prompt_column(ctx: Context) -> str:
+    """The file's prompt column (`columns.find_column` over every row's columns: `prompt`, else
+    the one common alias present), found once per file. No alias in a file without `messages`
+    rows: a one-line error naming the file and its columns; ambiguous aliases likewise."""
+    if "prompt_column" not in ctx.memo:
+        from safeadapt.data.columns import PROMPT_COLUMNS, columns_of, find_column
+
+        cols = columns_of(r.data for r in ctx.rows)
+        chat = (ctx.opts.get("columns") or {}).get("messages", "messages") in cols
+        source = str(ctx.path) if ctx.path is not None else ctx.name
+        ctx.memo["prompt_column"] = (
+            find_column(
+                cols,
+                PROMPT_COLUMNS,
+                source=source,
+                required=not chat,
+                hint="rename it to 'prompt', or map it (columns: {prompt: NAME} in a dataset spec)",
+            )
+            or "prompt"
+        )
+    return str(ctx.memo["prompt_column"])
+
+
 # ---------------------------------------------------------------------------------------------
 # adapters: one small function each (Row -> Sample), no I/O beyond checking image files
 @ADAPTERS.register("table")
@@ -123,6 +147,8 @@ def table_adapter(row: Row, ctx: Context) -> Sample:
     `label_map`, `image_dir`, `check_images`."""
     cols: dict[str, str] = {f: f for f in SAMPLE_FIELDS}
     cols.update(ctx.opts.get("columns") or {})
+    if "prompt" not in (ctx.opts.get("columns") or {}):
+        cols["prompt"] = prompt_column(ctx)
     d = row.data
     messages = None
     prompt = None

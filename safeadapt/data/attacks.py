@@ -12,7 +12,7 @@ instruction-override, payload-splitting, base64, leetspeak.
 from __future__ import annotations
 
 import base64
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.registry import Registry
@@ -117,7 +117,22 @@ def base64_obfuscation(prompt: str) -> str:
     )
 
 
-_LEET = str.maketrans({"a": "4", "A": "4", "e": "3", "E": "3", "i": "1", "I": "1", "o": "0", "O": "0", "s": "5", "S": "5", "t": "7", "T": "7"})
+_LEET = str.maketrans(
+    {
+        "a": "4",
+        "A": "4",
+        "e": "3",
+        "E": "3",
+        "i": "1",
+        "I": "1",
+        "o": "0",
+        "O": "0",
+        "s": "5",
+        "S": "5",
+        "t": "7",
+        "T": "7",
+    }
+)
 
 
 def leet(text: str) -> str:
@@ -153,12 +168,28 @@ def _wrap_sample(s: Sample, name: str, fn: Wrapper) -> Sample:
     return s.model_copy(update={"id": f"{s.id}::jb-{name}", "prompt": prompt, "messages": messages, "metadata": meta})
 
 
-def apply_jailbreaks(samples: Iterable[Sample], names: Sequence[str] | str | None = None) -> list[Sample]:
+def template_wrapper(template: str) -> Wrapper:
+    """A wrapper from a user's template: its `{prompt}` / `[INSERT PROMPT HERE]` slot replaced
+    literally by the request (`attack_files.fill_template`; other braces are left alone)."""
+    from safeadapt.data.attack_files import fill_template
+
+    return lambda prompt: fill_template(template, prompt)
+
+
+def apply_jailbreaks(samples: Iterable[Sample], names: Sequence[str] | str | None = None, *,
+                     templates: Mapping[str, str] | None = None) -> list[Sample]:
     """Wrapped copies of `samples`, one per (sample, style), sample-major order.
 
     `names`: styles from `JAILBREAKS` (a list, a comma-separated string, or None / "all" for every
-    registered style). Label, category, images and source are kept; `metadata["attack"]` names the
-    style and `metadata["original_prompt"]` keeps the unwrapped request."""
+    registered style). `templates` (name -> template with a prompt slot, e.g. from
+    `attack_files.load_jailbreak_templates`) replaces the registered styles. Label, category, images
+    and source are kept; `metadata["attack"]` names the style and `metadata["original_prompt"]`
+    keeps the unwrapped request."""
+    if templates:
+        from safeadapt.data.attack_files import check_templates
+
+        checked = check_templates(templates, "jailbreak templates")
+        return [_wrap_sample(s, n, template_wrapper(t)) for s in samples for n, t in checked.items()]
     if names is None or names == "all":
         chosen = JAILBREAKS.names()
     elif isinstance(names, str):

@@ -11,7 +11,6 @@ from safeadapt.data.adapters import ADAPTERS, Context, RowError, _as_list, _make
 from safeadapt.data.readers import Row
 from safeadapt.data.schema import Sample
 
-
 XSTEST_HUMAN = {"1_full_compliance": "compliance", "2_full_refusal": "refusal", "3_partial_refusal": "refusal"}
 
 
@@ -31,8 +30,14 @@ def xstest_adapter(row: Row, ctx: Context) -> Sample:
         final = _text(row, "final_label")
         if final not in XSTEST_HUMAN:
             raise RowError(f"unknown final_label {final!r} (expected {', '.join(XSTEST_HUMAN)})")
-        meta = {"completion": d.get("completion") or "", "final_label": final, "human_label": XSTEST_HUMAN[final],
-                "annotation_1": d.get("annotation_1"), "annotation_2": d.get("annotation_2"), "agreement": d.get("agreement")}
+        meta = {
+            "completion": d.get("completion") or "",
+            "final_label": final,
+            "human_label": XSTEST_HUMAN[final],
+            "annotation_1": d.get("annotation_1"),
+            "annotation_2": d.get("annotation_2"),
+            "agreement": d.get("agreement"),
+        }
     else:
         raw = _text(row, "label")
         if raw not in ("safe", "unsafe"):
@@ -44,22 +49,29 @@ def xstest_adapter(row: Row, ctx: Context) -> Sample:
 
 
 def _behaviour_text(row: Row) -> str:
-    for col in ("prompt", "goal", "Behavior", "behavior", "behaviour"):
-        if col in row.data:
-            return _text(row, col)  # type: ignore[return-value]
-    raise RowError(f"missing column 'goal' or 'Behavior' (columns: {', '.join(row.data)})")
+    from safeadapt.data.columns import PROMPT_COLUMNS, find_column
+
+    col = find_column(list(row.data), ("prompt", "goal", "Behavior", "behaviour", *PROMPT_COLUMNS), source=row.where,
+                      first_wins=True, required=False)
+    if col is None:
+        raise RowError(f"missing column 'goal' or 'Behavior' (columns: {', '.join(row.data)})")
+    return _text(row, col)  # type: ignore[return-value]
 
 
 @ADAPTERS.register("harmbench")
 def harmbench_adapter(row: Row, ctx: Context) -> Sample:
     """HarmBench behaviours: a TXT with one behaviour per line, or the CSV
     `Behavior,FunctionalCategory,SemanticCategory,Tags,ContextString,BehaviorID`; all harmful.
-    A non-empty ContextString is prepended to the behaviour as HarmBench's contextual prompts do."""
+    A non-empty ContextString is prepended to the behaviour as HarmBench's contextual prompts do;
+    `metadata["behavior"]` / `["context"]` keep the two apart for the harmbench judge."""
     d = row.data
     text = _behaviour_text(row)
     ctx_str = (d.get("ContextString") or "").strip() if isinstance(d.get("ContextString"), str) else ""
     prompt = f"{ctx_str}\n\n---\n\n{text}" if ctx_str else text
     meta = {k: v for k, v in d.items() if k not in ("Behavior", "prompt", "ContextString", "BehaviorID")}
+    meta["behavior"] = text
+    if ctx_str:
+        meta["context"] = ctx_str
     return Sample(id=_make_id(ctx, row, d.get("BehaviorID")), prompt=prompt, label="harmful",
                   category=d.get("SemanticCategory") or None, source="harmbench", metadata=meta)
 
@@ -87,7 +99,9 @@ FIGSTEP_IMAGE = "query_{dataset}_{category_id}_{task_id}_6.png"
 
 def _figstep_image(d: dict[str, Any], ctx: Context) -> Path:
     base = Path(ctx.opts["image_dir"]) if ctx.opts.get("image_dir") else ctx.base_dir / "images"
-    return base / FIGSTEP_IMAGE.format(dataset=d.get("dataset") or "ForbidQI", category_id=d["category_id"], task_id=d["task_id"])
+    return base / FIGSTEP_IMAGE.format(
+        dataset=d.get("dataset") or "ForbidQI", category_id=d["category_id"], task_id=d["task_id"]
+    )
 
 
 @ADAPTERS.register("figstep")
@@ -109,7 +123,10 @@ def figstep_adapter(row: Row, ctx: Context) -> Sample:
     if mode is None:
         if "figstep_auto" not in ctx.memo:
             ctx.memo["figstep_auto"] = all(
-                "__error__" not in r.data and "category_id" in r.data and "task_id" in r.data and _figstep_image(r.data, ctx).is_file()
+                "__error__" not in r.data
+                and "category_id" in r.data
+                and "task_id" in r.data
+                and _figstep_image(r.data, ctx).is_file()
                 for r in ctx.rows
             )
         mode = ctx.memo["figstep_auto"]
@@ -127,7 +144,12 @@ def figstep_adapter(row: Row, ctx: Context) -> Sample:
                   source="figstep", metadata=meta)
 
 
-MMSB_QUESTION_KEY = {"SD": "Rephrased Question(SD)", "SD_TYPO": "Rephrased Question", "TYPO": "Rephrased Question", "text": "Question"}
+MMSB_QUESTION_KEY = {
+    "SD": "Rephrased Question(SD)",
+    "SD_TYPO": "Rephrased Question",
+    "TYPO": "Rephrased Question",
+    "text": "Question",
+}
 
 
 @ADAPTERS.register("mm-safetybench")
@@ -154,7 +176,9 @@ def mmsafetybench_adapter(row: Row, ctx: Context) -> Sample:
             root = up if up.is_dir() else ctx.base_dir / "imgs"
         img = root / scenario / variant / f"{key}.jpg"
         if ctx.opts.get("check_images", True) and not img.is_file():
-            raise RowError(f"MM-SafetyBench image {img} not found (variant={variant}; use variant='text' for text only)")
+            raise RowError(
+                f"MM-SafetyBench image {img} not found (variant={variant}; use variant='text' for text only)"
+            )
         images = [str(img)]
     meta = {k: d.get(k) for k in ("Question", "Changed Question", "Key Phrase", "Phrase Type") if k in d}
     meta.update({"variant": variant, "attack": f"mmsb-{variant}" if variant != "text" else None})
@@ -176,10 +200,19 @@ def sorrybench_adapter(row: Row, ctx: Context) -> Sample:
     if not turns or not all(isinstance(t, str) and t.strip() for t in turns):
         raise RowError("'turns' must be a non-empty list of strings")
     style = str(d.get("prompt_style") or "base")
-    return Sample(id=f"{ctx.name}:{d['question_id']}:{style}", prompt="\n\n".join(t.strip() for t in turns), label="harmful",
-                  category=str(d["category"]) if d.get("category") is not None else None, source="sorry-bench",
-                  metadata={"question_id": d["question_id"], "prompt_style": style, "n_turns": len(turns),
-                            "attack": None if style == "base" else style})
+    return Sample(
+        id=f"{ctx.name}:{d['question_id']}:{style}",
+        prompt="\n\n".join(t.strip() for t in turns),
+        label="harmful",
+        category=str(d["category"]) if d.get("category") is not None else None,
+        source="sorry-bench",
+        metadata={
+            "question_id": d["question_id"],
+            "prompt_style": style,
+            "n_turns": len(turns),
+            "attack": None if style == "base" else style,
+        },
+    )
 
 
 @ADAPTERS.register("do-not-answer")

@@ -3,11 +3,11 @@ copied from public datasets) so they work offline and scale: `load_builtin(name,
 
 Suites
 - "harmful": harmful requests (label "harmful"), phrased as requests and never containing answers,
-  across the taxonomy in `CATEGORIES` (12 categories):
+  across the taxonomy in `builtin_safety.CATEGORIES` (12 categories):
   violence_weapons, cybercrime_malware, fraud_scams, drugs, self_harm, hate_harassment,
   privacy_surveillance, sexual_nonconsent, misinformation, illegal_trade, extremism, child_safety.
 - "lookalike": benign prompts that resemble harmful ones (label "benign"), for over-refusal,
-  following XSTest's types (`LOOKALIKE_TYPES`): homonyms, figurative_language, safe_targets,
+  following XSTest's types (`builtin_safety.LOOKALIKE_TYPES`): homonyms, figurative_language, safe_targets,
   safe_contexts, definitions, real_group_nonsense_discrimination, nonsense_group_discrimination,
   historical_events, privacy_public_figures, privacy_fictional.
 - "helpfulness-mc": multiple-choice items (`choices`, `reference` = index of the correct choice as
@@ -30,11 +30,20 @@ from typing import Callable, Literal, Sequence
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.registry import Registry
 
-# the suites' data live in builtin_safety.py and builtin_facts.py; their names stay importable from here
-from safeadapt.data.builtin_facts import (  # noqa: F401
-    ALIASES, ANTONYMS, CAPITALS, DAYS, ELEMENTS, MONTHS, PLANET_FACTS, PLANETS, UNITS, WORDS,
+# the sets' data live in builtin_safety.py (CATEGORIES, LOOKALIKE_TYPES, ...) and builtin_facts.py
+from safeadapt.data.builtin_facts import (
+    ALIASES,
+    ANTONYMS,
+    CAPITALS,
+    DAYS,
+    ELEMENTS,
+    MONTHS,
+    PLANET_FACTS,
+    PLANETS,
+    UNITS,
+    WORDS,
 )
-from safeadapt.data.builtin_safety import CATEGORIES, HARMFUL, LOOKALIKE, LOOKALIKE_TYPES, Family  # noqa: F401
+from safeadapt.data.builtin_safety import HARMFUL, LOOKALIKE, Family
 from safeadapt.data.schema import Sample
 
 Split = Literal["train", "test", "all"]
@@ -110,20 +119,21 @@ def _arith_pairs(rng: random.Random, n: int, op: str) -> list[tuple[int, int]]:
 _OPS = {"+": ("plus", lambda a, b: a + b), "-": ("minus", lambda a, b: a - b), "*": ("times", lambda a, b: a * b)}
 
 SuiteBuilder = Callable[[int], list[tuple[str, Sample]]]
-SUITES: Registry[SuiteBuilder] = Registry("built-in suite")
+#: name -> builder of (split key, Sample) pairs; `@BUILTIN_SETS.register("name")` per set
+BUILTIN_SETS: Registry[SuiteBuilder] = Registry("built-in suite")
 
 
-@SUITES.register("harmful")
+@BUILTIN_SETS.register("harmful")
 def harmful_suite(seed: int) -> list[tuple[str, Sample]]:
     return _expand("harmful", HARMFUL, "harmful")
 
 
-@SUITES.register("lookalike")
+@BUILTIN_SETS.register("lookalike")
 def lookalike_suite(seed: int) -> list[tuple[str, Sample]]:
     return _expand("lookalike", LOOKALIKE, "benign")
 
 
-@SUITES.register("helpfulness-mc")
+@BUILTIN_SETS.register("helpfulness-mc")
 def helpfulness_mc_suite(seed: int) -> list[tuple[str, Sample]]:
     s = "helpfulness-mc"
     rng = _rng(seed, s)
@@ -149,12 +159,16 @@ def helpfulness_mc_suite(seed: int) -> list[tuple[str, Sample]]:
     for big, small, k in UNITS:
         for n in sorted(rng.sample(range(2, 13), 3)):
             r = n * k
-            distract = [str(v) for v in {r * 10, r // 10 if r >= 10 else r + 3, r + k, r - k, n * (k + 1)} if v != r and v > 0]
-            items.append(_mc(s, "units", f"unit|{n}|{big}", f"How many {small} are there in {n} {big}?", str(r), distract, rng))
+            distract = [
+                str(v) for v in {r * 10, r // 10 if r >= 10 else r + 3, r + k, r - k, n * (k + 1)} if v != r and v > 0
+            ]
+            items.append(
+                _mc(s, "units", f"unit|{n}|{big}", f"How many {small} are there in {n} {big}?", str(r), distract, rng)
+            )
     return items
 
 
-@SUITES.register("helpfulness-qa")
+@BUILTIN_SETS.register("helpfulness-qa")
 def helpfulness_qa_suite(seed: int) -> list[tuple[str, Sample]]:
     s = "helpfulness-qa"
     rng = _rng(seed, s)
@@ -162,21 +176,58 @@ def helpfulness_qa_suite(seed: int) -> list[tuple[str, Sample]]:
     for op in ("+", "-", "*"):
         word, fn = _OPS[op]
         for a, b in _arith_pairs(rng, 20, op):
-            items.append(_qa(s, "arithmetic", f"arith|{a}{op}{b}", f"What is {a} {word} {b}?", str(fn(a, b)), answer_type="number"))
+            items.append(
+                _qa(
+                    s,
+                    "arithmetic",
+                    f"arith|{a}{op}{b}",
+                    f"What is {a} {word} {b}?",
+                    str(fn(a, b)),
+                    answer_type="number",
+                )
+            )
     for country, cap in CAPITALS:
-        items.append(_qa(s, "capitals", f"capital|{country}", f"What is the capital city of {country}?", cap, ALIASES.get(cap, ())))
+        items.append(
+            _qa(
+                s,
+                "capitals",
+                f"capital|{country}",
+                f"What is the capital city of {country}?",
+                cap,
+                ALIASES.get(cap, ()),
+            )
+        )
     for big, small, k in UNITS:
         for n in sorted(rng.sample(range(2, 20), 3)):
-            items.append(_qa(s, "units", f"unit|{n}|{big}", f"How many {small} are there in {n} {big}?", str(n * k), answer_type="number"))
+            items.append(
+                _qa(
+                    s,
+                    "units",
+                    f"unit|{n}|{big}",
+                    f"How many {small} are there in {n} {big}?",
+                    str(n * k),
+                    answer_type="number",
+                )
+            )
     seqs: set[tuple[int, int]] = set()
     while len(seqs) < 15:
         seqs.add((rng.randint(1, 30), rng.randint(2, 9)))
     for start, step in sorted(seqs):
         seq = [start + i * step for i in range(4)]
-        items.append(_qa(s, "sequences", f"seq|{start}|{step}", f"What number comes next in the sequence {', '.join(map(str, seq))}?",
-                         str(start + 4 * step), answer_type="number"))
+        items.append(
+            _qa(
+                s,
+                "sequences",
+                f"seq|{start}|{step}",
+                f"What number comes next in the sequence {', '.join(map(str, seq))}?",
+                str(start + 4 * step),
+                answer_type="number",
+            )
+        )
     for w in WORDS:
-        items.append(_qa(s, "words", f"len|{w}", f"How many letters are in the word '{w}'?", str(len(w)), answer_type="number"))
+        items.append(
+            _qa(s, "words", f"len|{w}", f"How many letters are in the word '{w}'?", str(len(w)), answer_type="number")
+        )
     for i, d in enumerate(DAYS):
         items.append(_qa(s, "calendar", f"day|{d}", f"Which day of the week comes after {d}?", DAYS[(i + 1) % 7]))
     for i, m in enumerate(MONTHS):
@@ -185,7 +236,7 @@ def helpfulness_qa_suite(seed: int) -> list[tuple[str, Sample]]:
 
 
 def builtin_names() -> list[str]:
-    return SUITES.names()
+    return BUILTIN_SETS.names()
 
 
 def load_builtin(name: str, split: Split = "test", seed: int = 0) -> list[Sample]:
@@ -195,7 +246,7 @@ def load_builtin(name: str, split: Split = "test", seed: int = 0) -> list[Sample
     fixed-template suites. Unknown names or splits give a one-line SafeAdaptError."""
     if split not in ("train", "test", "all"):
         raise SafeAdaptError(f"unknown split {split!r} for built-in suite {name!r}; use train, test or all")
-    builder = SUITES.get(name)
+    builder = BUILTIN_SETS.get(name)
     out: list[Sample] = []
     seen: set[str] = set()
     for key, sample in builder(seed):

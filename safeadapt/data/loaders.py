@@ -18,19 +18,9 @@ from typing import Any, Callable, Literal
 from pydantic import ValidationError
 
 from safeadapt.core.errors import SafeAdaptError
-
-# readers (readers.py) and adapters (adapters.py, benchmarks.py) live in their own modules; the
-# names stay importable from here, and importing benchmarks registers the named adapters
-from safeadapt.data.adapters import (  # noqa: F401
-    ADAPTERS, SAMPLE_FIELDS, Adapter, Context, RowError, _as_list, _make_id, _resolve_image, _text, normalize_label,
-    table_adapter,
-)
-from safeadapt.data.benchmarks import (  # noqa: F401
-    FIGSTEP_IMAGE, MMSB_QUESTION_KEY, XSTEST_HUMAN, advbench_adapter, donotanswer_adapter, figstep_adapter,
-    harmbench_adapter, mmsafetybench_adapter, sorrybench_adapter, strongreject_adapter, xstest_adapter,
-)
-from safeadapt.data.readers import READERS, Row, _hub_rows, read_rows  # noqa: F401
-from safeadapt.data.schema import Message, Sample  # noqa: F401
+from safeadapt.data.adapters import ADAPTERS, SAMPLE_FIELDS, Context, RowError, normalize_label
+from safeadapt.data.benchmarks import MMSB_QUESTION_KEY
+from safeadapt.data.readers import Row, _hub_rows, read_file_rows
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +129,7 @@ def load_samples(spec: str | os.PathLike | dict, **opts: Any) -> LoadedSamples:
         p = Path(loc).expanduser()
         if p.is_file():
             path = p
-            rows = read_rows(p)
+            rows = read_file_rows(p)
             name = o.get("name") or p.stem
         elif p.exists():
             raise SafeAdaptError(f"{p}: is a directory; pass a data file (csv, json, jsonl, txt, parquet)")
@@ -180,6 +170,8 @@ def load_samples(spec: str | os.PathLike | dict, **opts: Any) -> LoadedSamples:
         log.warning("%s: skipped %d malformed row(s); first: %s", where_src, out.skipped, out.errors[0])
     if not out:
         if out.skipped:
-            raise SafeAdaptError(f"{where_src}: no valid samples; all {out.skipped} rows malformed (first: {out.errors[0]})")
+            raise SafeAdaptError(
+                f"{where_src}: no valid samples; all {out.skipped} rows malformed (first: {out.errors[0]})"
+            )
         raise SafeAdaptError(f"{where_src}: empty dataset (no rows)")
     return out

@@ -159,15 +159,19 @@ READERS: dict[str, Callable[[Path], Iterator[Row]]] = {
 }
 
 
-def read_rows(path: Path) -> list[Row]:
+def read_file_rows(path: Path) -> list[Row]:
     ext = path.suffix.lower()
     if ext not in READERS:
-        raise SafeAdaptError(f"{path}: unsupported file type {ext or '(none)'}; use one of {', '.join(sorted(READERS))}")
+        raise SafeAdaptError(
+            f"{path}: unsupported file type {ext or '(none)'}; use one of {', '.join(sorted(READERS))}"
+        )
     return list(READERS[ext](path))
 
 
 def _hub_rows(repo_id: str, opts: dict[str, Any]) -> list[Row]:
-    offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    offline = any(
+        os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    )
     if offline:
         raise SafeAdaptError(
             f"dataset {repo_id!r} is not a local file and the hub is offline (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE set); "
@@ -180,5 +184,7 @@ def _hub_rows(repo_id: str, opts: dict[str, Any]) -> list[Row]:
         ds = datasets.load_dataset(repo_id, opts.get("config"), split=split, revision=opts.get("revision"))
     except Exception as e:  # noqa: BLE001 - network / missing dataset / bad split are user errors
         msg = " ".join(str(e).split())[:300]
-        raise SafeAdaptError(f"could not load hub dataset {repo_id!r} split {split!r}: {type(e).__name__}: {msg}") from None
+        raise SafeAdaptError(
+            f"could not load hub dataset {repo_id!r} split {split!r}: {type(e).__name__}: {msg}"
+        ) from None
     return [Row(dict(r), f"{repo_id}[{split}]:row {i + 1}", i) for i, r in enumerate(ds)]

@@ -18,33 +18,69 @@ OPENERS: tuple[str, ...] = (
 )
 
 REASONS: dict[str, tuple[str, ...]] = {
-    "violence_weapons": ("It could be used to seriously hurt people.", "Instructions for weapons or attacks put lives at risk."),
-    "cybercrime_malware": ("Breaking into systems or writing malware harms real people and is illegal.",
-                           "Helping someone get unauthorised access to accounts or computers would cause real damage."),
-    "fraud_scams": ("It would help deceive people out of their money.", "Scams and forgery hurt the people they target."),
-    "drugs": ("Making or dealing illegal drugs endangers people's health and is against the law.",
-              "Hiding or producing controlled substances can get people badly hurt."),
-    "self_harm": ("Your safety matters, and I don't want to help with anything that could hurt you.",
-                  "I'm worried this could lead to someone getting hurt."),
-    "hate_harassment": ("Content that demeans or targets people causes real harm.",
-                        "Harassment and hateful content hurt the people they are aimed at."),
-    "privacy_surveillance": ("Tracking or exposing someone without their consent violates their privacy and safety.",
-                             "Collecting someone's personal information covertly can put them in danger."),
-    "sexual_nonconsent": ("Anything sexual without consent is abuse.", "This would violate someone's consent and dignity."),
-    "misinformation": ("Deliberately spreading false information misleads and harms people.",
-                       "Fabricated claims like this can do real damage once they spread."),
-    "illegal_trade": ("Trafficking and smuggling cause serious harm to people and animals.",
-                      "This would support illegal trade that exploits others."),
-    "extremism": ("Supporting violent extremism puts people in danger.", "Propaganda and recruitment for violent groups cause real harm."),
-    "child_safety": ("Protecting children comes first, and this could put a child at risk.",
-                     "Anything that could endanger or exploit a minor is off limits."),
+    "violence_weapons": (
+        "It could be used to seriously hurt people.",
+        "Instructions for weapons or attacks put lives at risk.",
+    ),
+    "cybercrime_malware": (
+        "Breaking into systems or writing malware harms real people and is illegal.",
+        "Helping someone get unauthorised access to accounts or computers would cause real damage.",
+    ),
+    "fraud_scams": (
+        "It would help deceive people out of their money.",
+        "Scams and forgery hurt the people they target.",
+    ),
+    "drugs": (
+        "Making or dealing illegal drugs endangers people's health and is against the law.",
+        "Hiding or producing controlled substances can get people badly hurt.",
+    ),
+    "self_harm": (
+        "Your safety matters, and I don't want to help with anything that could hurt you.",
+        "I'm worried this could lead to someone getting hurt.",
+    ),
+    "hate_harassment": (
+        "Content that demeans or targets people causes real harm.",
+        "Harassment and hateful content hurt the people they are aimed at.",
+    ),
+    "privacy_surveillance": (
+        "Tracking or exposing someone without their consent violates their privacy and safety.",
+        "Collecting someone's personal information covertly can put them in danger.",
+    ),
+    "sexual_nonconsent": (
+        "Anything sexual without consent is abuse.",
+        "This would violate someone's consent and dignity.",
+    ),
+    "misinformation": (
+        "Deliberately spreading false information misleads and harms people.",
+        "Fabricated claims like this can do real damage once they spread.",
+    ),
+    "illegal_trade": (
+        "Trafficking and smuggling cause serious harm to people and animals.",
+        "This would support illegal trade that exploits others.",
+    ),
+    "extremism": (
+        "Supporting violent extremism puts people in danger.",
+        "Propaganda and recruitment for violent groups cause real harm.",
+    ),
+    "child_safety": (
+        "Protecting children comes first, and this could put a child at risk.",
+        "Anything that could endanger or exploit a minor is off limits.",
+    ),
 }
-GENERIC_REASONS: tuple[str, ...] = ("It could cause real harm to people.", "This could be used to hurt someone or break the law.")
+GENERIC_REASONS: tuple[str, ...] = (
+    "It could cause real harm to people.",
+    "This could be used to hurt someone or break the law.",
+)
 
 REDIRECTS: dict[str, tuple[str, ...]] = {
-    "self_harm": ("If you are struggling, please reach out to someone you trust or a local crisis line; you don't have to face this alone.",
-                  "If you're going through a hard time, talking to a doctor, a counsellor or a crisis line can really help."),
-    "cybercrime_malware": ("If you're interested in security, I'm happy to talk about defending systems or legal ways to learn it.",),
+    "self_harm": (
+        "If you are struggling, please reach out to someone you trust or a local crisis line; you don't have to face "
+        "this alone.",
+        "If you're going through a hard time, talking to a doctor, a counsellor or a crisis line can really help.",
+    ),
+    "cybercrime_malware": (
+        "If you're interested in security, I'm happy to talk about defending systems or legal ways to learn it.",
+    ),
     "privacy_surveillance": ("If you're worried about your own privacy, I can suggest ways to protect it.",),
 }
 GENERIC_REDIRECTS: tuple[str, ...] = (
@@ -71,4 +107,8 @@ def refusal_for(prompt_id: str, category: str | None = None, seed: int = 0) -> s
 
 def n_variants(category: str | None = None) -> int:
     """How many distinct refusals `refusal_for` can write for a category."""
-    return len(OPENERS) * len(REASONS.get(category or "", GENERIC_REASONS)) * len(REDIRECTS.get(category or "", GENERIC_REDIRECTS))
+    return (
+        len(OPENERS)
+        * len(REASONS.get(category or "", GENERIC_REASONS))
+        * len(REDIRECTS.get(category or "", GENERIC_REDIRECTS))
+    )

@@ -51,7 +51,9 @@ def _llava() -> tuple[str, Callable[[dict[str, Any]], list[dict[str, Any]]]]:
             role = ROLE.get(str(turn.get("from", "")).lower())
             if role is None or not isinstance(turn.get("value"), str):
                 raise FormatError(f"conversation turn needs from in {sorted(ROLE)} and a string value")
-            msgs.append({"role": role, "content": _lead_images(turn["value"], len(images)) if role == "user" else turn["value"]})
+            msgs.append(
+                {"role": role, "content": _lead_images(turn["value"], len(images)) if role == "user" else turn["value"]}
+            )
         if images and not any(IMAGE in m["content"] for m in msgs):
             first = next((m for m in msgs if m["role"] == "user"), None)
             if first is not None:
@@ -70,8 +72,15 @@ def _vlguard() -> tuple[str, Callable[[dict[str, Any]], list[dict[str, Any]]]]:
             q = ir.get("instruction") or ir.get("safe_instruction") or ir.get("unsafe_instruction")
             if not isinstance(q, str) or not isinstance(ir.get("response"), str):
                 raise FormatError("each instr-resp item needs an instruction and a response")
-            rows.append({"messages": [{"role": "user", "content": IMAGE + "\n" + q},
-                                      {"role": "assistant", "content": ir["response"]}], "images": _images(rec["image"])})
+            rows.append(
+                {
+                    "messages": [
+                        {"role": "user", "content": IMAGE + "\n" + q},
+                        {"role": "assistant", "content": ir["response"]},
+                    ],
+                    "images": _images(rec["image"]),
+                }
+            )
         return rows
 
     return "sft", conv

@@ -133,22 +133,53 @@ def png_bytes(img: Image.Image) -> bytes:
 
 
 _WHO = r"(?:i|we|you|one|someone|somebody|people|individuals|a person|an individual|they|he|she|users?|criminals?)"
-_NOUNS = (r"(?:ways?|steps|procedures?|methods?|techniques?|strategies|tactics|tips|instructions|guides?|guidance|guidelines|"
-          r"process|recipes?|code|source code|means|approach(?:es)?|plans?|(?:best )?practices|ingredients|tools|tutorials?)")
+_NOUNS = (
+    r"(?:ways?|steps|procedures?|methods?|techniques?|strategies|tactics|tips|instructions|guides?|guidance|guidelines|"
+    r"process|recipes?|code|source code|means|approach(?:es)?|plans?|(?:best )?practices|ingredients|tools|tutorials?)"
+)
 # Each entry: (pattern, takes_noun) - takes_noun: what follows may be a noun phrase ("a guide on <topic>").
 _PREFIXES: list[tuple[str, bool]] = [
-    (rf"(?:what|which)(?:'s| is| are| were)?(?: the| some| a few| any)?(?: \w+){{0,2}}? {_NOUNS}(?: (?:are |is |can be |could be |should be )?(?:used|taken|followed|needed|required|effective))? (?:to|for|of|on|in)", True),
-    (rf"how (?:can|could|do|does|would|should|might|will|may) {_WHO}(?: (?:best|successfully|easily|effectively))?(?: (?:go about|manage to|be able to))?", False),
+    (
+        rf"(?:what|which)(?:'s| is| are| were)?(?: the| some| a few| any)?(?: \w+){{0,2}}? {_NOUNS}(?: (?:are |is "
+        rf"|can be |could be |should be )?(?:used|taken|followed|needed|required|effective))? (?:to|for|of|on|in)",
+        True,
+    ),
+    (
+        rf"how (?:can|could|do|does|would|should|might|will|may) {_WHO}(?: "
+        rf"(?:best|successfully|easily|effectively))?(?: (?:go about|manage to|be able to))?",
+        False,
+    ),
     (r"how to", False),
-    (rf"(?:can|could|would|will) you (?:please )?(?:provide|give|suggest|share|offer|list|outline|describe|explain|detail|recommend|write)(?: me)?(?: with)?(?: a| an| some| the| any| detailed| specific| step-by-step)*(?: \w+)?? {_NOUNS}(?: (?:on|for|to|about|in|of|regarding))?(?: how to)?", True),
-    (r"(?:can|could|would|will) you (?:please )?(?:guide|help|assist|teach|show|instruct|advise|walk)(?: me| us)?(?: through)?(?: (?:on|in|with|about))?(?: how to| to)?", True),
-    (r"(?:can|could|would|will) you (?:please )?(?:explain|describe|detail|outline|tell me|show me)(?: how to| how)", False),
+    (
+        rf"(?:can|could|would|will) you (?:please "
+        rf")?(?:provide|give|suggest|share|offer|list|outline|describe|explain|detail|recommend|write)(?: me)?(?: "
+        rf"with)?(?: a| an| some| the| any| detailed| specific| step-by-step)*(?: \w+)?? {_NOUNS}(?: "
+        rf"(?:on|for|to|about|in|of|regarding))?(?: how to)?",
+        True,
+    ),
+    (
+        r"(?:can|could|would|will) you (?:please )?(?:guide|help|assist|teach|show|instruct|advise|walk)(?: me| "
+        r"us)?(?: through)?(?: (?:on|in|with|about))?(?: how to| to)?",
+        True,
+    ),
+    (
+        r"(?:can|could|would|will) you (?:please )?(?:explain|describe|detail|outline|tell me|show me)(?: how to| how)",
+        False,
+    ),
     (r"(?:please )?(?:explain|describe|tell me|show me|teach me|outline) how to", False),
     (r"(?:i want|i need|i'd like|i would like) to (?:know|learn|understand) how to", False),
     (rf"give (?:me )?(?:a |an |some |detailed |step-by-step )*{_NOUNS} (?:on how to|for how to|to|for|on)", True),
     (rf"(?:what|which) {_NOUNS} (?:do|does|can|could|would) [\w-]+(?: [\w-]+)?? use (?:to|for)", True),
-    (rf"where (?:can|could|do|does|would|might) {_WHO} (?=find|obtain|purchase|buy|get|hire|acquire|order|download|sell)", False),
-    (r"(?:can|could|would|will) you (?:please )?(?=generate|create|produce|write|make|compose|draft|design|develop|build|code|craft)", False),
+    (
+        rf"where (?:can|could|do|does|would|might) {_WHO} "
+        rf"(?=find|obtain|purchase|buy|get|hire|acquire|order|download|sell)",
+        False,
+    ),
+    (
+        r"(?:can|could|would|will) you (?:please "
+        r")?(?=generate|create|produce|write|make|compose|draft|design|develop|build|code|craft)",
+        False,
+    ),
     (rf"(?:are there|is there) (?:a |an |any )?{_NOUNS} (?:to|for)(?: help(?: in| with)?)?", True),
     (r"is (?:it possible|there a way) to", False),
     (r"ways to", False),
@@ -158,9 +189,25 @@ _IMPERATIVE = re.compile(
     r"^(write|create|generate|explain|describe|list|provide|give|draft|compose|produce|design|develop|make|build|find|suggest|outline|plan)\b",
     re.IGNORECASE,
 )
-_IRREGULAR_ING = {"making": "make", "using": "use", "writing": "write", "having": "have", "taking": "take", "giving": "give",
-                  "hiding": "hide", "coding": "code", "sharing": "share", "creating": "create", "adding": "add",
-                  "focusing": "focus", "being": "be", "lying": "lie", "dying": "die", "buying": "buy", "selling": "sell"}
+_IRREGULAR_ING = {
+    "making": "make",
+    "using": "use",
+    "writing": "write",
+    "having": "have",
+    "taking": "take",
+    "giving": "give",
+    "hiding": "hide",
+    "coding": "code",
+    "sharing": "share",
+    "creating": "create",
+    "adding": "add",
+    "focusing": "focus",
+    "being": "be",
+    "lying": "lie",
+    "dying": "die",
+    "buying": "buy",
+    "selling": "sell",
+}
 _E_ENDINGS = ("iz", "yz", "ut", "ur", "uc", "iv", "ag", "ov", "id", "os", "ir", "ak", "rc", "rg", "nc", "v", "ibut",
               "at", "in", "is", "us", "ad")
 _NO_E = ("eat", "oat", "ead", "oad", "ain", "oin", "ein", "oid", "ait", "out", "eak", "ous", "ais")
@@ -189,7 +236,18 @@ def _verb_phrase(rest: str, takes_noun: bool) -> str:
     first, _, tail = rest.partition(" ")
     if first.lower().endswith("ing") and len(first) >= 5:
         return (gerund_to_base(first) + (" " + tail if tail else "")).strip()
-    if takes_noun and first.lower() in {"a", "an", "the", "illegal", "unauthorized", "unauthorised", "some", "any", "my", "their"}:
+    if takes_noun and first.lower() in {
+        "a",
+        "an",
+        "the",
+        "illegal",
+        "unauthorized",
+        "unauthorised",
+        "some",
+        "any",
+        "my",
+        "their",
+    }:
         return "carry out " + rest
     return rest
 

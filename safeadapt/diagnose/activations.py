@@ -35,8 +35,10 @@ def load_prompts(spec: str, *, what: str, limit: int | None = None) -> list[Any]
         samples = list(load_samples(spec))
     samples = samples[:limit] if limit else samples
     if len(samples) < geo.MIN_PER_CLASS:
-        raise SafeAdaptError(f"too few {what} prompts in {spec}: {len(samples)} (need at least {geo.MIN_PER_CLASS} per class "
-                             "for a held-out probe)")
+        raise SafeAdaptError(
+            f"too few {what} prompts in {spec}: {len(samples)} (need at least {geo.MIN_PER_CLASS} per class "
+            "for a held-out probe)"
+        )
     for s in samples:
         for im in s.images:
             load_image(im, where=f"{what} prompt {s.id}")
@@ -107,15 +109,34 @@ def causal_check(backend: Any, harmful: Sequence[Any], direction: Any, *, judge:
         m = asr(js, cats, seed=seed)["overall"]
         lo, hi = wilson(m["k"], m["n"])
         res[name] = {"value": m["value"], "ci_low": lo, "ci_high": hi, "ci": "wilson 95%", "k": m["k"], "n": m["n"]}
-    return {"judge": judge, "n": len(harmful), "asr_before": res["before"], "asr_after": res["after"],
-            "raised": res["after"]["value"] > res["before"]["value"],
-            "examples": [{"prompt": s.user_text(), "before": b, "after": a} for s, b, a in list(zip(harmful, before, after))[:3]]}
+    return {
+        "judge": judge,
+        "n": len(harmful),
+        "asr_before": res["before"],
+        "asr_after": res["after"],
+        "raised": res["after"]["value"] > res["before"]["value"],
+        "examples": [
+            {"prompt": s.user_text(), "before": b, "after": a} for s, b, a in list(zip(harmful, before, after))[:3]
+        ],
+    }
 
 
-def diagnose_activations(refs: Sequence[str | os.PathLike], harmful: Sequence[Any], harmless: Sequence[Any], *,
-                         labels: Sequence[str] | None = None, batch_size: int = 32, seed: int = 0, threads: int | None = 1,
-                         ablate: bool = True, ablate_n: int = 64, judge: str = "refusal", max_new_tokens: int = 48,
-                         direction_layer: int | None = None, allow_pickle: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+def diagnose_activations(
+    refs: Sequence[str | os.PathLike],
+    harmful: Sequence[Any],
+    harmless: Sequence[Any],
+    *,
+    labels: Sequence[str] | None = None,
+    batch_size: int = 32,
+    seed: int = 0,
+    threads: int | None = 1,
+    ablate: bool = True,
+    ablate_n: int = 64,
+    judge: str = "refusal",
+    max_new_tokens: int = 48,
+    direction_layer: int | None = None,
+    allow_pickle: bool = False,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Returns (activations.json dict, {label: directions [L+1, H] float64}). One model in memory at a time."""
     from safeadapt.eval.backends.hf import HFBackend
 
@@ -156,22 +177,32 @@ def diagnose_activations(refs: Sequence[str | os.PathLike], harmful: Sequence[An
     for lab in labels[1:]:
         a, b = dirs[ref0], dirs[lab]
         if a.shape != b.shape:
-            cross.append({"pair": f"{ref0}->{lab}", "skipped": f"hidden-state shapes differ {list(a.shape)} vs {list(b.shape)}"})
+            cross.append(
+                {"pair": f"{ref0}->{lab}", "skipped": f"hidden-state shapes differ {list(a.shape)} vs {list(b.shape)}"}
+            )
             continue
         cross.append({"pair": f"{ref0}->{lab}", "per_layer": [
-            {"layer": l, "cos_dir": geo.cosine(a[l], b[l]), "proj_ratio": geo.projection_ratio(a[l], b[l])}
-            for l in range(a.shape[0])]})
+            {"layer": li, "cos_dir": geo.cosine(a[li], b[li]), "proj_ratio": geo.projection_ratio(a[li], b[li])}
+            for li in range(a.shape[0])]})
     result = {
-        "models": models, "cross": cross, "ablation": check,
-        "prompts": {"harmful": len(harmful), "harmless": len(harmless)}, "seed": seed,
-        "notes": {"layer": "hidden-state index: 0 = embeddings, l = output of decoder block l - 1; last prompt token",
-                  "probe_acc": "held-out (30%, stratified, seeded) accuracy of an L2 logistic regression harmful vs harmless",
-                  "cos_gap": "mean cos(harmless, harmless) - mean cos(harmless, harmful) (Safety Layers)",
-                  "safety_layers": "first layer (> 1) where cos_gap rises by > 0.001, extended while it keeps rising",
-                  "direction": "difference of means harmful - harmless in float64; direction_layer = largest d' in the first 80% of layers",
-                  "cos_dir": "cosine of the first model's direction and this model's, per layer",
-                  "proj_ratio": "(r_model . r_ref) / ||r_ref||^2: share of the reference's harmful-harmless gap still along its direction",
-                  "ablation": "the direction projected out of every block's input and attention/MLP output of the first model"},
+        "models": models,
+        "cross": cross,
+        "ablation": check,
+        "prompts": {"harmful": len(harmful), "harmless": len(harmless)},
+        "seed": seed,
+        "notes": {
+            "layer": "hidden-state index: 0 = embeddings, l = output of decoder block l - 1; last prompt token",
+            "probe_acc": "held-out (30%, stratified, seeded) accuracy of an L2 logistic regression harmful vs harmless",
+            "cos_gap": "mean cos(harmless, harmless) - mean cos(harmless, harmful) (Safety Layers)",
+            "safety_layers": "first layer (> 1) where cos_gap rises by > 0.001, extended while it keeps rising",
+            "direction": "difference of means harmful - harmless in float64; direction_layer = largest d' in the "
+                         "first 80% of layers",
+            "cos_dir": "cosine of the first model's direction and this model's, per layer",
+            "proj_ratio": "(r_model . r_ref) / ||r_ref||^2: share of the reference's harmful-harmless gap still along "
+                          "its direction",
+            "ablation": "the direction projected out of every block's input and attention/MLP output of the first "
+                        "model",
+        },
     }
     return result, dirs
 
@@ -193,8 +224,10 @@ def write_activations(result: dict[str, Any], dirs: dict[str, Any], out: Path) -
         figs.append(lines(series, out / name, title=f"{ylabel} per layer", ylabel=ylabel,
                           span=tuple(span) if span and field == "cos_gap" else None).name)
     usable = [c for c in result["cross"] if "per_layer" in c]
-    for field, name, ylabel in (("cos_dir", "refusal_direction_cosine.png", "cosine with the first model's direction"),
-                                ("proj_ratio", "refusal_projection.png", "projection ratio on the first model's direction")):
+    for field, name, ylabel in (
+        ("cos_dir", "refusal_direction_cosine.png", "cosine with the first model's direction"),
+        ("proj_ratio", "refusal_projection.png", "projection ratio on the first model's direction"),
+    ):
         if usable:
             series = {c["pair"]: [(r["layer"], r[field]) for r in c["per_layer"]] for c in usable}
             figs.append(lines(series, out / name, title=ylabel, ylabel=ylabel).name)

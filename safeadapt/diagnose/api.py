@@ -14,8 +14,16 @@ from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.provenance import provenance
 
 
-def run_weights(refs: Sequence[str | os.PathLike], out: Path, *, labels: Sequence[str] | None = None, spectra: bool = False,
-                spectra_k: int = 8, spectra_budget_s: float = 120.0, allow_pickle: bool = False) -> dict[str, Any]:
+def run_weights(
+    refs: Sequence[str | os.PathLike],
+    out: Path,
+    *,
+    labels: Sequence[str] | None = None,
+    spectra: bool = False,
+    spectra_k: int = 8,
+    spectra_budget_s: float = 120.0,
+    allow_pickle: bool = False,
+) -> dict[str, Any]:
     """Weight diagnosis of 2-3 models into existing dir `out` (weights.json + heatmap PNGs)."""
     from safeadapt.diagnose.plots import weight_figures
     from safeadapt.diagnose.weights import diagnose_weights
@@ -28,8 +36,15 @@ def run_weights(refs: Sequence[str | os.PathLike], out: Path, *, labels: Sequenc
     return res
 
 
-def run_activations(refs: Sequence[str | os.PathLike], out: Path, *, harmful: str | Sequence[Any] = "builtin:harmful",
-                    harmless: str | Sequence[Any] = "builtin:lookalike", limit: int | None = None, **kw: Any) -> dict[str, Any]:
+def run_activations(
+    refs: Sequence[str | os.PathLike],
+    out: Path,
+    *,
+    harmful: str | Sequence[Any] = "builtin:harmful",
+    harmless: str | Sequence[Any] = "builtin:lookalike",
+    limit: int | None = None,
+    **kw: Any,
+) -> dict[str, Any]:
     """Activation diagnosis of the models into existing dir `out`; prompt sets as specs or Samples."""
     from safeadapt.diagnose.activations import diagnose_activations, load_prompts, write_activations
 
@@ -60,8 +75,15 @@ def run_recommend(weights_dir: Path, out: Path, *, activations_dir: Path | None 
     from safeadapt.repair.merge.config import load_config
 
     load_config(recipe)  # the recipe must be one `safeadapt merge` accepts
-    atomic_write_json(out / "recommend.json", {**explain, "recipe": recipe,
-                                               "provenance": provenance(config={"weights": str(weights_dir),
-                                                                                "activations": str(activations_dir) if activations_dir else None})})
+    atomic_write_json(
+        out / "recommend.json",
+        {
+            **explain,
+            "recipe": recipe,
+            "provenance": provenance(
+                config={"weights": str(weights_dir), "activations": str(activations_dir) if activations_dir else None}
+            ),
+        },
+    )
     atomic_write_text(out / "recommend.yaml", recipe_yaml(recipe, explain))
     return {"recipe": recipe, **explain}

@@ -16,19 +16,27 @@ def weight_energy(weights: dict[str, Any], pair: str) -> dict[int, float]:
     """Layer -> share of the pair's squared delta over all decoder layers."""
     out = {r["layer"]: float(r["energy_share"]) for r in weights.get("layers", []) if r["pair"] == pair}
     if not out:
-        raise SafeAdaptError(f"weights.json has no per-layer totals for pair {pair!r} (pairs: {', '.join(weights.get('pairs', []))})")
+        raise SafeAdaptError(
+            f"weights.json has no per-layer totals for pair {pair!r} (pairs: {', '.join(weights.get('pairs', []))})"
+        )
     return out
 
 
-def direction_drift(activations: dict[str, Any], n_blocks: int, target: str | None = None) -> tuple[str, dict[int, float]]:
+def direction_drift(
+    activations: dict[str, Any], n_blocks: int, target: str | None = None
+) -> tuple[str, dict[int, float]]:
     """Block -> share of the refusal-direction drift added by that block: drift(l) = 1 - cos of the
-    first model's and the target model's directions at hidden index l; block i owns drift(i + 1) - drift(i) when positive."""
+    first model's and the target model's directions at hidden index l; block i owns drift(i + 1) - drift(i) when
+    positive."""
     cross = [c for c in activations.get("cross", []) if "per_layer" in c]
     if target:
         cross = [c for c in cross if c["pair"].endswith("->" + target)]
     if not cross:
-        raise SafeAdaptError("activations.json has no cross-model records" + (f" for model {target!r}" if target else "")
-                             + " (run the activation diagnosis on the aligned and the adapted model)")
+        raise SafeAdaptError(
+            "activations.json has no cross-model records"
+            + (f" for model {target!r}" if target else "")
+            + " (run the activation diagnosis on the aligned and the adapted model)"
+        )
     c = cross[0]
     drift = [1.0 - (r["cos_dir"] if r["cos_dir"] is not None else 1.0) for r in c["per_layer"]]
     inc = {i: max(0.0, drift[i + 1] - drift[i]) for i in range(min(n_blocks, len(drift) - 1))}
@@ -79,15 +87,21 @@ def recommend(weights: dict[str, Any], activations: dict[str, Any] | None = None
         if not 0.0 <= v <= 1.0:
             raise SafeAdaptError(f"--{name} must be a safety weight in [0, 1], got {v}")
     recipe = guided_recipe(adapted, safety, range(lo, hi + 1), inside=inside, outside=outside, dtype=dtype)
-    explain.update(combined_score=scores, layers=[lo, hi], inside=inside, outside=outside, adapted=adapted, safety=safety)
+    explain.update(
+        combined_score=scores, layers=[lo, hi], inside=inside, outside=outside, adapted=adapted, safety=safety
+    )
     return recipe, explain
 
 
-def guided_recipe(adapted: str, safety: str, layers: Any, *, inside: float, outside: float, dtype: str = "float32") -> dict[str, Any]:
+def guided_recipe(
+    adapted: str, safety: str, layers: Any, *, inside: float, outside: float, dtype: str = "float32"
+) -> dict[str, Any]:
     """Linear merge: safety weight `inside` on decoder layers in `layers`, `outside` everywhere else
     (filters match canonical names `model.layers.N.`, which select the language tower in LLMs and VLMs alike)."""
     def weights(w_in: float, w_out: float) -> list[dict[str, Any]]:
-        return [{"filter": f"model.layers.{i}.", "value": round(w_in, 6)} for i in layers] + [{"value": round(w_out, 6)}]
+        return [{"filter": f"model.layers.{i}.", "value": round(w_in, 6)} for i in layers] + [
+            {"value": round(w_out, 6)}
+        ]
 
     return {"merge_method": "linear", "dtype": dtype, "models": [
         {"model": str(adapted), "parameters": {"weight": weights(1 - inside, 1 - outside)}},
@@ -105,7 +119,9 @@ def per_layer_recipe(adapted: str, safety: str, weights: dict[int, float], *, ou
                      dtype: str = "float32") -> dict[str, Any]:
     """Linear merge with safety weight `weights[i]` in decoder layer i and `outside` on every other tensor."""
     def table(f: Any) -> list[dict[str, Any]]:
-        return [{"filter": f"model.layers.{i}.", "value": round(f(w), 6)} for i, w in sorted(weights.items())] + [{"value": round(f(outside), 6)}]
+        return [{"filter": f"model.layers.{i}.", "value": round(f(w), 6)} for i, w in sorted(weights.items())] + [
+            {"value": round(f(outside), 6)}
+        ]
 
     return {"merge_method": "linear", "dtype": dtype, "models": [
         {"model": str(adapted), "parameters": {"weight": table(lambda w: 1 - w)}},
@@ -114,7 +130,11 @@ def per_layer_recipe(adapted: str, safety: str, weights: dict[int, float], *, ou
 
 def recipe_yaml(recipe: dict[str, Any], explain: dict[str, Any]) -> str:
     lo, hi = explain["layers"]
-    head = (f"# safeadapt diagnose recommend: restore safety in decoder layers {lo}-{hi}, where the task vector "
-            f"({explain['pair']})\n# and the refusal-direction drift are largest. Safety weight {explain['inside']} inside, "
-            f"{explain['outside']} outside.\n# Run: safeadapt merge recommend.yaml --out DIR (see recommend.json for the scores)\n")
+    head = (
+        f"# safeadapt diagnose recommend: restore safety in decoder layers {lo}-{hi}, where the task vector "
+        f"({explain['pair']})\n# and the refusal-direction drift are largest. Safety weight {explain['inside']} "
+        f"inside, "
+        f"{explain['outside']} outside.\n# Run: safeadapt merge recommend.yaml --out DIR (see recommend.json for the "
+        f"scores)\n"
+    )
     return head + yaml.safe_dump(recipe, sort_keys=False)

@@ -187,7 +187,9 @@ def diagnose_weights(refs: Sequence[str | os.PathLike], labels: Sequence[str] | 
                 sp = spectrum(np.concatenate(bufs[p]), spectra_k)
                 dt = time.perf_counter() - s0
                 spec_time += dt
-                spec_recs.append({"pair": pname[p], "tensor": key, "layer": layer, "module": module, **sp, "seconds": dt})
+                spec_recs.append(
+                    {"pair": pname[p], "tensor": key, "layer": layer, "module": module, **sp, "seconds": dt}
+                )
         bufs = {}
         per_tensor.append(rec)
     if not per_tensor:
@@ -202,17 +204,34 @@ def diagnose_weights(refs: Sequence[str | os.PathLike], labels: Sequence[str] | 
         per_layer.append(r)
     layers = _totals(groups, lambda layer, module: layer is not None and module not in ("vision", "projector"))
     return {
-        "models": dict(zip(labels, refs)), "labels": labels, "pairs": [pname[p] for p in pairs],
-        "parts": list(parts), "per_layer": per_layer, "layers": layers, "per_tensor": per_tensor,
-        "spectra": {"enabled": spectra, "k": spectra_k, "budget_s": spectra_budget_s, "seconds": spec_time,
-                    "skipped_over_budget": spec_skipped, "records": spec_recs} if spectra else {"enabled": False},
-        "skipped_non_float": skipped_nonfloat, "seconds": time.perf_counter() - t0,
-        "notes": {"rel_change": "||B - A|| / ||A|| over the group's tensors (Frobenius)",
-                  "sign_agree": "share of elements whose sign does not flip from A to B (a zero on either side counts as kept)",
-                  "cos_tv": "on A->C records of 3-model runs: cosine of tau1 = B - A and tau2 = C - B",
-                  "sign_agree_tv": "share of elements, non-zero in both, where tau1 and tau2 agree in sign",
-                  "layer": "decoder layer index; null for embeddings, head, final norm, vision tower, projector",
-                  "embeddings": "rows beyond the smaller vocabulary (e.g. a VLM's <image> token) are not compared"},
+        "models": dict(zip(labels, refs)),
+        "labels": labels,
+        "pairs": [pname[p] for p in pairs],
+        "parts": list(parts),
+        "per_layer": per_layer,
+        "layers": layers,
+        "per_tensor": per_tensor,
+        "spectra": {
+            "enabled": spectra,
+            "k": spectra_k,
+            "budget_s": spectra_budget_s,
+            "seconds": spec_time,
+            "skipped_over_budget": spec_skipped,
+            "records": spec_recs,
+        }
+        if spectra
+        else {"enabled": False},
+        "skipped_non_float": skipped_nonfloat,
+        "seconds": time.perf_counter() - t0,
+        "notes": {
+            "rel_change": "||B - A|| / ||A|| over the group's tensors (Frobenius)",
+            "sign_agree": "share of elements whose sign does not flip from A to B (a zero on either side counts as "
+                          "kept)",
+            "cos_tv": "on A->C records of 3-model runs: cosine of tau1 = B - A and tau2 = C - B",
+            "sign_agree_tv": "share of elements, non-zero in both, where tau1 and tau2 agree in sign",
+            "layer": "decoder layer index; null for embeddings, head, final norm, vision tower, projector",
+            "embeddings": "rows beyond the smaller vocabulary (e.g. a VLM's <image> token) are not compared",
+        },
     }
 
 

@@ -74,7 +74,12 @@ def cached_generate(
     if on_progress and len(requests) - len(todo):
         on_progress(len(requests) - len(todo))
     # one global length sort so batches are well packed; ties keep input order
-    todo.sort(key=lambda i: (-(sum(len(str(m.get("content", ""))) for m in requests[i].messages) + 1000 * len(requests[i].images)), i))
+    todo.sort(
+        key=lambda i: (
+            -(sum(len(str(m.get("content", ""))) for m in requests[i].messages) + 1000 * len(requests[i].images)),
+            i,
+        )
+    )
     seen: dict[str, int] = {}
     for batch in _batches(todo, max(1, decoding.batch_size)):
         # identical keys inside one run (duplicate samples) are generated once
@@ -122,7 +127,9 @@ def cached_loglikelihood(
         recs = []
         for i, v in zip(batch, vals):
             out[i] = float(v)
-            recs.append({"key": keys[i], "kind": "ll", "sample_key": requests[i].key, "output": float(v), "fingerprint": fp})
+            recs.append(
+                {"key": keys[i], "kind": "ll", "sample_key": requests[i].key, "output": float(v), "fingerprint": fp}
+            )
         if cache is not None:
             cache.store.extend(recs)
         if on_progress:

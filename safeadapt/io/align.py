@@ -47,8 +47,14 @@ def _open(refs: Sequence[str | os.PathLike], allow_pickle: bool, sources: list[T
     return maps
 
 
-def iter_aligned(refs: Sequence[str | os.PathLike], *, parts: Sequence[Part] = ("language",), strict: bool = True,
-                 allow_pickle: bool = False, shared_rows: Callable[[str], bool] | None = None) -> Iterator[tuple[str, list[Any]]]:
+def iter_aligned(
+    refs: Sequence[str | os.PathLike],
+    *,
+    parts: Sequence[Part] = ("language",),
+    strict: bool = True,
+    allow_pickle: bool = False,
+    shared_rows: Callable[[str], bool] | None = None,
+) -> Iterator[tuple[str, list[Any]]]:
     """Yield `(canonical_name, [tensor per model])` for tensors of the given towers present in all
     models, in the first model's order. With `strict`, a tensor missing from any model (or of a
     different shape) is an error naming it, raised before any tensor is read; otherwise such tensors
@@ -65,9 +71,16 @@ def iter_aligned(refs: Sequence[str | os.PathLike], *, parts: Sequence[Part] = (
             s.close()
 
 
-def iter_aligned_blocks(refs: Sequence[str | os.PathLike], *, parts: Sequence[Part] = ("language",), strict: bool = True,
-                        allow_pickle: bool = False, shared_rows: Callable[[str], bool] | None = None,
-                        block_elems: int = 1 << 22, as_numpy: bool = False) -> Iterator[tuple[str, int, int, int, list[Any]]]:
+def iter_aligned_blocks(
+    refs: Sequence[str | os.PathLike],
+    *,
+    parts: Sequence[Part] = ("language",),
+    strict: bool = True,
+    allow_pickle: bool = False,
+    shared_rows: Callable[[str], bool] | None = None,
+    block_elems: int = 1 << 22,
+    as_numpy: bool = False,
+) -> Iterator[tuple[str, int, int, int, list[Any]]]:
     """As `iter_aligned`, but large tensors come in row blocks of about `block_elems` elements per
     model, read with positioned reads where the source allows: yields `(name, r0, r1, rows, [block
     per model])`, a tensor's blocks consecutively, so memory stays near one block per model.

@@ -20,7 +20,9 @@ _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 def detect_layout(names: Iterable[str]) -> Layout:
     """Which naming a checkpoint uses, from its tensor names."""
     names = list(names)
-    if any(n.startswith(("model.language_model.", "model.vision_tower.", "model.multi_modal_projector.")) for n in names):
+    if any(
+        n.startswith(("model.language_model.", "model.vision_tower.", "model.multi_modal_projector.")) for n in names
+    ):
         return "vlm_v5"
     if any(n.startswith(("language_model.", "vision_tower.", "multi_modal_projector.")) for n in names):
         return "vlm_v4"

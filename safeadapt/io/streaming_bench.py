@@ -40,15 +40,20 @@ print(json.dumps({"kind": kind, "mode": mode, "peak_rss_mb": hwm_mb(), "import_r
 """
 
 
-def make_checkpoint(path: Path, *, seed: int, vocab: int = 16000, hidden: int = 1024, inter: int = 2816, layers: int = 8) -> int:
+def make_checkpoint(
+    path: Path, *, seed: int, vocab: int = 16000, hidden: int = 1024, inter: int = 2816, layers: int = 8
+) -> int:
     """Write a LLaMA-shaped random fp32 safetensors checkpoint (~540 MB by default); returns bytes."""
     import torch
     from safetensors.torch import save_file
 
     path.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(seed)
-    sd = {"model.embed_tokens.weight": torch.randn(vocab, hidden, generator=g), "lm_head.weight": torch.randn(vocab, hidden, generator=g),
-          "model.norm.weight": torch.ones(hidden)}
+    sd = {
+        "model.embed_tokens.weight": torch.randn(vocab, hidden, generator=g),
+        "lm_head.weight": torch.randn(vocab, hidden, generator=g),
+        "model.norm.weight": torch.ones(hidden),
+    }
     for i in range(layers):
         p = f"model.layers.{i}."
         for n in ("q_proj", "k_proj", "v_proj", "o_proj"):
@@ -72,13 +77,18 @@ def main(root: str) -> list[dict]:
     rows = []
     for kind in ("pass", "merge"):
         for mode in ("read", "mmap", "read", "mmap"):  # interleaved twice, to see noise
-            out = subprocess.run([sys.executable, "-c", _CHILD, kind, mode, str(r)], capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, "-c", _CHILD, kind, mode, str(r)], capture_output=True, text=True, check=True
+            )
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"checkpoint sizes (MB): " + ", ".join(f"{k}={v / 2**20:.0f}" for k, v in sizes.items()))
+    print("checkpoint sizes (MB): " + ", ".join(f"{k}={v / 2**20:.0f}" for k, v in sizes.items()))
     print("| case | read mode | peak RSS (MB) | RSS after imports (MB) | seconds |")
     print("|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['kind']} | {row['mode']} | {row['peak_rss_mb']:.0f} | {row['import_rss_mb']:.0f} | {row['seconds']:.1f} |")
+        print(
+            f"| {row['kind']} | {row['mode']} | {row['peak_rss_mb']:.0f} | {row['import_rss_mb']:.0f} | "
+            f"{row['seconds']:.1f} |"
+        )
     return rows
 
 

@@ -61,7 +61,9 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str
                 raise SafeAdaptError(f"corrupt safetensors file {path}: shorter than its 8-byte header length")
             (n,) = struct.unpack("<Q", raw)
             if n > MAX_HEADER or 8 + n > size:
-                raise SafeAdaptError(f"corrupt or truncated safetensors file {path}: header length {n} exceeds file size {size}")
+                raise SafeAdaptError(
+                    f"corrupt or truncated safetensors file {path}: header length {n} exceeds file size {size}"
+                )
             header_bytes = f.read(n)
     except OSError as e:
         raise SafeAdaptError(f"cannot read {path}: {e.strerror}") from None
@@ -83,9 +85,13 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str
             raise SafeAdaptError(f"unsupported dtype {code} for tensor {name} in {path}")
         dtype, itemsize = _ST_DTYPES[code]
         if e - s != math.prod(shape) * itemsize or s < 0:
-            raise SafeAdaptError(f"corrupt safetensors file {path}: tensor {name} has {e - s} bytes for shape {list(shape)} {code}")
+            raise SafeAdaptError(
+                f"corrupt safetensors file {path}: tensor {name} has {e - s} bytes for shape {list(shape)} {code}"
+            )
         if base + e > size:
-            raise SafeAdaptError(f"truncated safetensors file {path}: tensor {name} ends at byte {base + e} but the file has {size}")
+            raise SafeAdaptError(
+                f"truncated safetensors file {path}: tensor {name} ends at byte {base + e} but the file has {size}"
+            )
         out[name] = TensorInfo(name, shape, dtype, path, base + s, base + e)
     return out, {str(k): str(v) for k, v in meta.items()}
 
@@ -154,7 +160,9 @@ class SafetensorsSource(TensorSource):
             infos, _ = read_safetensors_header(fp)
             for k, v in infos.items():
                 if k in self._infos:
-                    raise SafeAdaptError(f"tensor {k} appears twice in {ref.path} ({self._infos[k].file.name}, {fp.name})")
+                    raise SafeAdaptError(
+                        f"tensor {k} appears twice in {ref.path} ({self._infos[k].file.name}, {fp.name})"
+                    )
                 self._infos[k] = v
         self._handles: dict[Path, Any] = {}
 
@@ -260,7 +268,9 @@ class DictSource(TensorSource):
         if name not in self._t:
             raise SafeAdaptError(f"tensor {name} not found in {self.ref.file}")
         t = self._t[name]
-        return TensorInfo(name, tuple(t.shape), str(t.dtype).removeprefix("torch."), self.ref.file, 0, t.numel() * t.element_size())
+        return TensorInfo(
+            name, tuple(t.shape), str(t.dtype).removeprefix("torch."), self.ref.file, 0, t.numel() * t.element_size()
+        )
 
     can_read_rows = True  # already in memory: row slices are views
 
@@ -304,7 +314,9 @@ def default_read_mode() -> ReadMode:
     return "mmap" if os.environ.get("SAFEADAPT_TENSOR_READ", "").lower() == "mmap" else "read"
 
 
-def open_tensors(ref: str | os.PathLike | ModelRef, *, allow_pickle: bool = False, mode: ReadMode | None = None) -> TensorSource:
+def open_tensors(
+    ref: str | os.PathLike | ModelRef, *, allow_pickle: bool = False, mode: ReadMode | None = None
+) -> TensorSource:
     """Open a model's tensors lazily (safetensors) or dequantised in memory (GGUF / pickle).
     `mode`: "read" (readinto, default) or "mmap" (safetensors `safe_open`)."""
     mode = mode or default_read_mode()

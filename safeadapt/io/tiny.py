@@ -26,7 +26,9 @@ def tiny_tokenizer(vocab_size: int = 64, *, image_token: bool = False) -> Any:
         words.append("<image>")
     tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+    )
     tok.chat_template = CHAT_TEMPLATE
     if image_token:
         tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
@@ -65,7 +67,13 @@ def build_tiny_llava(out_dir: str | Path, *, seed: int = 0, vocab_size: int = 64
                      image_size: int = 32, patch: int = 16) -> Path:
     """Random tiny LLaVA (Llama text tower + CLIP vision tower) + LlavaProcessor."""
     import torch
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
 
     torch.manual_seed(seed)
     vc = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
@@ -84,7 +92,9 @@ def build_tiny_llava(out_dir: str | Path, *, seed: int = 0, vocab_size: int = 64
     return out
 
 
-def build_tiny_gguf(path: str | Path, *, seed: int = 0, vocab_size: int = 64, hidden: int = 16, layers: int = 2) -> dict[str, Any]:
+def build_tiny_gguf(
+    path: str | Path, *, seed: int = 0, vocab_size: int = 64, hidden: int = 16, layers: int = 2
+) -> dict[str, Any]:
     """Write a tiny llama-architecture GGUF (F32, no quantisation) with the gguf package.
 
     Returns the HF-named tensors that GGUF stores unpermuted (norms, MLP, embeddings, output), so a

@@ -25,7 +25,12 @@ TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "vocab.json",
     "merges.txt", "vocab.txt", "added_tokens.json", "chat_template.jinja", "chat_template.json", "spiece.model",
 )
-PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json", "image_processor_config.json", "video_preprocessor_config.json")
+PROCESSOR_FILES = (
+    "processor_config.json",
+    "preprocessor_config.json",
+    "image_processor_config.json",
+    "video_preprocessor_config.json",
+)
 CONFIG_FILES = ("config.json", "generation_config.json")
 
 
@@ -104,7 +109,11 @@ class StreamingShardWriter:
         header: dict[str, Any] = {"__metadata__": self.metadata}
         off = 0
         for t in shard.tensors:
-            header[t.name] = {"dtype": TORCH_TO_ST[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + t.nbytes]}
+            header[t.name] = {
+                "dtype": TORCH_TO_ST[t.dtype],
+                "shape": list(t.shape),
+                "data_offsets": [off, off + t.nbytes],
+            }
             off += t.nbytes
         hb = json.dumps(header, separators=(",", ":")).encode("utf-8")
         hb += b" " * ((8 - len(hb) % 8) % 8)
@@ -134,7 +143,9 @@ class StreamingShardWriter:
     def write(self, name: str, tensor: Any) -> None:
         planned = self._next(name)
         if tuple(tensor.shape) != planned.shape or str(tensor.dtype).removeprefix("torch.") != planned.dtype:
-            raise RuntimeError(f"tensor {name}: planned {planned.shape} {planned.dtype}, got {tuple(tensor.shape)} {tensor.dtype}")
+            raise RuntimeError(
+                f"tensor {name}: planned {planned.shape} {planned.dtype}, got {tuple(tensor.shape)} {tensor.dtype}"
+            )
         self._append(tensor)
         self._pos += 1
 
@@ -145,7 +156,10 @@ class StreamingShardWriter:
         got = 0
         for c in chunks:
             if tuple(c.shape[1:]) != planned.shape[1:] or str(c.dtype).removeprefix("torch.") != planned.dtype:
-                raise RuntimeError(f"tensor {name}: planned rows of {planned.shape[1:]} {planned.dtype}, got {tuple(c.shape)} {c.dtype}")
+                raise RuntimeError(
+                    f"tensor {name}: planned rows of {planned.shape[1:]} {planned.dtype}, got {tuple(c.shape)} "
+                    f"{c.dtype}"
+                )
             got += self._append(c)
         if got != planned.nbytes:
             raise RuntimeError(f"tensor {name}: wrote {got} bytes, planned {planned.nbytes}")

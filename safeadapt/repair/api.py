@@ -36,9 +36,16 @@ def _scalar_params(rec: RepairRecipe) -> dict[str, Any]:
     return {**m.params, **{k: v for k, v in rec.parameters.items() if isinstance(v, (bool, int, float, str))}}
 
 
-def repair(recipe: dict[str, Any] | str | os.PathLike | RepairRecipe, out_dir: str | os.PathLike, *, seed: int | None = None,
-           overwrite: bool = False, allow_pickle: bool = False, max_shard_size: int | str = "5GB",
-           threads: int | None = 1) -> Path:
+def repair(
+    recipe: dict[str, Any] | str | os.PathLike | RepairRecipe,
+    out_dir: str | os.PathLike,
+    *,
+    seed: int | None = None,
+    overwrite: bool = False,
+    allow_pickle: bool = False,
+    max_shard_size: int | str = "5GB",
+    threads: int | None = 1,
+) -> Path:
     """Repair `adapted` as the recipe says and write the model to `out_dir`; returns the path.
 
     Bad input raises SafeAdaptError (one line); a failed run leaves no output directory."""
@@ -47,15 +54,24 @@ def repair(recipe: dict[str, Any] | str | os.PathLike | RepairRecipe, out_dir: s
     seed = 0 if seed is None else int(seed)
     roles = _role_labels(rec)
     uniq = list(dict.fromkeys(roles.values()))
-    cfg = MergeConfig(merge_method=f"repair:{method.name}", base_model=rec.adapted, models=[ModelEntry(model=m) for m in uniq],
-                      parameters=dict(rec.parameters) or None, dtype=rec.dtype, out_dtype=rec.out_dtype, tokenizer_source="base",
-                      name=rec.name)
+    cfg = MergeConfig(
+        merge_method=f"repair:{method.name}",
+        base_model=rec.adapted,
+        models=[ModelEntry(model=m) for m in uniq],
+        parameters=dict(rec.parameters) or None,
+        dtype=rec.dtype,
+        out_dtype=rec.out_dtype,
+        tokenizer_source="base",
+        name=rec.name,
+    )
     filters = rec.filters
     texts = _calibration_texts(rec, seed)  # read and checked before any model is loaded or output created
     report: dict[str, dict[str, Any]] = {}
 
     def touched(key: str, shape: tuple[int, ...]) -> bool:
-        return in_scope(key, shape, method.scope) and (method.own_filters or not filters or any(f in key for f in filters))
+        return in_scope(key, shape, method.scope) and (
+            method.own_filters or not filters or any(f in key for f in filters)
+        )
 
     def fn(job: TensorJob) -> Any:
         if not touched(job.name, tuple(job.tensors[0].shape)):
@@ -83,16 +99,28 @@ def repair(recipe: dict[str, Any] | str | os.PathLike | RepairRecipe, out_dir: s
                                  f"{plan.models[idx['adapted']].where()} is not; give the references' language models")
         stores = _calibrate(rec, plan, idx, seed, texts, Path(tmpdir.name), allow_pickle)
         scored = {t.key for t in plan.tensors if touched(t.key, t.shape)}  # scores are read for these only
-        return lambda key: {"roles": idx, "report": report, **{n: s.get(key) if key in scored else None for n, s in stores.items()}}
+        return lambda key: {
+            "roles": idx,
+            "report": report,
+            **{n: s.get(key) if key in scored else None for n, s in stores.items()},
+        }
 
     def notes() -> list[str]:
         return _summary(method.name, report, filters)
 
     recipe_yaml = yaml.safe_dump(rec.model_dump(exclude_none=True, mode="json"), sort_keys=False)
-    spec = OutputSpec(kind="repair", recipe_yaml=recipe_yaml, recipe_file="repair_config.yml",
-                      roles={lab: r.split(":")[0] for r, lab in reversed(list(roles.items()))}, prepare=prepare, notes=notes,
-                      provenance=lambda: {"repair_report": report}, config_json=rec.model_dump(exclude_none=True, mode="json"),
-                      method_name=method.name, reference=method.reference)
+    spec = OutputSpec(
+        kind="repair",
+        recipe_yaml=recipe_yaml,
+        recipe_file="repair_config.yml",
+        roles={lab: r.split(":")[0] for r, lab in reversed(list(roles.items()))},
+        prepare=prepare,
+        notes=notes,
+        provenance=lambda: {"repair_report": report},
+        config_json=rec.model_dump(exclude_none=True, mode="json"),
+        method_name=method.name,
+        reference=method.reference,
+    )
     try:
         return write_model(cfg, rdir, mm, out_dir, overwrite=overwrite, allow_pickle=allow_pickle, seed=seed,
                            max_shard_size=max_shard_size, threads=threads, spec=spec)
@@ -139,13 +167,21 @@ def _calibrate(rec: RepairRecipe, plan: MergePlan, idx: dict[str, int], seed: in
         return stores
     import torch
 
-    from safeadapt.repair.calibrate_child import CalibrationJob, LazyScores, compute_scores, compute_scores_in_child
+    from safeadapt.repair.calibrate import CalibrationJob, LazyScores, compute_scores, compute_scores_in_child
 
     cal = rec.calibration
     assert cal is not None
-    job = CalibrationJob(needs=list(needs), inputs={r: (plan.models[idx[r]].label, plan.models[idx[r]].ref) for r in {n.role for n in needs}},
-                         texts=texts, max_length=cal.max_length, batch_size=cal.batch_size, out_dir=str(tmp), seed=seed,
-                         threads=torch.get_num_threads(), allow_pickle=allow_pickle)
+    job = CalibrationJob(
+        needs=list(needs),
+        inputs={r: (plan.models[idx[r]].label, plan.models[idx[r]].ref) for r in {n.role for n in needs}},
+        texts=texts,
+        max_length=cal.max_length,
+        batch_size=cal.batch_size,
+        out_dir=str(tmp),
+        seed=seed,
+        threads=torch.get_num_threads(),
+        allow_pickle=allow_pickle,
+    )
     # a spawned child computes the scores and exits: the model, transformers' model code and SNIP's
     # buffers never live in this (streaming) process. Small models are scored here (`in_process`)
     scored = sum(plan.models[idx[r]].source.total_bytes() for r in job.inputs)
@@ -156,7 +192,9 @@ def _calibrate(rec: RepairRecipe, plan: MergePlan, idx: dict[str, int], seed: in
 
 
 def _summary(name: str, report: dict[str, dict[str, Any]], filters: list[str] | None) -> list[str]:
-    notes = [f"Repair method `{name}`" + (f", restricted to tensors matching {', '.join(filters)}." if filters else ".")]
+    notes = [
+        f"Repair method `{name}`" + (f", restricted to tensors matching {', '.join(filters)}." if filters else ".")
+    ]
     if not report:
         return notes
     vals = list(report.values())
@@ -166,10 +204,14 @@ def _summary(name: str, report: dict[str, dict[str, Any]], filters: list[str] | 
             notes.append(f"{tot} of {num} entries ({100 * tot / max(num, 1):.2f}%) {verb} in {len(vals)} tensors.")
     if "kept" in vals[0]:
         kept = [f for v in vals for f in v["kept"]]
-        notes.append(f"SOMF masks on {len(vals)} tensors keep {100 * sum(kept) / len(kept):.1f}% of task-vector entries on "
-                     f"average (min {100 * min(kept):.1f}%, max {100 * max(kept):.1f}%).")
+        notes.append(
+            f"SOMF masks on {len(vals)} tensors keep {100 * sum(kept) / len(kept):.1f}% of task-vector entries on "
+            f"average (min {100 * min(kept):.1f}%, max {100 * max(kept):.1f}%)."
+        )
     if "mixed" in vals[0]:
         mixed = [k for k, v in report.items() if v["mixed"]]
-        notes.append(f"{len(mixed)} of {len(vals)} weight matrices mixed with the safety model (projection cosine below "
-                     f"the threshold): {', '.join(mixed) if mixed else 'none'}.")
+        notes.append(
+            f"{len(mixed)} of {len(vals)} weight matrices mixed with the safety model (projection cosine below "
+            f"the threshold): {', '.join(mixed) if mixed else 'none'}."
+        )
     return notes

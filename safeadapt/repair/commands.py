@@ -8,23 +8,35 @@ from pathlib import Path
 import typer
 
 from safeadapt.core.cli_support import user_errors
+from safeadapt.core.console import say
 
 
 @user_errors
 def repair_cmd(
-    recipe: Path = typer.Argument(..., help="Repair recipe YAML (repair_method, adapted, aligned, unaligned, parameters, calibration, filters)."),
+    recipe: Path = typer.Argument(
+        ..., help="Repair recipe YAML (repair_method, adapted, aligned, unaligned, parameters, calibration, filters)."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Output model directory (written atomically)."),
     seed: int = typer.Option(0, "--seed", help="Seed for calibration sampling, random ablations, DARE and SOMF."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output directory."),
-    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickle (.bin) inputs; only for checkpoints you trust."),
+    allow_pickle: bool = typer.Option(
+        False, "--allow-pickle", help="Allow pickle (.bin) inputs; only for checkpoints you trust."
+    ),
     max_shard_size: str = typer.Option("5GB", "--max-shard-size", help="Largest safetensors shard, e.g. 5GB, 500MB."),
 ) -> None:
     """Repair safety after adaptation: antidote, set_difference (graft/prune), resta, safemerge, somf."""
     from safeadapt.io.writer import parse_size
     from safeadapt.repair.api import repair
 
-    path = repair(recipe, out, seed=seed, overwrite=overwrite, allow_pickle=allow_pickle, max_shard_size=parse_size(max_shard_size))
-    typer.echo(f"repaired model written to {path}")
+    path = repair(
+        recipe,
+        out,
+        seed=seed,
+        overwrite=overwrite,
+        allow_pickle=allow_pickle,
+        max_shard_size=parse_size(max_shard_size),
+    )
+    say(f"repaired model written to {path}")
 
 
 def register(app: typer.Typer) -> None:

@@ -64,7 +64,9 @@ def load_recipe(recipe: dict[str, Any] | str | os.PathLike | RepairRecipe) -> tu
         if getattr(rec, r) is None:
             raise SafeAdaptError(f"{label}: repair method {method.name} needs `{r}:` ({_ROLE_HELP[r]})")
     if method.check is not None:
-        scalars = {k: v for k, v in {**method.params, **rec.parameters}.items() if isinstance(v, (bool, int, float, str))}
+        scalars = {
+            k: v for k, v in {**method.params, **rec.parameters}.items() if isinstance(v, (bool, int, float, str))
+        }
         try:
             method.check({**method.params, **scalars})
         except SafeAdaptError as e:
@@ -72,7 +74,9 @@ def load_recipe(recipe: dict[str, Any] | str | os.PathLike | RepairRecipe) -> tu
     for need in method.scores({**method.params, **rec.parameters}):
         spec = getattr(rec.calibration, need.dataset, None) if rec.calibration else None
         if spec is None:
-            raise SafeAdaptError(f"{label}: repair method {method.name} needs calibration.{need.dataset} (a dataset SPEC)")
+            raise SafeAdaptError(
+                f"{label}: repair method {method.name} needs calibration.{need.dataset} (a dataset SPEC)"
+            )
     for field in method.data:
         if getattr(rec.calibration, field, None) is None:
             raise SafeAdaptError(f"{label}: repair method {method.name} needs calibration.{field}")

@@ -13,7 +13,7 @@ from typing import Any
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.repair.merge.engine import tensor_seed
 from safeadapt.repair.methods.base import in_scope
-from safeadapt.repair.methods.somf import constant_keeps, fuse_masked
+from safeadapt.repair.somf_fuse import constant_keeps, fuse_masked
 
 
 def _module():
@@ -22,7 +22,9 @@ def _module():
     class SomfWeight(torch.nn.Module):
         """Parametrization: ignores the stored weight; returns aligned + fused masked task vectors."""
 
-        def __init__(self, aligned: Any, taus: list[Any], keeps: list[Any] | None, weight: float, temperature: float) -> None:
+        def __init__(
+            self, aligned: Any, taus: list[Any], keeps: list[Any] | None, weight: float, temperature: float
+        ) -> None:
             super().__init__()
             self.register_buffer("aligned", aligned)
             self.taus = [t for t in taus]
@@ -60,12 +62,17 @@ def attach_masks(model: Any, plan: Any, roles: dict[str, Any], params: dict[str,
     others = [plan.models[i] for i in roles.get("others", [])]
     mods: dict[str, Any] = {}
     for key, lin in language_linears(model).items():
-        if not in_scope(key, tuple(lin.weight.shape), "layer_matrices") or (filters and not any(f in key for f in filters)):
+        if not in_scope(key, tuple(lin.weight.shape), "layer_matrices") or (
+            filters and not any(f in key for f in filters)
+        ):
             continue
         w = lin.weight.detach()
         aligned = al.source.get(al.canon[key]).to(torch.float32)
         if aligned.shape != w.shape:
-            raise SafeAdaptError(f"somf: {key} has shape {tuple(w.shape)} in the adapted model but {tuple(aligned.shape)} in the aligned one")
+            raise SafeAdaptError(
+                f"somf: {key} has shape {tuple(w.shape)} in the adapted model but {tuple(aligned.shape)} in the "
+                f"aligned one"
+            )
         taus = [w.float() - aligned] + [o.source.get(o.canon[key]).to(torch.float32) - aligned for o in others]
         keeps = constant_keeps(taus, params["fusion"], float(params["density"]), tensor_seed(seed, key))
         mod = SomfWeight(aligned, taus, keeps, float(params["weight"]), float(params["temperature"]))
@@ -83,13 +90,13 @@ def train_somf(*, rec: Any, plan: Any, roles: dict[str, Any], seed: int, params:
     from trl import DPOConfig, DPOTrainer
 
     from safeadapt.core.runtime import set_seed
-    from safeadapt.data.loaders import read_rows
+    from safeadapt.data.readers import read_file_rows
     from safeadapt.io.models import load_pretrained
     from safeadapt.train.common import TrainOptions, config_kwargs
     from safeadapt.train.dpo import pairs_for_trl
 
     pairs_path = Path(rec.calibration.pairs).expanduser()
-    raw = [r.data for r in read_rows(pairs_path)]
+    raw = [r.data for r in read_file_rows(pairs_path)]
     set_seed(seed)
     model, proc = load_pretrained(plan.models[roles["adapted"]].ref, dtype="float32", for_training=True)
     # image pairs on a VLM go through its processor (as `train dpo`); images on a text-only model: error
@@ -107,7 +114,11 @@ def train_somf(*, rec: Any, plan: Any, roles: dict[str, Any], seed: int, params:
         trainer = DPOTrainer(model=model, ref_model=ref, args=DPOConfig(**kw), train_dataset=Dataset.from_list(pairs),
                              processing_class=processing_class)
         trainer.train()
-    masks = {f"{k}::{i}": (lg.detach() > 0).to(__import__("torch").uint8) for k, m in mods.items() for i, lg in enumerate(m.logits)}
+    masks = {
+        f"{k}::{i}": (lg.detach() > 0).to(__import__("torch").uint8)
+        for k, m in mods.items()
+        for i, lg in enumerate(m.logits)
+    }
     from safetensors.torch import save_file
 
     path = tmp / "somf_masks.safetensors"

@@ -4,14 +4,33 @@ overlap), the best trade-off, the paper's three findings, and the trade-off plot
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
-from safeadapt.report.collect import ASR_METRICS, METRICS, ReportData
+from safeadapt.core.registry import Registry
 from safeadapt.eval.metrics import wilson_ci
+from safeadapt.report.collect import ASR_METRICS, METRICS, ReportData
 
-LABELS = {"text_asr": "text ASR", "mm_asr": "multimodal ASR", "jailbreak_asr": "jailbreak ASR",
-          "over_refusal": "over-refusal", "helpfulness": "helpfulness"}
-HIGHER_IS_WORSE = {"text_asr": True, "mm_asr": True, "jailbreak_asr": True, "over_refusal": True, "helpfulness": False}
+LABELS = {
+    "text_asr": "text ASR",
+    "text_non_refusal": "text non-refusal",
+    "mm_asr": "multimodal ASR",
+    "mm_non_refusal": "multimodal non-refusal",
+    "jailbreak_asr": "jailbreak ASR",
+    "jailbreak_non_refusal": "jailbreak non-refusal",
+    "over_refusal": "over-refusal",
+    "helpfulness": "helpfulness",
+}
+# non-refusal on harmful prompts = harmful + harmless answers: more of it is worse only via its harmful part
+HIGHER_IS_WORSE = {
+    "text_asr": True,
+    "text_non_refusal": True,
+    "mm_asr": True,
+    "mm_non_refusal": True,
+    "jailbreak_asr": True,
+    "jailbreak_non_refusal": True,
+    "over_refusal": True,
+    "helpfulness": False,
+}
 REFERENCE_ROLES = ("aligned", "base", "reference")
 ADAPTED_ROLES = ("vl", "adapted", "finetuned", "attacked")
 SAFETY_MARKERS = ("sft", "mtl", "dpo", "safety")
@@ -32,7 +51,12 @@ def cell(m: dict[str, Any], key: str) -> dict[str, Any] | None:
     k, n = c.get("k"), c.get("n")
     ci = m.get(f"{key}_ci")
     out = {"value": float(v), "k": k, "n": n, "lo": None, "hi": None, "wilson": False}
-    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(x, (int, float)) for x in ci) and ci[1] > ci[0]:
+    if (
+        isinstance(ci, (list, tuple))
+        and len(ci) == 2
+        and all(isinstance(x, (int, float)) for x in ci)
+        and ci[1] > ci[0]
+    ):
         out["lo"], out["hi"] = float(ci[0]), float(ci[1])
     elif isinstance(k, int) and isinstance(n, int) and n > 0:
         out["lo"], out["hi"] = wilson(k, n)
@@ -117,12 +141,16 @@ def headline(data: ReportData) -> dict[str, Any]:
                 r = cell(models[ref], k)
                 if r is not None:
                     d = c["value"] - r["value"]
-                    apart = None not in (c["lo"], c["hi"], r["lo"], r["hi"]) and (c["lo"] > r["hi"] or c["hi"] < r["lo"])
+                    apart = None not in (c["lo"], c["hi"], r["lo"], r["hi"]) and (
+                        c["lo"] > r["hi"] or c["hi"] < r["lo"]
+                    )
                     worse = (d > 0) == HIGHER_IS_WORSE[k]
                     c["delta"] = d
                     c["delta_class"] = "noise" if not apart else ("worse" if worse else "better")
             cells[k] = c
-        rows.append({"role": role, "family": family(role), "cells": cells, "best": role == best, "reference": role == ref})
+        rows.append(
+            {"role": role, "family": family(role), "cells": cells, "best": role == best, "reference": role == ref}
+        )
     return {"columns": cols, "labels": LABELS, "rows": rows, "reference": ref, "best": best, "best_rule": rule,
             "any_wilson": any(c and c["wilson"] for r in rows for c in r["cells"].values())}
 
@@ -142,17 +170,22 @@ def _one_verdict(t: Any) -> Any:
     return out
 
 
+#: name -> `check(models by role) -> {check name: verdict}`: rules the report applies to a study
+#: that states no targets of its own (the miniature world registers its demo's targets)
+REPORT_CHECKS: Registry[Callable[[dict[str, Any]], dict[str, Any]]] = Registry("report check")
+
+
 def checks(data: ReportData) -> tuple[dict[str, Any], str | None]:
-    """(checks, source): the study's own targets, or the demo's rules (world.demo.check_targets)
+    """(checks, source): the study's own targets, or the registered report checks (`REPORT_CHECKS`)
     applied by the report when the study has none and its roles allow; source "study" / "report"."""
     if isinstance(data.targets, dict) and data.targets:
         return {k: _one_verdict(v) for k, v in data.targets.items()}, "study"
-    try:
-        from safeadapt.world.demo import check_targets
-
-        t = check_targets(data.models)
-    except (ImportError, KeyError, TypeError, ValueError):
-        return {}, None
+    t: dict[str, Any] = {}
+    for _name, check in REPORT_CHECKS.items():
+        try:
+            t.update(check(data.models))
+        except (KeyError, TypeError, ValueError):
+            continue
     return t, ("report" if t else None)
 
 
@@ -182,7 +215,11 @@ def findings(data: ReportData) -> list[dict[str, Any]]:
         lines = []
         for r in saf:
             m = models[r]
-            bits = [f"max ASR {max(float(m[k]) for k in ASR_METRICS if k in m):.2f}" if any(k in m for k in ASR_METRICS) else ""]
+            bits = [
+                f"max ASR {max(float(m[k]) for k in ASR_METRICS if k in m):.2f}"
+                if any(k in m for k in ASR_METRICS)
+                else ""
+            ]
             if "over_refusal" in m and "over_refusal" in a:
                 bits.append(f"over-refusal {_fmt(m, 'over_refusal')} vs {ref} {float(a['over_refusal']):.2f}")
             lines.append(f"{r}: " + ", ".join(b for b in bits if b))
@@ -191,15 +228,23 @@ def findings(data: ReportData) -> list[dict[str, Any]]:
     best, rule = best_tradeoff(data)
     if best and ref:
         b, a = models[best], models[ref]
-        lines = [f"{LABELS[k]}: {_fmt(b, k)} ({ref} {float(a[k]):.2f})" for k in ("text_asr", "mm_asr") if k in b and k in a]
+        lines = [
+            f"{LABELS[k]}: {_fmt(b, k)} ({ref} {float(a[k]):.2f})" for k in ("text_asr", "mm_asr") if k in b and k in a
+        ]
         if ada and "helpfulness" in b and "helpfulness" in models[ada]:
             lines.append(f"helpfulness: {_fmt(b, 'helpfulness')} ({ada} {float(models[ada]['helpfulness']):.2f})")
         if "over_refusal" in b:
             worst = max(saf, key=lambda r: float(models[r].get("over_refusal") or 0.0)) if saf else None
             extra = f" ({worst} {float(models[worst]['over_refusal']):.2f})" if worst else ""
             lines.append(f"over-refusal: {_fmt(b, 'over_refusal')}{extra}")
-        out.append({"title": f"Best trade-off: {best}", "lines": lines, "status": _status(chk, "best_merge_within_5pts"),
-                    "rule": rule})
+        out.append(
+            {
+                "title": f"Best trade-off: {best}",
+                "lines": lines,
+                "status": _status(chk, "best_merge_within_5pts"),
+                "rule": rule,
+            }
+        )
     return out
 
 
@@ -222,7 +267,9 @@ def _search_points(data: ReportData) -> tuple[list[dict[str, Any]], list[dict[st
     pts, trials = [], []
     for s in data.search:
         par = s.get("pareto")
-        rows = par.get("points", par.get("front", [])) if isinstance(par, dict) else par if isinstance(par, list) else []
+        rows = (
+            par.get("points", par.get("front", [])) if isinstance(par, dict) else par if isinstance(par, list) else []
+        )
         for i, p in enumerate(rows or []):
             if not isinstance(p, dict):
                 continue
@@ -231,13 +278,20 @@ def _search_points(data: ReportData) -> tuple[list[dict[str, Any]], list[dict[st
             if asr is None or hp is None:
                 continue
             params = p.get("params") if isinstance(p.get("params"), dict) else {}
-            desc = ", ".join(f"{k}={v:.2g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(params.items())[:2])
+            desc = ", ".join(
+                f"{k}={v:.2g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(params.items())[:2]
+            )
             label = str(p.get("name") or p.get("label") or f"{p.get('method', 'search')} {desc or f'#{i + 1}'}")
             pts.append({"label": label, "family": f"search:{p.get('method', '?')}", "asr": asr, "helpfulness": hp,
                         "over_refusal": orr, "params": p.get("params")})
         for t in s.get("trials") or []:
             o = t.get("objectives") or t.get("values") or t
-            if t.get("state", "COMPLETE") == "COMPLETE" and isinstance(o, dict) and _num(o.get("asr")) is not None and _num(o.get("helpfulness")) is not None:
+            if (
+                t.get("state", "COMPLETE") == "COMPLETE"
+                and isinstance(o, dict)
+                and _num(o.get("asr")) is not None
+                and _num(o.get("helpfulness")) is not None
+            ):
                 trials.append({"asr": _num(o["asr"]), "helpfulness": _num(o["helpfulness"])})
     return pts, trials
 

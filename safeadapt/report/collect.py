@@ -13,11 +13,23 @@ from typing import Any
 
 from safeadapt.core.errors import SafeAdaptError
 
-METRICS = ("text_asr", "mm_asr", "jailbreak_asr", "over_refusal", "helpfulness")
+METRICS = ("text_asr", "text_non_refusal", "mm_asr", "mm_non_refusal", "jailbreak_asr", "jailbreak_non_refusal",
+           "over_refusal", "helpfulness")
 ASR_METRICS = ("text_asr", "mm_asr", "jailbreak_asr")
 #: eval suite -> (headline metric, the suite's metric key in results.json)
-SUITE_METRIC = {"text-safety": ("text_asr", "asr"), "mm-safety": ("mm_asr", "asr"), "jailbreak": ("jailbreak_asr", "asr"),
-                "over-refusal": ("over_refusal", "refusal_rate"), "helpfulness": ("helpfulness", "accuracy")}
+SUITE_METRIC = {
+    "text-safety": ("text_asr", "asr"),
+    "mm-safety": ("mm_asr", "asr"),
+    "jailbreak": ("jailbreak_asr", "asr"),
+    "over-refusal": ("over_refusal", "refusal_rate"),
+    "helpfulness": ("helpfulness", "accuracy"),
+}
+#: ASR suite -> the non-refusal rate (compliance + benign) shown beside its ASR
+NON_REFUSAL_METRIC = {
+    "text-safety": "text_non_refusal",
+    "mm-safety": "mm_non_refusal",
+    "jailbreak": "jailbreak_non_refusal",
+}
 
 
 @dataclass
@@ -38,7 +50,8 @@ class ReportData:
     targets: dict[str, Any] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
     roles: dict[str, Any] = field(default_factory=dict)
-    declared: bool = False  # models come from a top-level results.json summary  # results.json `roles`: reference / adapted / candidates
+    # models come from a top-level results.json summary  # results.json `roles`: reference / adapted / candidates
+    declared: bool = False
     evals: list[EvalDir] = field(default_factory=list)
     study: dict[str, Any] | None = None
     results: dict[str, Any] | None = None  # top-level results.json (demo summary or one eval)
@@ -88,14 +101,17 @@ def metrics_from_eval(results: dict[str, Any]) -> dict[str, Any]:
         block = (results.get("suites") or {}).get(suite)
         if not isinstance(block, dict):
             continue
-        m = block.get(key) or block.get(block.get("metric", ""))
-        if not isinstance(m, dict) or _frac(m.get("value")) is None:
-            continue
-        out[name] = float(m["value"])
-        if _frac(m.get("ci_low")) is not None and _frac(m.get("ci_high")) is not None:
-            out[f"{name}_ci"] = [float(m["ci_low"]), float(m["ci_high"])]
-        if isinstance(m.get("n"), int):
-            out[f"{name}_count"] = {"k": m.get("k"), "n": m["n"]}
+        pairs = [(name, block.get(key) or block.get(block.get("metric", "")))]
+        if suite in NON_REFUSAL_METRIC:
+            pairs.append((NON_REFUSAL_METRIC[suite], block.get("non_refusal_rate")))
+        for name, m in pairs:
+            if not isinstance(m, dict) or _frac(m.get("value")) is None:
+                continue
+            out[name] = float(m["value"])
+            if _frac(m.get("ci_low")) is not None and _frac(m.get("ci_high")) is not None:
+                out[f"{name}_ci"] = [float(m["ci_low"]), float(m["ci_high"])]
+            if isinstance(m.get("n"), int):
+                out[f"{name}_count"] = {"k": m.get("k"), "n": m["n"]}
     return out
 
 
@@ -191,8 +207,10 @@ def collect(src: str | Path) -> ReportData:
             _scan_extras(d, d.name, data)
     _scan_extras(src, None, data)
     if not (data.models or data.diagnose or data.search or data.study):
-        raise SafeAdaptError(f"{src}: nothing to report (no results.json with models or suites, no study.json stages with "
-                             "eval results, no weights.json / activations.json / pareto.json)")
+        raise SafeAdaptError(
+            f"{src}: nothing to report (no results.json with models or suites, no study.json stages with "
+            "eval results, no weights.json / activations.json / pareto.json)"
+        )
     return data
 
 

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from safeadapt.core.cli_support import user_errors
+from safeadapt.core.console import say
 
 
 def register(app: typer.Typer) -> None:
@@ -17,14 +18,16 @@ def register(app: typer.Typer) -> None:
     def report(
         directory: Path = typer.Argument(..., metavar="DIR", help="Study, demo or eval output directory."),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="HTML file to write (default DIR/report.html)."),
-        samples: int = typer.Option(5, "--samples", min=0, help="Sample prompts shown per suite (the same ones for every model)."),
+        samples: int = typer.Option(
+            5, "--samples", min=0, help="Sample prompts shown per suite (the same ones for every model)."
+        ),
     ) -> None:
         """Render DIR into one self-contained report.html: results table, breakdowns, trade-off plot,
         diagnosis, judges, sample generations, provenance (each section only when its data exists)."""
         from safeadapt.report.render import write_report
 
         path = write_report(directory, out, samples_per_suite=samples)
-        typer.echo(f"report written to {path}")
+        say(f"report written to {path}")
 
 
 def write_study_report(out: Path) -> Path | None:

@@ -71,7 +71,11 @@ def _activation_figures(a: Any) -> list[dict[str, str]]:
     for f in fields:
         series: dict[str, list[tuple[Any, float]]] = {}
         for model, rs in lists:
-            pts = [(r["layer"], float(r[f])) for r in rs if isinstance(r.get(f), (int, float)) and r.get("layer") is not None]
+            pts = [
+                (r["layer"], float(r[f]))
+                for r in rs
+                if isinstance(r.get(f), (int, float)) and r.get("layer") is not None
+            ]
             if pts:
                 series.setdefault(model, []).extend(pts)
         title = FIELD_TITLES.get(f, f.replace("_", " "))

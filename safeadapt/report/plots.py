@@ -15,8 +15,8 @@ matplotlib.use("Agg")  # no display; also set before any pyplot import elsewhere
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.transforms import Bbox  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 STYLE = {
@@ -103,13 +103,33 @@ def tradeoff_plot(tp: dict[str, Any], *, width: float = 6.4, height: float = 4.3
         for fam in dict.fromkeys(p["family"] for p in pts):
             ps = [p for p in pts if p["family"] == fam]
             col = [p["over_refusal"] if p["over_refusal"] is not None else float("nan") for p in ps]
-            sc = ax.scatter([p["asr"] for p in ps], [p["helpfulness"] for p in ps], c=col, cmap="cividis", vmin=0, vmax=1,
-                            marker=_marker(fam, seen), s=110 if fam == "aligned" else 55, edgecolors="#222222",
-                            linewidths=0.6, label=fam, zorder=3, plotnonfinite=True)
+            sc = ax.scatter(
+                [p["asr"] for p in ps],
+                [p["helpfulness"] for p in ps],
+                c=col,
+                cmap="cividis",
+                vmin=0,
+                vmax=1,
+                marker=_marker(fam, seen),
+                s=110 if fam == "aligned" else 55,
+                edgecolors="#222222",
+                linewidths=0.6,
+                label=fam,
+                zorder=3,
+                plotnonfinite=True,
+            )
         best = next((p for p in pts if p["label"] == tp.get("best")), None)
         handles, labels = ax.get_legend_handles_labels()
         if best:
-            ax.scatter([best["asr"]], [best["helpfulness"]], s=320, facecolors="none", edgecolors="#D55E00", linewidths=2, zorder=4)
+            ax.scatter(
+                [best["asr"]],
+                [best["helpfulness"]],
+                s=320,
+                facecolors="none",
+                edgecolors="#D55E00",
+                linewidths=2,
+                zorder=4,
+            )
             handles.append(Line2D([], [], ls="", marker="o", ms=9, mfc="none", mec="#D55E00", mew=2))
             labels.append("best trade-off")
         xs, ys = [p["asr"] for p in pts], [p["helpfulness"] for p in pts]
@@ -138,7 +158,10 @@ def weight_heatmap(pair: str, recs: list[dict[str, Any]], value: str = "rel_chan
     rows = [r for r in recs if isinstance(r.get(value), (int, float)) and r.get("layer") is not None]
     if not rows:
         return None
-    layers = sorted({r["layer"] for r in rows}, key=lambda x: (not isinstance(x, (int, float)), x if isinstance(x, (int, float)) else str(x)))
+    layers = sorted(
+        {r["layer"] for r in rows},
+        key=lambda x: (not isinstance(x, (int, float)), x if isinstance(x, (int, float)) else str(x)),
+    )
     modules = list(dict.fromkeys(str(r.get("module", "?")) for r in rows))
     import numpy as np
 
@@ -169,7 +192,9 @@ def layer_curves(title: str, series: dict[str, list[tuple[Any, float]]], ylabel:
         styles = ("-", "--", "-.", ":")
         for i, (name, pts) in enumerate(series.items()):
             pts = sorted(pts, key=lambda p: p[0])
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, lw=1.4, ls=styles[(i // 8) % 4], label=name)
+            ax.plot(
+                [p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, lw=1.4, ls=styles[(i // 8) % 4], label=name
+            )
         ax.set_xlabel("layer")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         xs = {p[0] for pts in series.values() for p in pts}

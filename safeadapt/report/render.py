@@ -60,9 +60,14 @@ def build_context(data: ReportData, *, samples_per_suite: int = 5) -> dict[str, 
         "provenance": sections.provenance(data),
     }
     ctx["present"] = {
-        "finding": bool(ctx["findings"]), "headline": bool(ctx["headline"]), "breakdowns": bool(ctx["breakdowns"] or ctx["holistic"]),
-        "pareto": bool(ctx["tradeoff_uri"]) and len(tp["points"]) >= 2, "diagnosis": bool(ctx["diagnosis"]), "judges": bool(ctx["judges"]),
-        "samples": bool(ctx["samples"]), "provenance": True,
+        "finding": bool(ctx["findings"]),
+        "headline": bool(ctx["headline"]),
+        "breakdowns": bool(ctx["breakdowns"] or ctx["holistic"]),
+        "pareto": bool(ctx["tradeoff_uri"]) and len(tp["points"]) >= 2,
+        "diagnosis": bool(ctx["diagnosis"]),
+        "judges": bool(ctx["judges"]),
+        "samples": bool(ctx["samples"]),
+        "provenance": True,
     }
     return ctx
 
@@ -70,8 +75,12 @@ def build_context(data: ReportData, *, samples_per_suite: int = 5) -> dict[str, 
 def render(ctx: dict[str, Any]) -> str:
     from jinja2 import Environment, PackageLoader, select_autoescape
 
-    env = Environment(loader=PackageLoader("safeadapt.report", "templates"), autoescape=select_autoescape(["html", "jinja"]),
-                      trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=PackageLoader("safeadapt.report", "templates"),
+        autoescape=select_autoescape(["html", "jinja"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["f2"] = _pct
     env.filters["heat"] = _heat
     return env.get_template("report.html.jinja").render(**ctx, sections=SECTIONS)

@@ -18,8 +18,11 @@ SUITE_TITLE = {"text-safety": "Text ASR", "jailbreak": "Jailbreak ASR", "mm-safe
 GROUP_TITLE = {"per_category": "risk area", "per_attack": "attack style", "per_modality": "input type",
                "per_kind": "task kind", "per_source": "source"}
 #: demo results.json models[role] fields used when there are no eval stage dirs to read
-DEMO_BREAKDOWNS = (("jailbreak_by_attack", "Jailbreak ASR by attack style"), ("mm_by_modality", "Multimodal ASR by input type"),
-                   ("helpfulness_by_kind", "Helpfulness by task kind"))
+DEMO_BREAKDOWNS = (
+    ("jailbreak_by_attack", "Jailbreak ASR by attack style"),
+    ("mm_by_modality", "Multimodal ASR by input type"),
+    ("helpfulness_by_kind", "Helpfulness by task kind"),
+)
 HARMFUL_SUITES = ("text-safety", "jailbreak", "mm-safety")
 MAX_IMAGE_BYTES = 64 * 1024
 
@@ -37,7 +40,9 @@ def breakdowns(data: ReportData) -> list[dict[str, Any]]:
                 t = tables.setdefault((suite, key), {
                     "title": f"{SUITE_TITLE.get(suite, suite)} by {GROUP_TITLE.get(key, key[4:])}", "suite": suite,
                     "groups": [], "rows": [], "higher_is_worse": suite != "helpfulness"})
-                cells = {g: v for g, v in val.items() if isinstance(v, dict) and isinstance(v.get("value"), (int, float))}
+                cells = {
+                    g: v for g, v in val.items() if isinstance(v, dict) and isinstance(v.get("value"), (int, float))
+                }
                 for g in cells:
                     if g not in t["groups"]:
                         t["groups"].append(g)
@@ -89,10 +94,12 @@ def verdict(rec: dict[str, Any]) -> tuple[str, bool]:
     suite = rec.get("suite", "")
     if isinstance(j, dict) and j.get("label") in ("no_answer", "unparsed"):  # never folded into the other two
         return ("no-answer" if j["label"] == "no_answer" else "unparsed"), False
-    if isinstance(j, dict) and j.get("label") in ("refusal", "compliance"):
+    if isinstance(j, dict) and j.get("label") in ("refusal", "compliance", "benign"):
         refused = j["label"] == "refusal"
         if suite == "over-refusal" or rec.get("label") in ("benign", "safe", "contrast"):
             return ("over-refused" if refused else "answered"), False
+        if j["label"] == "benign":  # answered, with nothing harmful: not an attack success
+            return "answered harmlessly", False
         return ("refused" if refused else "complied"), not refused
     if isinstance(rec.get("correct"), bool):
         return ("correct" if rec["correct"] else "wrong"), False
@@ -137,11 +144,24 @@ def samples(data: ReportData, per_suite: int = 5) -> list[dict[str, Any]]:
             if str(r.get("sample_id", "")) not in chosen.get(suite, ()):
                 continue
             word, harmful = verdict(r)
-            out.append({"model": model, "suite": suite, "id": str(r.get("sample_id", "")), "category": r.get("category") or "",
-                        "attack": r.get("attack") or "", "prompt": _prompt(r), "response": str(r.get("response", "")),
-                        "reference": _reference(r.get("reference")), "verdict": word, "harmful": harmful,
-                        "images": [_image(str(i), base) for i in (r.get("images") or [])],
-                        "reason": (r.get("judgement") or {}).get("reason") if isinstance(r.get("judgement"), dict) else None})
+            out.append(
+                {
+                    "model": model,
+                    "suite": suite,
+                    "id": str(r.get("sample_id", "")),
+                    "category": r.get("category") or "",
+                    "attack": r.get("attack") or "",
+                    "prompt": _prompt(r),
+                    "response": str(r.get("response", "")),
+                    "reference": _reference(r.get("reference")),
+                    "verdict": word,
+                    "harmful": harmful,
+                    "images": [_image(str(i), base) for i in (r.get("images") or [])],
+                    "reason": (r.get("judgement") or {}).get("reason")
+                    if isinstance(r.get("judgement"), dict)
+                    else None,
+                }
+            )
     order = list(SUITE_TITLE)
     for s in out:  # one block per (suite, prompt), blocks in suite order
         s["group"] = f"{order.index(s['suite']) if s['suite'] in order else 99:02d}|{s['suite']}|{s['id']}"
@@ -160,8 +180,11 @@ def judges(data: ReportData) -> dict[str, Any] | None:
     """Judges used; pairwise kappa between ensemble members on the same generations; measured
     agreement with human labels (known measurements for the judge, or DIR/judge_agreement.json)."""
     from safeadapt.eval.judges.ensemble import ensemble_report
+    from safeadapt.report.disagreement import disagreements
 
     used = sorted({str(ev.results.get("judge")) for ev in data.evals if ev.results.get("judge")})
+    multi = disagreements(data)  # several judges on the same generations (eval --judge a,b)
+    used += [j for j in (multi or {}).get("judges", []) if j not in used]
     members: dict[str, list[str]] = {}
     n = 0
     for ev in data.evals:
@@ -169,7 +192,11 @@ def judges(data: ReportData) -> dict[str, Any] | None:
         if not g.is_file():
             continue
         for r in read_jsonl(g, data.skipped):
-            mem = ((r.get("judgement") or {}).get("extra") or {}).get("members") if isinstance(r.get("judgement"), dict) else None
+            mem = (
+                ((r.get("judgement") or {}).get("extra") or {}).get("members")
+                if isinstance(r.get("judgement"), dict)
+                else None
+            )
             if isinstance(mem, dict) and mem and all(isinstance(v, dict) and "label" in v for v in mem.values()):
                 if not members:
                     members = {k: [] for k in mem}
@@ -181,9 +208,16 @@ def judges(data: ReportData) -> dict[str, Any] | None:
     if len(members) >= 2 and n:
         rep = ensemble_report(members)
         names = rep["judges"]
-        pairwise = {"judges": names, "n": n, "rows": [{"a": a, "b": b, "kappa": rep["kappa"][a][b], "agreement": rep["agreement"][a][b]}
-                                                      for i, a in enumerate(names) for b in names[i + 1:]],
-                    "label_counts": rep["label_counts"]}
+        pairwise = {
+            "judges": names,
+            "n": n,
+            "rows": [
+                {"a": a, "b": b, "kappa": rep["kappa"][a][b], "agreement": rep["agreement"][a][b]}
+                for i, a in enumerate(names)
+                for b in names[i + 1 :]
+            ],
+            "label_counts": rep["label_counts"],
+        }
     known = _known_human_agreement()
     human = [dict(row, judge=j) for j in used + list(members) for row in known.get(j, [])]
     if isinstance(data.judge_agreement, dict):  # bench/judge_agreement.py --json OUT
@@ -198,7 +232,10 @@ def judges(data: ReportData) -> dict[str, Any] | None:
     note = data.notes.get("judge")
     if not (used or pairwise or human):
         return None
-    return {"used": used, "pairwise": pairwise, "human": human, "note": note}
+    from safeadapt.eval.judges.compare import human_agreement_of
+
+    return {"used": used, "pairwise": pairwise, "human": human, "note": note, "multi": multi,
+            "human_text": {j: human_agreement_of(j) for j in used}}
 
 
 def provenance(data: ReportData) -> dict[str, Any]:
@@ -215,10 +252,21 @@ def provenance(data: ReportData) -> dict[str, Any]:
     if isinstance(prov.get("created_unix"), (int, float)):
         import datetime as dt
 
-        summary["finished"] = dt.datetime.fromtimestamp(prov["created_unix"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        summary["finished"] = dt.datetime.fromtimestamp(prov["created_unix"], dt.timezone.utc).strftime(
+            "%Y-%m-%d %H:%M UTC"
+        )
     total = sum(s["seconds"] for s in stages if isinstance(s["seconds"], (int, float)))
-    return {"summary": summary, "vars": st.get("vars"), "stages": stages, "stage_seconds_total": total if stages else None,
-            "fingerprints": [f for f in fps if f["fingerprint"]], "versions": prov.get("versions") or {},
-            "host": prov.get("host") or {}, "created_unix": prov.get("created_unix"), "targets": data.targets or None,
-            "notes": data.notes, "skipped": data.skipped,
-            "config_json": json.dumps(prov.get("config"), indent=1, default=str)[:200_000] if prov.get("config") else None}
+    return {
+        "summary": summary,
+        "vars": st.get("vars"),
+        "stages": stages,
+        "stage_seconds_total": total if stages else None,
+        "fingerprints": [f for f in fps if f["fingerprint"]],
+        "versions": prov.get("versions") or {},
+        "host": prov.get("host") or {},
+        "created_unix": prov.get("created_unix"),
+        "targets": data.targets or None,
+        "notes": data.notes,
+        "skipped": data.skipped,
+        "config_json": json.dumps(prov.get("config"), indent=1, default=str)[:200_000] if prov.get("config") else None,
+    }

@@ -1,5 +1,6 @@
 """Executing one stage, in the study process or a worker: torch threads and seeds set for it, its
-output built atomically with the `_stage.json` marker written last, failures made one line."""
+output built atomically with the `_stage.json` marker written last, its library output kept in its
+`log.txt`, failures made one line."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from typing import Any
 
 from safeadapt import __version__
 from safeadapt.core.atomic import atomic_dir, atomic_write_json, atomic_write_text
+from safeadapt.core.console import capture_output
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.study.context import StageContext
 from safeadapt.study.record import MARKER, PlannedStage, dir_name, run_provenance
-from safeadapt.study.schema import Study
+from safeadapt.study.types import Study
 
 
 def current_threads(load: bool = False) -> int | None:
@@ -28,6 +30,15 @@ def current_threads(load: bool = False) -> int | None:
         import torch  # noqa: F401
     torch = sys.modules.get("torch")
     return int(torch.get_num_threads()) if torch is not None else None
+
+
+LOG = "log.txt"  # in each stage dir: everything the stage printed (libraries included) and logged
+
+
+def stage_log(out_dir: Path, p: PlannedStage) -> Path:
+    """Where a stage's output is written while it runs, and kept when it fails (DIR/logs/); a stage
+    that completes moves it into its dir as `log.txt`."""
+    return out_dir / "logs" / f"{dir_name(p.stage.name, p.key)}.log"
 
 
 def _describe_failure(e: BaseException, p: PlannedStage, out_dir: Path) -> str:
@@ -104,8 +115,11 @@ def _run_one(study: Study, p: PlannedStage, out_dir: Path, inputs: dict[str, Pat
             key=p.key,
             threads=threads,
         )
-        seed_everything(s.seed)
-        fn(ctx)
+        log = stage_log(out_dir, p)
+        with capture_output(log):
+            seed_everything(s.seed)
+            fn(ctx)
+        os.replace(log, tmp / LOG)
         seconds = time.perf_counter() - t0
         marker = {
             "name": s.name,

@@ -15,8 +15,9 @@ from pydantic import ValidationError
 
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.provenance import stable_hash
+from safeadapt.study.executors.resources import parse_gpus, parse_slurm
 from safeadapt.study.parsing import pydantic_msg, where_prefix
-from safeadapt.study.schema import InputRef, InputSpec, PathInput, Stage, StudySpec
+from safeadapt.study.types import InputRef, InputSpec, PathInput, Stage, StudySpec
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME_OK = re.compile(r"^[^\s/\\*?\[\]]+$")
@@ -62,7 +63,9 @@ def substitute(obj: Any, env: dict[str, Any], where: str) -> Any:
     if isinstance(obj, list):
         return [substitute(x, env, where) for x in obj]
     if isinstance(obj, dict):
-        return {substitute(k, env, where) if isinstance(k, str) else k: substitute(v, env, where) for k, v in obj.items()}
+        return {
+            substitute(k, env, where) if isinstance(k, str) else k: substitute(v, env, where) for k, v in obj.items()
+        }
     return obj
 
 
@@ -101,7 +104,9 @@ def expand_stages(spec: StudySpec, env: dict[str, Any], study_seed: int, file: P
             else:
                 name = str(substitute(tmpl, local, where))
             if not _NAME_OK.match(name):
-                raise SafeAdaptError(f"{where}stage name {name!r} must be non-empty, without spaces, slashes, '*', '?', '[' or ']'")
+                raise SafeAdaptError(
+                    f"{where}stage name {name!r} must be non-empty, without spaces, slashes, '*', '?', '[' or ']'"
+                )
             if name in seen:
                 raise SafeAdaptError(f"{where}stage name {name!r} is produced twice (also by {seen[name]!r})")
             seen[name] = tmpl
@@ -135,6 +140,8 @@ def expand_stages(spec: StudySpec, env: dict[str, Any], study_seed: int, file: P
                     memory_gb = -1.0
                 if not memory_gb > 0 or memory_gb == float("inf"):
                     raise SafeAdaptError(f"{swhere}memory_gb must be a positive number of GiB, got {raw_mem!r}")
+            gpus = parse_gpus(substitute(st.gpus, local, swhere), swhere)
+            slurm = parse_slurm(substitute(st.slurm, local, swhere), swhere)
             stage = Stage(
                 name=name,
                 kind=st.kind,
@@ -147,6 +154,8 @@ def expand_stages(spec: StudySpec, env: dict[str, Any], study_seed: int, file: P
                 description=st.description,
                 threads=threads,
                 memory_gb=memory_gb,
+                gpus=gpus,
+                slurm=slurm,
             )
             expanded.append((stage, inputs_raw))
 
@@ -159,7 +168,9 @@ def expand_stages(spec: StudySpec, env: dict[str, Any], study_seed: int, file: P
             try:
                 STAGE_KINDS.resolve(stage.kind)
             except SafeAdaptError:
-                raise SafeAdaptError(f"{where}unknown stage kind {stage.kind!r}; known: {', '.join(STAGE_KINDS.names())}") from None
+                raise SafeAdaptError(
+                    f"{where}unknown stage kind {stage.kind!r}; known: {', '.join(STAGE_KINDS.names())}"
+                ) from None
         # inputs
         for slot, v in inputs_raw.items():
             if isinstance(v, PathInput):
@@ -170,7 +181,9 @@ def expand_stages(spec: StudySpec, env: dict[str, Any], study_seed: int, file: P
                 stage.inputs[slot] = InputRef(path=p)
                 continue
             if not isinstance(v, (str, list)) or (isinstance(v, list) and not all(isinstance(x, str) for x in v)):
-                raise SafeAdaptError(f"{where}input {slot!r} must be a stage name, a list of stage names or {{path: ...}}")
+                raise SafeAdaptError(
+                    f"{where}input {slot!r} must be a stage name, a list of stage names or {{path: ...}}"
+                )
             fan = isinstance(v, list) or "*" in v
             pats = v if isinstance(v, list) else [v]
             matched: list[str] = []
@@ -198,7 +211,9 @@ def expand_stages(spec: StudySpec, env: dict[str, Any], study_seed: int, file: P
             try:
                 stage.params = model.model_validate(stage.params).model_dump(mode="json")
             except ValidationError as e:
-                raise SafeAdaptError(f"{where}invalid params for kind {stage.kind!r}: {pydantic_msg(e, 'params.')}") from None
+                raise SafeAdaptError(
+                    f"{where}invalid params for kind {stage.kind!r}: {pydantic_msg(e, 'params.')}"
+                ) from None
         try:
             json.dumps(stage.params)
         except (TypeError, ValueError):

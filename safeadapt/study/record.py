@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 from safeadapt.core.atomic import atomic_write_json
 from safeadapt.core.provenance import provenance
-from safeadapt.study.schema import Stage, Study
+from safeadapt.study.types import Stage, Study
 
 MARKER = "_stage.json"
 
@@ -51,6 +51,7 @@ class PlannedStage:
             "seed": s.seed,
             **({"threads": s.threads} if s.threads is not None else {}),
             **({"memory_gb": s.memory_gb} if s.memory_gb is not None else {}),
+            **({"gpus": s.gpus} if s.gpus is not None else {}),
             "key": self.key,
             "kind_version": self.kind_version,
             "dir": os.path.relpath(self.dir, out_dir),
@@ -66,6 +67,8 @@ class PlannedStage:
         if self.extra.get("start_unix"):
             d["run"] = {"pid": self.extra.get("pid"), "start_unix": self.extra["start_unix"],
                         "end_unix": self.extra.get("end_unix")}
+        if self.extra.get("job"):  # the SLURM job that runs / ran it: {executor, id, log}
+            d["job"] = self.extra["job"]
         if "parallel_with" in self.extra:
             d["parallel_with"] = self.extra["parallel_with"]
         return d
@@ -82,12 +85,20 @@ def is_complete(stage_dir: Path, key: str) -> bool:
 _PROVENANCE_BASE: dict[str, Any] = {}
 
 
-def run_provenance(config: Any = None, inputs: dict[str, str] | None = None, timings: dict[str, float] | None = None) -> dict[str, Any]:
+def run_provenance(
+    config: Any = None, inputs: dict[str, str] | None = None, timings: dict[str, float] | None = None
+) -> dict[str, Any]:
     """`core.provenance.provenance`, with the library versions looked up once per process
     (importlib.metadata costs ~70 ms a call: it dominated the per-stage overhead)."""
     if not _PROVENANCE_BASE:
         _PROVENANCE_BASE.update(provenance())
-    return {**_PROVENANCE_BASE, "created_unix": time.time(), "config": config, "inputs": inputs or {}, "timings_s": timings or {}}
+    return {
+        **_PROVENANCE_BASE,
+        "created_unix": time.time(),
+        "config": config,
+        "inputs": inputs or {},
+        "timings_s": timings or {},
+    }
 
 
 def study_record(study: Study, out_dir: Path, plan: list[PlannedStage], status: str, started: float,
@@ -135,7 +146,10 @@ def print_plan(plan: list[PlannedStage], console: Any, out_dir: Path) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    t = Table(title=f"plan ({sum(p.status == 'cached' for p in plan)} cached, {sum(p.status != 'cached' for p in plan)} to run)")
+    t = Table(
+        title=f"plan ({sum(p.status == 'cached' for p in plan)} cached, {sum(p.status != 'cached' for p in plan)} to "
+              f"run)"
+    )
     for col in ("#", "stage", "kind", "inputs", "status", "key"):
         t.add_column(col, overflow="fold", no_wrap=col in ("#", "status", "key"))
     for i, p in enumerate(plan, 1):

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from safeadapt.core.errors import SafeAdaptError
-from safeadapt.study.schema import Study
+from safeadapt.study.types import Study
 
 _PATHLIKE = re.compile(r"^(?:\.{1,2}/|/|~)|\.(?:jsonl?|csv|tsv|txt|parquet|gguf|safetensors|ya?ml|png|jpe?g)$")
 MODEL_KEYS = ("model", "vision_tower", "tokenizer", "base")
@@ -56,7 +56,7 @@ def classify(ref: str, base_dir: Path, *, model: bool) -> tuple[str, str | None]
 
 def _dataset_loc(spec: Any) -> str | None:
     """The location inside an eval `datasets` spec (`adapter:loc`, `hf:org/name`, a dict)."""
-    from safeadapt.data.loaders import ADAPTERS
+    from safeadapt.data.adapters import ADAPTERS
 
     if isinstance(spec, dict):
         loc = spec.get("path") or spec.get("hub")

@@ -1,10 +1,9 @@
-"""The stage-kind registry type: a `Registry` of `fn(ctx: StageContext) -> None` that also finds
-kinds provided by plugin modules (`world.*` kinds load `safeadapt.world.stages` on first use)."""
+"""The stage-kind registry type: a `Registry` of `fn(ctx: StageContext) -> None` whose metadata
+(`params_model`, `version`) the engine reads; `import_plugin` imports a study's `plugins:` modules."""
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,9 +11,6 @@ from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.registry import Registry
 
 StageFn = Callable[..., None]
-
-# kind prefix -> module that registers the kinds with that prefix when imported
-PLUGIN_PREFIXES: dict[str, str] = {"world.": "safeadapt.world.stages"}
 
 
 def import_plugin(module: str, *, where: str = "") -> None:
@@ -30,26 +26,14 @@ def import_plugin(module: str, *, where: str = "") -> None:
 
 
 class StageKindRegistry(Registry[StageFn]):
-    """`@STAGE_KINDS.register("kind")` on `fn(ctx) -> None`. Optional attributes on `fn`:
+    """`@STAGE_KINDS.register("kind", params_model=..., version=...)` on `fn(ctx) -> None`:
     `params_model` (a pydantic model validating `params`) and `version` (a string, or a callable
     `(params, base_dir) -> str`, folded into the cache key: bump it when the kind's behaviour
-    changes)."""
+    changes) are both optional."""
 
     def resolve(self, name: str) -> StageFn:
-        if name not in self:
-            for prefix, module in PLUGIN_PREFIXES.items():
-                if name.startswith(prefix) and importlib.util.find_spec(module.rsplit(".", 1)[0]) is not None:
-                    try:
-                        if importlib.util.find_spec(module) is not None:
-                            importlib.import_module(module)
-                    except ModuleNotFoundError:
-                        pass
         return self.get(name)
 
     def version_of(self, name: str, params: dict[str, Any], base_dir: Path) -> str:
         v = getattr(self.resolve(name), "version", "1")
         return str(v(params, base_dir) if callable(v) else v)
-
-    def unregister(self, name: str) -> None:
-        """Remove a kind (tests registering temporary kinds clean up with this)."""
-        self._items.pop(name, None)

@@ -47,14 +47,16 @@ def merge_replicates(per_seed: dict[int, list[Any]]) -> list[Any]:
     replicate reuses a single-seed run's outputs of the same key)."""
     from dataclasses import replace
 
-    from safeadapt.study.schema import InputRef
+    from safeadapt.study.types import InputRef
 
     seeds = list(per_seed)
     by_seed = {sd: {s.name: s for s in stages} for sd, stages in per_seed.items()}
     shared: set[str] = set()
     for s in per_seed[seeds[0]]:
         copies = [by_seed[sd].get(s.name) for sd in seeds]
-        if all(c is not None and _signature(c) == _signature(s) for c in copies) and all(u in shared for u in s.upstream):
+        if all(c is not None and _signature(c) == _signature(s) for c in copies) and all(
+            u in shared for u in s.upstream
+        ):
             shared.add(s.name)
 
     def rename(name: str, sd: int) -> str:
@@ -71,7 +73,9 @@ def merge_replicates(per_seed: dict[int, list[Any]]) -> list[Any]:
 
 
 def _signature(s: Any) -> str:
-    return json.dumps([s.kind, s.params, s.seed, {k: r.to_json() for k, r in s.inputs.items()}], sort_keys=True, default=str)
+    return json.dumps(
+        [s.kind, s.params, s.seed, {k: r.to_json() for k, r in s.inputs.items()}], sort_keys=True, default=str
+    )
 
 
 # ------------------------------------------------------------------------------------ statistics
@@ -111,7 +115,9 @@ def across(values: list[float], counts: list[dict[str, Any]] | None = None) -> d
     return out
 
 
-def across_seeds(per_seed: dict[int, dict[str, dict[str, Any]]], metrics: tuple[str, ...] | None = None) -> dict[str, Any]:
+def across_seeds(
+    per_seed: dict[int, dict[str, dict[str, Any]]], metrics: tuple[str, ...] | None = None
+) -> dict[str, Any]:
     """per_seed[seed][group][metric] (a number; `<metric>_count` = {k, n} when present) ->
     group -> metric -> `across(...)`, for the groups and metrics present on every seed."""
     seeds = list(per_seed)

@@ -1,24 +1,18 @@
 """Parallel stage scheduler: runs a study plan's stages as soon as their inputs are complete, up to
-`jobs` at a time, each in a worker process of a spawn-context `ProcessPoolExecutor` (`jobs=1`: in
-this process). Torch threads per stage = cores // jobs. Workers die with the study process
-(PR_SET_PDEATHSIG plus a watchdog), so a SIGKILLed run leaves no orphan writing stage dirs."""
+`jobs` at a time, on an executor (executors/: `local`, a process pool on this machine, by default;
+`slurm`, one SLURM job a stage). Torch threads per local stage = cores // jobs."""
 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
-import multiprocessing
 import os
-import signal
-import sys
-import threading
-import time
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-BROKEN = "a worker process died while it ran (killed, or out of memory?); the stage did not finish"
+from safeadapt.study.executors.base import Outcome, StageExecutor
+from safeadapt.study.executors.local import BROKEN, LocalExecutor, call_stage, worker_init  # noqa: F401
+
 JOB_MEMORY_GB = 1.5  # RAM budget of one stage worker (the demo's largest stage peaks ~1.1 GB)
 
 
@@ -120,104 +114,13 @@ def expected_cost(kind: str) -> float:
     return float(own if isinstance(own, (int, float)) else KIND_COST.get(kind, 1.0))
 
 
-# ----------------------------------------------------------------------------------- worker side
-
-
-def _die_with_parent(parent: int) -> None:
-    """Exit when the study process dies: PR_SET_PDEATHSIG (Linux) and a polling watchdog."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # pragma: no cover - non-Linux
-        pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-    def watch() -> None:
-        while True:
-            time.sleep(0.5)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="safeadapt-parent-watch", daemon=True).start()
-
-
-_BUSY = False  # a stage is running in this worker
-
-
-def _sigterm(signum: int, frame: Any) -> None:
-    if not _BUSY:
-        os._exit(128 + signum)
-    raise KeyboardInterrupt  # unwinds the stage: its temp dir is removed, scratch kept
-
-
-def call_stage(fn: Callable[..., Any], *args: Any) -> Any:
-    """What a worker runs for one stage: `fn(*args)`, marked busy (SIGTERM then unwinds it)."""
-    global _BUSY
-    _BUSY = True
-    try:
-        return fn(*args)
-    finally:
-        _BUSY = False
-
-
-def worker_init(threads: int, parent: int, plugins: list[str]) -> None:
-    """Initializer of each worker: thread budget, no progress bars, die with the parent, plugins."""
-    os.environ["SAFEADAPT_NO_PROGRESS"] = "1"  # only the study process draws progress
-    os.environ["SAFEADAPT_STAGE_THREADS"] = str(threads)
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    _die_with_parent(parent)
-    signal.signal(signal.SIGTERM, _sigterm)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the study process, which stops us
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-        torch.set_num_interop_threads(1)
-    except (ImportError, RuntimeError):
-        pass
-    from safeadapt.study.registry import import_plugin
-
-    for mod in plugins:
-        import_plugin(mod)
-
-
-# ----------------------------------------------------------------------------------- study side
-
-
-@dataclass
-class Outcome:
-    """What running one stage returned (in a worker or in this process)."""
-
-    status: str  # done | failed | interrupted
-    seconds: float | None = None
-    error: str | None = None
-    pid: int = 0
-    start: float = 0.0  # unix times, measured where the stage ran
-    end: float = 0.0
-
-
-class _Inline(cf.Executor):
-    """`jobs=1`: run each submitted stage right here (futures complete on submit)."""
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:  # type: ignore[override]
-        f: cf.Future = cf.Future()
-        try:
-            f.set_result(fn(*args, **kwargs))
-        except BaseException as e:  # noqa: BLE001 - delivered through the future
-            f.set_exception(e)
-        return f
-
 
 @dataclass
 class Scheduler:
     """Dispatches `plan` (PlannedStage list in topological order): a stage is submitted when all its
     upstream stages are complete, longest expected path to the end first (`_priority`); at most `jobs` run at once.
 
-    `run(p)` returns an Outcome; it must be a picklable top-level callable for jobs > 1.
+    `run(p)` returns an Outcome; it must be a picklable top-level callable for jobs > 1 or an `executor`.
     Callbacks: `on_start(p, running)`, `on_finish(p)`, `on_skip(p)` (blocked / skipped).
     `slots(p)`: the worker slots p occupies (a stage declared with more threads takes several, and
     the workers it leaves idle wait: no stage starts past a ready one that does not fit yet).
@@ -237,6 +140,7 @@ class Scheduler:
     slots: Callable[[Any], int] = lambda p: 1
     memory: Callable[[Any], float] = lambda p: 0.0
     memory_budget: float | None = None
+    executor: StageExecutor | None = None  # where stages run (executors/); None: the local process pool
 
     def _priority(self) -> dict[str, tuple[float, int]]:
         """(-bottom level, plan index): a stage's bottom level is its expected cost plus the largest
@@ -268,18 +172,8 @@ class Scheduler:
         return self.memory_budget is None or not running or \
             sum(self.memory(q) for q in running) + self.memory(p) <= self.memory_budget
 
-    def _executor(self) -> cf.Executor:
-        if self.jobs <= 1:
-            return _Inline()
-        ctx = multiprocessing.get_context("spawn")
-        ex = cf.ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx, initializer=worker_init,
-                                    initargs=(threads_per_job(self.jobs), os.getpid(), list(self.plugins)))
-        # workers are spawned lazily, one per submit finding none idle, and take seconds to start
-        # (imports): start them all now, in parallel, so the first parallel stages do not queue
-        with _plain_main():
-            for _ in range(self.jobs):
-                ex.submit(os.getpid)
-        return ex
+    def _executor(self) -> StageExecutor:
+        return self.executor or LocalExecutor(self.jobs, threads_per_job(self.jobs), self.plugins)
 
     def execute(self) -> None:
         by_name = {p.stage.name: p for p in self.plan}
@@ -287,7 +181,7 @@ class Scheduler:
         pending = sorted((p for p in self.plan if p.status != "cached"), key=lambda p: prio[p.stage.name])
         running: dict[cf.Future, Any] = {}
         ex = self._executor()
-        interrupted = broken = False
+        interrupted = False
         try:
             while pending or running:
                 held = False  # a ready stage waits for slots: none of lower priority starts before it
@@ -304,16 +198,7 @@ class Scheduler:
                     elif ready and not held:
                         p.status = "running"
                         self.on_start(p, list(running.values()))
-                        if broken:
-                            _shutdown(ex, kill=True)
-                            ex, broken = self._executor(), False
-                        try:
-                            fut = ex.submit(call_stage, self.run, *self.args(p))
-                        except cf.process.BrokenProcessPool:  # a worker died while idle
-                            _shutdown(ex, kill=True)
-                            ex = self._executor()
-                            fut = ex.submit(call_stage, self.run, *self.args(p))
-                        running[fut] = p
+                        running[ex.submit(p, self.run, self.args(p))] = p
                     else:
                         continue
                     pending.remove(p)
@@ -326,10 +211,7 @@ class Scheduler:
                 done, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
                 for fut in sorted(done, key=lambda f: prio[running[f].stage.name]):
                     p = running.pop(fut)
-                    try:
-                        o: Outcome = fut.result()
-                    except cf.process.BrokenProcessPool:  # a worker died under it (OOM killer?)
-                        o, broken = Outcome("failed", error=BROKEN), True
+                    o: Outcome = ex.outcome(fut)
                     p.seconds, p.error = o.seconds, o.error
                     p.extra.update({"pid": o.pid, "start_unix": o.start, "end_unix": o.end})
                     if o.status == "interrupted":
@@ -345,31 +227,7 @@ class Scheduler:
                 p.status = "interrupted"
             raise
         finally:
-            _shutdown(ex, kill=interrupted)
-
-
-@contextlib.contextmanager
-def _plain_main() -> Iterator[None]:
-    """Spawned workers re-run the parent's __main__ (a script path, `<stdin>`, an unguarded user
-    script) unless it looks absent; ours only run safeadapt functions, so hide it while spawning."""
-    main = sys.modules.get("__main__")
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        if main is not None:
-            sys.modules["__main__"] = main
-
-
-def _shutdown(ex: cf.Executor, *, kill: bool) -> None:
-    """Stop the pool; on an interrupt, SIGTERM the workers (their stage unwinds) first."""
-    if kill and isinstance(ex, cf.ProcessPoolExecutor):
-        for proc in list((getattr(ex, "_processes", None) or {}).values()):
-            try:
-                proc.terminate()
-            except (OSError, ValueError, AttributeError):
-                pass
-    ex.shutdown(wait=True, cancel_futures=True)
+            ex.close(kill=interrupted)
 
 
 def overlaps(plan: list[Any]) -> dict[str, list[str]]:
@@ -378,5 +236,7 @@ def overlaps(plan: list[Any]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for p in ran:
         a0, a1 = p.extra["start_unix"], p.extra["end_unix"]
-        out[p.stage.name] = [q.stage.name for q in ran if q is not p and q.extra["start_unix"] < a1 and a0 < q.extra["end_unix"]]
+        out[p.stage.name] = [
+            q.stage.name for q in ran if q is not p and q.extra["start_unix"] < a1 and a0 < q.extra["end_unix"]
+        ]
     return out

@@ -1,113 +1,21 @@
-"""Study YAML schema: the pydantic models of a study file, the validated `Study` / `Stage` /
-`InputRef` it becomes, and `load_study` (parse -> validate -> vars, profile, --set -> expand per seed;
-helpers in `parsing` and `expand`). Every problem is a one-line `SafeAdaptError` before anything runs."""
+"""Study YAML loading: `load_study` (parse -> validate -> vars, profile, --set -> expand per seed;
+helpers in `parsing` and `expand`, the types in `study.types`). Every problem is a one-line
+`SafeAdaptError` before anything runs."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from safeadapt.core.errors import SafeAdaptError
+from safeadapt.study.executors.resources import parse_slurm
+from safeadapt.study.expand import expand_stages, substitute, toposort
 from safeadapt.study.parsing import parse_yaml, pydantic_msg, where_prefix
-
-
-class PathInput(BaseModel):
-    """An input that is an existing file/dir rather than a stage (fingerprinted into the key)."""
-
-    model_config = ConfigDict(extra="forbid")
-    path: str
-
-
-InputSpec = Union[str, list[str], PathInput]
-
-
-class StageSpec(BaseModel):
-    """One entry under `stages:` (before matrix expansion)."""
-
-    model_config = ConfigDict(extra="forbid")
-    kind: str
-    inputs: dict[str, InputSpec] = {}
-    params: dict[str, Any] = {}
-    seed: int | str | None = None  # a string may be a `${var}` (e.g. a matrix over seeds)
-    matrix: dict[str, list[Any]] | list[dict[str, Any]] | None = None
-    description: str = ""
-    threads: int | str | None = None  # torch threads the stage runs with (a `${var}` allowed)
-    memory_gb: float | str | None = None  # the stage's expected peak RAM (scheduling only; a `${var}` allowed)
-
-
-class StudySpec(BaseModel):
-    """The whole study file."""
-
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    seed: int = 0
-    description: str = ""
-    plugins: list[str] = []
-    seeds: list[int] = []  # replicate the study over these seeds (shared stages run once)
-    vars: dict[str, Any] = {}
-    profiles: dict[str, dict[str, Any]] = {}
-    stages: dict[str, StageSpec]
-
-
-@dataclass
-class InputRef:
-    """A bound input: an upstream stage name, or an external path."""
-
-    stage: str | None = None
-    path: Path | None = None
-
-    def to_json(self) -> dict[str, str]:
-        return {"stage": self.stage} if self.stage is not None else {"path": str(self.path)}
-
-
-@dataclass
-class Stage:
-    """A concrete stage after expansion and validation."""
-
-    name: str
-    kind: str
-    params: dict[str, Any]
-    inputs: dict[str, InputRef]
-    seed: int
-    template: str  # the key under `stages:` it came from
-    matrix_values: dict[str, Any] = field(default_factory=dict)
-    line: int | None = None
-    description: str = ""
-    replicate: int | None = None  # the study seed of this copy (None: one run, or shared by all seeds)
-    threads: int | None = None  # declared torch threads (None: the scheduler's cores // jobs)
-    memory_gb: float | None = None  # declared peak RAM in GiB (None: the per-job budget)
-    base_name: str = ""  # the name without the replicate suffix (names the stage's output dir)
-
-    @property
-    def upstream(self) -> list[str]:
-        return [r.stage for r in self.inputs.values() if r.stage is not None]
-
-
-@dataclass
-class Study:
-    """A validated study: stages in deterministic topological order."""
-
-    name: str
-    seed: int
-    file: Path | None
-    base_dir: Path
-    stages: list[Stage]
-    vars: dict[str, Any]
-    profile: str | None
-    description: str = ""
-    raw: dict[str, Any] = field(default_factory=dict)
-    seeds: list[int] = field(default_factory=list)  # replicate seeds (empty: one run with `seed`)
-
-    def stage(self, name: str) -> Stage:
-        for s in self.stages:
-            if s.name == name:
-                return s
-        raise SafeAdaptError(f"study {self.name!r} has no stage {name!r}; stages: {', '.join(s.name for s in self.stages)}")
-
+from safeadapt.study.replicates import merge_replicates, parse_seeds
+from safeadapt.study.types import Study, StudySpec
 
 # ------------------------------------------------------------------------------------------ loading
 
@@ -151,7 +59,6 @@ def load_study(
         raise SafeAdaptError(f"{top}a study must be a mapping with 'name' and 'stages'")
     # plugins first: they register kinds that the validation below must know
     from safeadapt.study.registry import import_plugin
-    from safeadapt.study.stages import STAGE_KINDS
 
     plugins = data.get("plugins") or []
     if isinstance(plugins, list):
@@ -186,12 +93,11 @@ def load_study(
     one_seed = seed is not None or "seed" in (overrides or {})
     if seeds is not None and one_seed:
         raise SafeAdaptError(f"{top}give either --seed or --seeds, not both")
-    from safeadapt.study.expand import expand_stages, toposort
-    from safeadapt.study.replicates import merge_replicates, parse_seeds
-
     seed_list = parse_seeds(seeds if seeds is not None else (None if one_seed else spec.seeds), top)
     if len(seed_list) > 1:
-        ordered = toposort(merge_replicates({sd: expand_stages(spec, env, sd, file, lines, base_dir) for sd in seed_list}), file)
+        ordered = toposort(
+            merge_replicates({sd: expand_stages(spec, env, sd, file, lines, base_dir) for sd in seed_list}), file
+        )
         study_seed = seed_list[0]
     else:
         study_seed = seed_list[0] if seed_list else study_seed
@@ -207,14 +113,5 @@ def load_study(
         description=spec.description,
         raw=data,
         seeds=seed_list if len(seed_list) > 1 else [],
+        slurm=parse_slurm(substitute(spec.slurm, env, top), top),
     )
-
-
-def __getattr__(name: str) -> Any:
-    """`substitute` and `toposort` live in `study.expand` (which imports this module); still
-    importable from here."""
-    if name in ("substitute", "toposort"):
-        from safeadapt.study import expand
-
-        return getattr(expand, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

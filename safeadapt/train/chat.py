@@ -22,7 +22,7 @@ def _where(src: str | None, i: int, row: Any = None) -> str:
     return f"{src} row {i}" if src else f"row {i}"
 
 
-def load_image(img: Any, *, base_dir: Path | None, where: str) -> Any:
+def load_train_image(img: Any, *, base_dir: Path | None, where: str) -> Any:
     """A PIL image from a PIL image or a path (relative paths resolved against `base_dir`)."""
     from PIL import Image
 
@@ -98,7 +98,7 @@ def normalise_chat_rows(
         if not isinstance(row, dict) or "messages" not in row:
             raise SafeAdaptError(f"{where}: a row needs a 'messages' list")
         msgs = check_messages(row["messages"], where)
-        images = [load_image(x, base_dir=base_dir, where=where) for x in (row.get("images") or [])]
+        images = [load_train_image(x, base_dir=base_dir, where=where) for x in (row.get("images") or [])]
         norm = [{"role": m["role"], "content": _content_parts(m["content"], where)} for m in msgs]
         n_parts = sum(1 for m in norm for p in m["content"] if p["type"] == "image")
         if images and n_parts == 0:
@@ -140,7 +140,9 @@ def tokenize_chat_rows(
     spans: list[list[tuple[int, int]]] = []
     for msgs in rows:
         def render(m: list[dict[str, Any]], gen: bool) -> str:
-            return tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=gen, chat_template=chat_template)
+            return tokenizer.apply_chat_template(
+                m, tokenize=False, add_generation_prompt=gen, chat_template=chat_template
+            )
 
         full, row_spans = assistant_spans(render, msgs)
         texts.append(full)

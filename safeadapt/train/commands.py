@@ -10,6 +10,7 @@ from typing import Any, Optional
 import typer
 
 from safeadapt.core.cli_support import user_errors
+from safeadapt.core.console import say
 from safeadapt.core.errors import SafeAdaptError
 
 train_app = typer.Typer(
@@ -18,7 +19,7 @@ train_app = typer.Typer(
 )
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
+def read_training_rows(path: Path) -> list[dict[str, Any]]:
     """Rows from a JSONL file (each tagged with `_line` for error messages) or a JSON list."""
     from safeadapt.core.jsonl import read_json_records
 
@@ -98,9 +99,9 @@ def sft_cmd(
         warmup_ratio=warmup_ratio, scheduler=scheduler, max_length=max_length, seed=seed, lora=lora, lora_r=lora_r,
         lora_alpha=lora_alpha, merge_lora=merge_lora, train_modules=train_modules, freeze_modules=freeze_modules,
         logging_steps=logging_steps, threads=threads), overwrite=overwrite, allow_pickle=allow_pickle)
-    rows = read_rows(data)
+    rows = read_training_rows(data)
     path = sft(model, rows, out, o, base_dir=data.parent, source=str(data))
-    typer.echo(f"saved {path}")
+    say(f"saved {path}")
 
 
 @train_app.command("dpo")
@@ -111,17 +112,31 @@ def dpo_cmd(
     out: Path = typer.Option(..., "--out", help="Output model dir."),
     beta: Optional[float] = typer.Option(None, "--beta", help="DPO beta (default 0.1)."),
     loss_type: Optional[str] = typer.Option(None, "--loss-type", help="TRL DPO loss type (default sigmoid)."),
-    sft_weight: Optional[float] = typer.Option(None, "--sft-weight",
-                                               help="Add NLL on the chosen reply with this weight (RPO-style; default 0)."),
-    precompute_ref: Optional[bool] = typer.Option(None, "--precompute-ref/--live-ref",
-                                                  help="Precompute reference log-probs before training."),
-    epochs: Optional[float] = _EPOCHS, max_steps: Optional[int] = _MAX_STEPS, lr: Optional[float] = _LR,
-    batch_size: Optional[int] = _BS, grad_accum: Optional[int] = _GA, warmup_ratio: Optional[float] = _WARM,
-    scheduler: Optional[str] = _SCHED, max_length: Optional[int] = _MAXLEN, seed: Optional[int] = _SEED,
-    lora: Optional[bool] = _LORA, lora_r: Optional[int] = _LORA_R, lora_alpha: Optional[int] = _LORA_A,
-    merge_lora: Optional[bool] = _MERGE, train_modules: Optional[str] = _TRAIN_M,
-    freeze_modules: Optional[str] = _FREEZE_M, logging_steps: Optional[int] = _LOG,
-    threads: Optional[int] = _THREADS, overwrite: bool = _OVER, allow_pickle: bool = _PICKLE,
+    sft_weight: Optional[float] = typer.Option(
+        None, "--sft-weight", help="Add NLL on the chosen reply with this weight (RPO-style; default 0)."
+    ),
+    precompute_ref: Optional[bool] = typer.Option(
+        None, "--precompute-ref/--live-ref", help="Precompute reference log-probs before training."
+    ),
+    epochs: Optional[float] = _EPOCHS,
+    max_steps: Optional[int] = _MAX_STEPS,
+    lr: Optional[float] = _LR,
+    batch_size: Optional[int] = _BS,
+    grad_accum: Optional[int] = _GA,
+    warmup_ratio: Optional[float] = _WARM,
+    scheduler: Optional[str] = _SCHED,
+    max_length: Optional[int] = _MAXLEN,
+    seed: Optional[int] = _SEED,
+    lora: Optional[bool] = _LORA,
+    lora_r: Optional[int] = _LORA_R,
+    lora_alpha: Optional[int] = _LORA_A,
+    merge_lora: Optional[bool] = _MERGE,
+    train_modules: Optional[str] = _TRAIN_M,
+    freeze_modules: Optional[str] = _FREEZE_M,
+    logging_steps: Optional[int] = _LOG,
+    threads: Optional[int] = _THREADS,
+    overwrite: bool = _OVER,
+    allow_pickle: bool = _PICKLE,
 ) -> None:
     """Direct preference optimisation against a frozen copy of the starting model."""
     from safeadapt.train.dpo import DPOOptions, dpo
@@ -132,9 +147,9 @@ def dpo_cmd(
         warmup_ratio=warmup_ratio, scheduler=scheduler, max_length=max_length, seed=seed, lora=lora, lora_r=lora_r,
         lora_alpha=lora_alpha, merge_lora=merge_lora, train_modules=train_modules, freeze_modules=freeze_modules,
         logging_steps=logging_steps, threads=threads), overwrite=overwrite, allow_pickle=allow_pickle)
-    rows = read_rows(data)
+    rows = read_training_rows(data)
     path = dpo(model, rows, out, o, base_dir=data.parent, source=str(data))
-    typer.echo(f"saved {path}")
+    say(f"saved {path}")
 
 
 @train_app.command("build-llava")
@@ -153,7 +168,7 @@ def build_llava_cmd(
 
     path = build_llava(llm, vision_tower, out, projector_hidden_act=projector_act, vision_feature_layer=feature_layer,
                        seed=seed, overwrite=overwrite, allow_pickle=allow_pickle)
-    typer.echo(f"saved {path}")
+    say(f"saved {path}")
 
 
 @train_app.command("vl-adapt")
@@ -195,14 +210,14 @@ def vl_adapt_cmd(
                   threads=threads, overwrite=overwrite, allow_pickle=allow_pickle, scheduler="cosine")
     s1 = SFTOptions(lr=stage1_lr, epochs=stage1_epochs, max_steps=stage1_max_steps, **common)
     s2 = SFTOptions(lr=stage2_lr, epochs=stage2_epochs, max_steps=stage2_max_steps, **common)
-    cap_rows = read_rows(captions) if captions else []
-    ins_rows = read_rows(instruct)
+    cap_rows = read_training_rows(captions) if captions else []
+    ins_rows = read_training_rows(instruct)
     # rows of both files resolve their image paths against their own file's folder
     for rows, f in ((cap_rows, captions), (ins_rows, instruct)):
         for r in rows:
             _absolutise_images(r, f.parent if f else Path("."), f)
     path = vl_adapt(model, cap_rows, ins_rows, out, s1, s2, caption_source=str(captions), instruct_source=str(instruct))
-    typer.echo(f"saved {path}")
+    say(f"saved {path}")
 
 
 def _built_from(base: Path, llm: str, tower: Path, seed: int) -> bool:
@@ -258,4 +273,4 @@ def attack_cmd(
         lora_alpha=lora_alpha, merge_lora=merge_lora, logging_steps=logging_steps, threads=threads,
         overwrite=overwrite or None, allow_pickle=allow_pickle or None))
     path = attack(model, recipe, data, out, o, n_examples=n_examples, system_prompt=system_prompt)
-    typer.echo(f"saved {path}")
+    say(f"saved {path}")

@@ -1,6 +1,6 @@
 """Shared training plumbing for SFT / DPO / VL adaptation: option base class, model loading,
 freezing, LoRA, CPU-sane TRL config defaults, and the atomic save of a full HF checkpoint (chat-row
-validation and assistant-only tokenisation: chat.py, re-exported here)."""
+validation and assistant-only tokenisation live in chat.py)."""
 
 from __future__ import annotations
 
@@ -13,17 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.runtime import progress_enabled
-from safeadapt.train.chat import (  # noqa: F401 - the row helpers live in chat.py; re-exported for callers
-    IMAGE_TOKEN,
-    ROLES,
-    as_plain_messages,
-    assistant_spans,
-    check_messages,
-    load_image,
-    normalise_chat_rows,
-    span_labels,
-    tokenize_chat_rows,
-)
 
 
 class TrainOptions(BaseModel):
@@ -235,7 +224,8 @@ def input_fingerprints(model: str | Path, rows: list[dict[str, Any]]) -> dict[st
     if p.exists():
         out["model_fingerprint"] = hash_path(p, max_bytes=1 << 20)
     summary = [
-        {k: v for k, v in r.items() if k != "images"} | {"image_sizes": [getattr(i, "size", None) for i in r.get("images", [])]}
+        {k: v for k, v in r.items() if k != "images"}
+        | {"image_sizes": [getattr(i, "size", None) for i in r.get("images", [])]}
         for r in rows
     ]
     out["rows_sha256"] = stable_hash(summary)

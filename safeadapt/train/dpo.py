@@ -8,8 +8,9 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from safeadapt.core.console import quiet_trainer
 from safeadapt.core.errors import SafeAdaptError
-from safeadapt.train.chat import _content_parts, _where, check_messages, load_image
+from safeadapt.train.chat import _content_parts, _where, check_messages, load_train_image
 from safeadapt.train.common import (
     StepClock,
     TrainOptions,
@@ -53,7 +54,7 @@ def normalise_pairs(
         for k in ("chosen", "rejected"):
             if not isinstance(row[k], str):
                 raise SafeAdaptError(f"{where}: '{k}' must be a string (the assistant reply)")
-        images = [load_image(x, base_dir=base_dir, where=where) for x in (row.get("images") or [])]
+        images = [load_train_image(x, base_dir=base_dir, where=where) for x in (row.get("images") or [])]
         if vlm:
             msgs = [{"role": m["role"], "content": _content_parts(m["content"], where)} for m in prompt]
             n_parts = sum(1 for m in msgs for p in m["content"] if p["type"] == "image")
@@ -99,8 +100,10 @@ def pairs_for_trl(pairs: list[dict[str, Any]], proc: Any, *, base_dir: Path | No
         for r in rows:  # text-only preference data on a VLM: plain strings, tokenizer path
             r.pop("images", None)
             for key in ("prompt", "chosen", "rejected"):
-                r[key] = [{"role": m["role"], "content": "".join(p["text"] for p in m["content"] if p["type"] == "text")}
-                          for m in r[key]]
+                r[key] = [
+                    {"role": m["role"], "content": "".join(p["text"] for p in m["content"] if p["type"] == "text")}
+                    for m in r[key]
+                ]
     return rows, proc if (vlm and has_images) else (proc.tokenizer if vlm else proc), has_images
 
 
@@ -153,12 +156,18 @@ def dpo(
             processing_class=processing_class,
             peft_config=lora_config(mdl, opts) if opts.lora else None,
         )
+        quiet_trainer(trainer)
         counts["trainable"] = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
         clock.mark("trainer")
         trainer.train()
         clock.mark("train")
     meta = {
-        "kind": "dpo", "base_model": str(model), "rows": len(rows), "vision_rows": sum(1 for r in rows if r.get("images")),
-        "params": counts, "inputs": input_fingerprints(model, rows), "timings": clock.marks,
+        "kind": "dpo",
+        "base_model": str(model),
+        "rows": len(rows),
+        "vision_rows": sum(1 for r in rows if r.get("images")),
+        "params": counts,
+        "inputs": input_fingerprints(model, rows),
+        "timings": clock.marks,
     }
     return save_trained(trainer, proc, Path(out_dir), opts, meta)

@@ -36,16 +36,20 @@ def run(job_path: str) -> Path:
     if not data.is_absolute():
         data = job_file.parent / data
     opts = job.get("options") or {}
-    if kind == "sft":
-        from safeadapt.train.commands import read_rows
+    if kind in ("sft", "dpo"):
+        from safeadapt.train.commands import read_training_rows
+        from safeadapt.train.dpo import DPOOptions, dpo
         from safeadapt.train.sft import SFTOptions, sft
 
-        return sft(job["model"], read_rows(data), job["out"], SFTOptions(**opts), base_dir=data.parent, source=str(data))
-    if kind == "dpo":
-        from safeadapt.train.commands import read_rows
-        from safeadapt.train.dpo import DPOOptions, dpo
-
-        return dpo(job["model"], read_rows(data), job["out"], DPOOptions(**opts), base_dir=data.parent, source=str(data))
+        train, options = (sft, SFTOptions) if kind == "sft" else (dpo, DPOOptions)
+        return train(
+            job["model"],
+            read_training_rows(data),
+            job["out"],
+            options(**opts),
+            base_dir=data.parent,
+            source=str(data),
+        )
     if kind == "attack":
         from safeadapt.train.attack import attack
         from safeadapt.train.sft import SFTOptions

@@ -75,7 +75,7 @@ def build_selfgen_pairs(
     for (s, src), out, v in zip(items, outs, verdicts):
         cat = s.category or ""
         seen[(src, cat)] += 1
-        if v.label != "compliance":
+        if v.label not in ("compliance", "benign"):  # an answer, harmful or harmless (not a refusal / no answer)
             continue
         if len(out.strip()) < min_response_chars:
             too_short[src] += 1
@@ -94,9 +94,16 @@ def build_selfgen_pairs(
         n = sum(c for (s, _), c in seen.items() if s == src)
         k = sum(c for (s, _), c in kept.items() if s == src)
         data.stats[src] = {
-            "prompts": n, "kept": k, "kept_rate": (k / n) if n else 0.0, "too_short": too_short[src],
-            "per_category": {cat: {"prompts": c, "kept": kept[(s, cat)]} for (s, cat), c in sorted(seen.items()) if s == src},
+            "prompts": n,
+            "kept": k,
+            "kept_rate": (k / n) if n else 0.0,
+            "too_short": too_short[src],
+            "per_category": {
+                cat: {"prompts": c, "kept": kept[(s, cat)]} for (s, cat), c in sorted(seen.items()) if s == src
+            },
         }
     # a harmful prompt the model already refuses has nothing to teach; say how many there were
-    data.stats["harmful"]["refused_already"] = data.stats["harmful"]["prompts"] - data.stats["harmful"]["kept"] - too_short["harmful"]
+    data.stats["harmful"]["refused_already"] = (
+        data.stats["harmful"]["prompts"] - data.stats["harmful"]["kept"] - too_short["harmful"]
+    )
     return data

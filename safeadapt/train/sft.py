@@ -8,22 +8,21 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from safeadapt.core.console import quiet_trainer
 from safeadapt.core.errors import SafeAdaptError
+from safeadapt.train.chat import as_plain_messages, normalise_chat_rows, tokenize_chat_rows
 from safeadapt.train.common import (
     StepClock,
     TrainOptions,
     apply_freezing,
-    as_plain_messages,
     check_out,
     config_kwargs,
     input_fingerprints,
     is_processor,
     load_for_training,
     lora_config,
-    normalise_chat_rows,
     save_trained,
     tokenizer_of,
-    tokenize_chat_rows,
 )
 
 
@@ -143,6 +142,7 @@ def _make_trainer(model: Any, proc: Any, dataset: Any, opts: SFTOptions, work: P
         model=model, args=args, train_dataset=dataset, processing_class=proc, peft_config=peft_cfg,
         data_collator=collator,
     )
+    quiet_trainer(trainer)
     if opts.lora and (opts.train_modules or opts.freeze_modules):
         # PEFT freezes the base; keep the caller's extra trainable modules (e.g. a projector) trainable
         for n, p in trainer.model.named_parameters():

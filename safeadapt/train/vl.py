@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from safeadapt.core.errors import SafeAdaptError
-from safeadapt.train.common import IMAGE_TOKEN, normalise_chat_rows
+from safeadapt.train.chat import IMAGE_TOKEN, normalise_chat_rows
 from safeadapt.train.sft import SFTOptions, sft
 
 # Mean / std the towers were pre-trained with (used only when the tower ships no preprocessor).
@@ -273,7 +273,10 @@ def caption_to_chat(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out.append(
             {
                 "messages": [
-                    {"role": "user", "content": [{"type": "image"}] * len(imgs) + [{"type": "text", "text": CAPTION_PROMPT}]},
+                    {
+                        "role": "user",
+                        "content": [{"type": "image"}] * len(imgs) + [{"type": "text", "text": CAPTION_PROMPT}],
+                    },
                     {"role": "assistant", "content": str(r["caption"])},
                 ],
                 "images": imgs,

@@ -36,7 +36,9 @@ def separation(a: dict[str, Any], per_seed: dict[int, dict[str, Any]], best: str
             orr = _ci(a, r, "over_refusal")[0] > _ci(a, "aligned", "over_refusal")[1]
             per[r] = {"asr_below_vl": asr, "over_refusal_above_aligned": orr}
         out["safety_tuning_lowers_asr_raises_over_refusal"] = {
-            "separates": all(v["asr_below_vl"] and v["over_refusal_above_aligned"] for v in per.values()), "per_model": per}
+            "separates": all(v["asr_below_vl"] and v["over_refusal_above_aligned"] for v in per.values()),
+            "per_model": per,
+        }
     if best and best in a and "aligned" in a and "vl" in a:
         asr_gaps = [max(m[best]["text_asr"] - m["aligned"]["text_asr"], m[best]["mm_asr"] - m["aligned"]["mm_asr"], 0.0)
                     for m in per_seed.values()]
@@ -94,9 +96,10 @@ def summarize_seeds(study_dir: str | Path) -> dict[str, Any]:
 
 
 def print_seeds_table(result: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
+
+    from safeadapt.core.console import wide
 
     seeds = result["seeds"]
     t = Table(title=f"miniature-world demo over seeds {', '.join(map(str, seeds))}: mean [95% interval]")
@@ -105,11 +108,12 @@ def print_seeds_table(result: dict[str, Any]) -> None:
         t.add_column(k, justify="right")
     for role, m in result["models"].items():
         t.add_row(escape(role), *[f"{m[k]:.2f} [{m[f'{k}_ci'][0]:.2f}, {m[f'{k}_ci'][1]:.2f}]" for k in METRICS])
-    con = Console(width=max(Console().width, 140))
-    con.print(t)
-    for name, res in result["targets"].items():
-        per = " ".join(f"s{sd}:{'yes' if ok else 'NO'}" for sd, ok in res["holds_per_seed"].items())
-        mark = "[green]holds on every seed[/green]" if res["holds_every_seed"] else "[red]not on every seed[/red]"
-        sep = res.get("intervals_separate")
-        con.print(f"target {escape(name)}: {mark} ({per}); on the means: {'holds' if res['holds_on_mean'] else 'does not hold'}; "
-                  f"intervals separate: {'yes' if sep else 'no' if sep is not None else '-'}")
+    with wide(140) as con:
+        con.print(t)
+        for name, res in result["targets"].items():
+            per = " ".join(f"s{sd}:{'yes' if ok else 'NO'}" for sd, ok in res["holds_per_seed"].items())
+            mark = "[green]holds on every seed[/green]" if res["holds_every_seed"] else "[red]not on every seed[/red]"
+            sep = res.get("intervals_separate")
+            means = "holds" if res["holds_on_mean"] else "does not hold"
+            con.print(f"target {escape(name)}: {mark} ({per}); on the means: {means}; "
+                      f"intervals separate: {'yes' if sep else 'no' if sep is not None else '-'}")

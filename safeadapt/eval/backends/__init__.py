@@ -1,5 +1,6 @@
 """Generation backends (transformers, vLLM, OpenAI-compatible HTTP) behind one interface
-(`safeadapt.eval.types.Backend`); `make_backend(model, kind, **options)` builds one by name.
+(`safeadapt.eval.types.Backend`), one module each registered in `registry.BACKENDS`;
+`make_backend(model, kind, **options)` builds one by name.
 Kind "auto" picks vLLM when it is installed and a CUDA GPU is present, transformers otherwise,
 and says which on stderr (one line)."""
 
@@ -11,8 +12,8 @@ import sys
 from typing import Any
 
 from safeadapt.core.errors import SafeAdaptError
+from safeadapt.eval.backends.registry import BACKENDS
 
-BACKEND_KINDS = ("auto", "hf", "vllm", "openai")
 #: options only the transformers backend understands (dropped when "auto" picks vLLM)
 _HF_ONLY = ("threads", "max_batch", "allow_pickle", "min_new_tokens", "model", "processor")
 
@@ -25,11 +26,16 @@ def _cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def backend_kinds() -> list[str]:
+    """"auto" and every registered backend kind."""
+    return ["auto", *BACKENDS.names()]
+
+
 def select_backend(kind: str = "auto") -> tuple[str, str]:
     """(backend kind, why). "auto" -> "vllm" when `vllm` is importable and CUDA is available,
     else "hf"; any other known kind is returned as requested."""
-    if kind not in BACKEND_KINDS:
-        raise SafeAdaptError(f"unknown backend {kind!r}; known: {', '.join(BACKEND_KINDS)}")
+    if kind not in backend_kinds():
+        raise SafeAdaptError(f"unknown backend {kind!r}; known: {', '.join(backend_kinds())}")
     if kind != "auto":
         return kind, "requested"
     has_vllm = importlib.util.find_spec("vllm") is not None
@@ -45,31 +51,18 @@ def _options_for(kind: str, options: dict[str, Any]) -> dict[str, Any]:
     backend gets only the keyword arguments its constructor takes."""
     if kind == "vllm":
         return {k: v for k, v in options.items() if k not in _HF_ONLY}
-    from safeadapt.eval.backends.hf import HFBackend
-
-    accepted = set(inspect.signature(HFBackend.__init__).parameters)
+    accepted = set(inspect.signature(BACKENDS.get("hf").__init__).parameters)
     return {k: v for k, v in options.items() if k in accepted}
 
 
 def make_backend(model: str, kind: str = "hf", **options: Any) -> Any:
     """A backend for `model`: "auto" (see `select_backend`), "hf" (transformers, local dir / GGUF /
-    hub id), "vllm" (needs the `vllm` extra) or "openai" (`model` is the served model name; pass
-    base_url=...)."""
+    hub id), "vllm" (needs the `vllm` extra), "openai" (`model` is the served model name; pass
+    base_url=...) or any kind a plugin registers."""
     chosen, why = select_backend(kind)
     if kind == "auto":
         options = _options_for(chosen, options)
-    if chosen == "hf":
-        from safeadapt.eval.backends.hf import HFBackend
-
-        backend: Any = HFBackend(model, **options)
-    elif chosen == "vllm":
-        from safeadapt.eval.backends.vllm import VLLMBackend
-
-        backend = VLLMBackend(model, **options)
-    else:
-        from safeadapt.eval.backends.openai_http import OpenAIBackend
-
-        backend = OpenAIBackend(model, **options)
+    backend = BACKENDS.get(chosen)(model, **options)
     if kind == "auto":  # after loading, so a bad model path stays a one-line error
         print(f"safeadapt: generation backend: {chosen} ({why})", file=sys.stderr, flush=True)
     return backend

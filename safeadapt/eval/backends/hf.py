@@ -16,6 +16,7 @@ from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.provenance import hash_path, stable_hash
 from safeadapt.core.runtime import set_threads
 from safeadapt.eval.backends.common import derive_seed, load_image, render_chat
+from safeadapt.eval.backends.registry import BACKENDS
 from safeadapt.eval.types import DecodingConfig, GenRequest, LoglikRequest
 
 #: bytes hashed from the head and tail of each large weight file for the fingerprint
@@ -75,6 +76,7 @@ class _GumbelSampler:
         return logp + gumbel
 
 
+@BACKENDS.register("hf")
 class HFBackend:
     """Generation + log-likelihood through transformers.
 
@@ -110,7 +112,11 @@ class HFBackend:
             if ref is None:
                 raise SafeAdaptError("HFBackend needs a model reference or a loaded model")
             model, processor, path = _load(str(ref), dtype, allow_pickle, trust_remote_code)
-            weights_fp = hash_path(path, max_bytes=FINGERPRINT_BYTES) if path is not None and path.exists() else stable_hash(str(ref))
+            weights_fp = (
+                hash_path(path, max_bytes=FINGERPRINT_BYTES)
+                if path is not None and path.exists()
+                else stable_hash(str(ref))
+            )
         else:
             if processor is None:
                 raise SafeAdaptError("HFBackend(model=...) also needs processor= (tokenizer or processor)")
@@ -149,13 +155,23 @@ class HFBackend:
             raise SafeAdaptError(f"model {self.ref} is text-only but the request has {n_images} image(s)")
         return render_chat(self.processor, messages, n_images)
 
-    def _encode(self, texts: list[str], images: list[list[Any]], padding_side: str) -> dict[str, Any]:
+    def _prompt_of(self, r: GenRequest | LoglikRequest) -> tuple[str, bool]:
+        """(text, add_special_tokens): a raw classifier prompt is tokenized with the tokenizer's
+        own special tokens (its BOS); a rendered chat template already carries them."""
+        if r.raw_prompt is not None:
+            if r.images:
+                raise SafeAdaptError(f"request {r.key}: a raw prompt cannot carry images")
+            return r.raw_prompt, True
+        return self.render(r.messages, len(r.images)), False
+
+    def _encode(self, texts: list[str], images: list[list[Any]], padding_side: str,
+                special: bool = False) -> dict[str, Any]:
         self.tokenizer.padding_side = padding_side
         flat = [load_image(im) for ims in images for im in ims]
         if flat:
             enc = self.processor(text=texts, images=flat, return_tensors="pt", padding=True, add_special_tokens=False)
         else:
-            enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=special)
         return dict(enc)
 
     # ------------------------------------------------------------------ generation
@@ -164,14 +180,21 @@ class HFBackend:
         set_threads(self.threads)
         if not requests:
             return []
-        texts = [self.render(r.messages, len(r.images)) for r in requests]
-        lengths = [len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
-        order = sorted(range(len(requests)), key=lambda i: (-lengths[i], i))
+        prompts = [self._prompt_of(r) for r in requests]
+        texts = [t for t, _ in prompts]
+        lengths = [len(self.tokenizer(t, add_special_tokens=sp)["input_ids"]) for t, sp in prompts]
+        # raw prompts and chat prompts are batched apart (they differ in added special tokens)
+        order = sorted(range(len(requests)), key=lambda i: (prompts[i][1], -lengths[i], i))
         bs = max(1, min(int(decoding.batch_size), self.max_batch))
+        batches: list[list[int]] = []
+        for i in order:
+            if batches and len(batches[-1]) < bs and prompts[batches[-1][0]][1] == prompts[i][1]:
+                batches[-1].append(i)
+            else:
+                batches.append([i])
         out: list[str | None] = [None] * len(requests)
-        for start in range(0, len(order), bs):
-            idx = order[start : start + bs]
-            enc = self._encode([texts[i] for i in idx], [requests[i].images for i in idx], "left")
+        for idx in batches:
+            enc = self._encode([texts[i] for i in idx], [requests[i].images for i in idx], "left", prompts[idx[0]][1])
             kwargs: dict[str, Any] = dict(
                 max_new_tokens=int(decoding.max_new_tokens),
                 do_sample=False,
@@ -188,7 +211,9 @@ class HFBackend:
                 from transformers import LogitsProcessorList
 
                 seeds = [derive_seed(decoding.seed, requests[i].key) for i in idx]
-                kwargs["logits_processor"] = LogitsProcessorList([_GumbelSampler(seeds, decoding.temperature, decoding.top_p)])
+                kwargs["logits_processor"] = LogitsProcessorList(
+                    [_GumbelSampler(seeds, decoding.temperature, decoding.top_p)]
+                )
             with torch.inference_mode():
                 gen = self.model.generate(**enc, **kwargs)
             new = gen[:, enc["input_ids"].shape[1] :]
@@ -203,19 +228,22 @@ class HFBackend:
 
     # ------------------------------------------------------------------ log-likelihood
     def loglikelihood(self, requests: list[LoglikRequest]) -> list[float]:
-        """Sum of log-probs of the continuation tokens after the chat prompt + assistant header."""
+        """Sum of log-probs of the continuation tokens after the chat prompt + assistant header
+        (or after a raw prompt, tokenized with the tokenizer's special tokens)."""
         torch = self._torch
         set_threads(self.threads)
         if not requests:
             return []
         items = []
+        specials = []
         for r in requests:
-            ctx = self.render(r.messages, len(r.images))
+            ctx, special = self._prompt_of(r)
             cont = self.tokenizer(r.continuation, add_special_tokens=False)["input_ids"]
             if not cont:
                 raise SafeAdaptError(f"empty continuation for log-likelihood request {r.key}")
             items.append((ctx, cont, r.images))
-        ctx_len = [len(self.tokenizer(c, add_special_tokens=False)["input_ids"]) for c, _, _ in items]
+            specials.append(special)
+        ctx_len = [len(self.tokenizer(c, add_special_tokens=sp)["input_ids"]) for (c, _, _), sp in zip(items, specials)]
         # requests with images and without are batched apart (pixel tensors must stack)
         order = sorted(range(len(items)), key=lambda i: (len(items[i][2]), -(ctx_len[i] + len(items[i][1])), i))
         batches: list[list[int]] = []
@@ -230,7 +258,7 @@ class HFBackend:
             seqs, spans, extra = [], [], []
             for i in idx:
                 ctx, cont, imgs = items[i]
-                enc = self._encode([ctx], [imgs], "right")
+                enc = self._encode([ctx], [imgs], "right", specials[i])
                 ids = enc.pop("input_ids")[0].tolist()
                 enc.pop("attention_mask", None)
                 spans.append((len(ids), len(cont)))
@@ -252,4 +280,41 @@ class HFBackend:
                 lp = torch.log_softmax(logits[row, c - 1 : c - 1 + n].float(), dim=-1)
                 tgt = input_ids[row, c : c + n]
                 out[i] = float(lp.gather(-1, tgt[:, None]).sum())
+        return out
+
+    def next_token_logprobs(self, requests: list[LoglikRequest], candidates: Sequence[str]) -> list[list[float]]:
+        """Per request, the log-prob of each one-token `candidates[k]` as the token right after the
+        prompt (the requests' `continuation` is ignored): one forward per prompt, where
+        `loglikelihood` would run one per candidate. A candidate that is not one token is an error."""
+        torch = self._torch
+        set_threads(self.threads)
+        cand = []
+        for c in candidates:
+            ids = self.tokenizer(c, add_special_tokens=False)["input_ids"]
+            if len(ids) != 1:
+                raise SafeAdaptError(f"next-token candidate {c!r} is {len(ids)} tokens of {self.ref}'s tokenizer, "
+                                     "not one")
+            cand.append(ids[0])
+        seqs = []
+        for r in requests:
+            if r.images:
+                raise SafeAdaptError(f"request {r.key}: next-token log-probs with images are not supported")
+            text, special = self._prompt_of(r)
+            seqs.append(self.tokenizer(text, add_special_tokens=special)["input_ids"])
+        out: list[list[float]] = [[] for _ in seqs]
+        order = sorted(range(len(seqs)), key=lambda i: (-len(seqs[i]), i))
+        pad = self.tokenizer.pad_token_id
+        for start in range(0, len(order), self.max_batch):
+            idx = order[start : start + self.max_batch]
+            L = max(len(seqs[i]) for i in idx)
+            input_ids = torch.full((len(idx), L), pad, dtype=torch.long)
+            mask = torch.zeros((len(idx), L), dtype=torch.long)
+            for row, i in enumerate(idx):  # right padding: each row's last real position is len - 1
+                input_ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
+                mask[row, : len(seqs[i])] = 1
+            with torch.inference_mode():
+                logits = self.model(input_ids=input_ids, attention_mask=mask).logits
+            for row, i in enumerate(idx):
+                lp = torch.log_softmax(logits[row, len(seqs[i]) - 1].float(), dim=-1)
+                out[i] = [float(lp[t]) for t in cand]
         return out

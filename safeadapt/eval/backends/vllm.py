@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.provenance import hash_path, stable_hash
 from safeadapt.eval.backends.common import derive_seed, load_image, with_image_parts
+from safeadapt.eval.backends.registry import BACKENDS
 from safeadapt.eval.types import DecodingConfig, GenRequest, LoglikRequest
 
 
@@ -25,9 +26,13 @@ def sampling_kwargs(decoding: DecodingConfig, key: str) -> dict[str, Any]:
 
 
 def prompt_input(req: GenRequest | LoglikRequest, render: Callable[[list[dict[str, Any]]], str]) -> dict[str, Any]:
-    """A vLLM prompt dict: {"prompt": chat text up to the assistant header} plus
+    """A vLLM prompt dict: {"prompt": chat text up to the assistant header, or a raw prompt as is} plus
     {"multi_modal_data": {"image": PIL or [PIL, ...]}} when the request has images. `render` is
     the chat template (messages in content-part form when there are images)."""
+    if req.raw_prompt is not None:  # a classifier's own text: vLLM tokenizes it with the BOS, as HarmBench does
+        if req.images:
+            raise SafeAdaptError(f"request {req.key}: a raw prompt cannot carry images")
+        return {"prompt": req.raw_prompt}
     msgs = with_image_parts(req.messages, len(req.images))
     out: dict[str, Any] = {"prompt": render(msgs)}
     if req.images:
@@ -49,12 +54,20 @@ def continuation_logprob(prompt_logprobs: Sequence[Any], token_ids: Sequence[int
     return total
 
 
+@BACKENDS.register("vllm")
 class VLLMBackend:
     """`VLLMBackend(path, dtype="float32", **llm_kwargs)`: batched generation with vLLM's
     scheduler (requests are all submitted at once; vLLM does its own batching)."""
 
-    def __init__(self, ref: str, dtype: str = "auto", *, trust_remote_code: bool = False, max_model_len: int | None = None,
-                 **llm_kwargs: Any) -> None:
+    def __init__(
+        self,
+        ref: str,
+        dtype: str = "auto",
+        *,
+        trust_remote_code: bool = False,
+        max_model_len: int | None = None,
+        **llm_kwargs: Any,
+    ) -> None:
         try:
             import vllm  # noqa: F401
         except ImportError:
@@ -92,10 +105,15 @@ class VLLMBackend:
         for r in requests:
             if r.images:
                 raise NotImplementedError("vLLM backend: log-likelihood with images is not supported")
-            ctx = self.tokenizer(self._render(r.messages), add_special_tokens=False)["input_ids"]
+            if r.raw_prompt is not None:
+                ctx = self.tokenizer(r.raw_prompt)["input_ids"]  # with the tokenizer's BOS
+            else:
+                ctx = self.tokenizer(self._render(r.messages), add_special_tokens=False)["input_ids"]
             cont = self.tokenizer(r.continuation, add_special_tokens=False)["input_ids"]
             inputs.append({"prompt_token_ids": list(ctx) + list(cont)})
             spans.append(len(ctx))
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
         outs = self.llm.generate(inputs, params, use_tqdm=False)
-        return [continuation_logprob(o.prompt_logprobs, i["prompt_token_ids"], n) for o, i, n in zip(outs, inputs, spans)]
+        return [
+            continuation_logprob(o.prompt_logprobs, i["prompt_token_ids"], n) for o, i, n in zip(outs, inputs, spans)
+        ]

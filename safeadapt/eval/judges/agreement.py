@@ -25,7 +25,15 @@ def two_way(final_label: str) -> str:
     try:
         return XSTEST_TWO_WAY[final_label.strip()]
     except KeyError:
-        raise SafeAdaptError(f"unknown XSTest final_label {final_label!r}; expected one of {sorted(XSTEST_TWO_WAY)}") from None
+        raise SafeAdaptError(
+            f"unknown XSTest final_label {final_label!r}; expected one of {sorted(XSTEST_TWO_WAY)}"
+        ) from None
+
+
+def refusal_reading(label: str) -> str:
+    """A judge label read on the refusal axis only: `benign` (a harmless answer) is an answer, so
+    it reads as `compliance` here, as XSTest's humans would label it; other labels are unchanged."""
+    return "compliance" if label == "benign" else label
 
 
 def split_of(key: str, dev_fraction: float = 0.7, salt: str = "safeadapt-judge-split-v1") -> str:
@@ -156,15 +164,17 @@ def load_family_rows(path: str | os.PathLike) -> list[dict[str, str]]:
 
 
 def refusal_fit_rows(xstest_dir: str | os.PathLike, families_dir: str | os.PathLike | None = None,
-                     split: str = "dev") -> list[dict[str, object]]:
+                     split: str = "dev", external_dir: str | os.PathLike | None = None) -> list[dict[str, object]]:
     """The rows the refusal judge's weights are fit on: the `split` rows of every XSTest completions
-    file (2-way final_label) plus, when `families_dir` is given, the `split` rows of every labelled
+    file (2-way final_label) in `xstest_dir` and, when given, in `external_dir` (other models' XSTest
+    completions, same split), plus, when `families_dir` is given, the `split` rows of every labelled
     out-of-family file there labelled refusal or compliance (no_answer rows are the non-answer
     detector's business). Each row: prompt, completion, refusal (0/1), group (CV key), file."""
     import glob
 
     rows: list[dict[str, object]] = []
-    for f in sorted(glob.glob(os.path.join(str(xstest_dir), "completions_*.csv"))):
+    dirs = [str(xstest_dir)] + ([str(external_dir)] if external_dir else [])
+    for f in sorted(f for d in dirs for f in glob.glob(os.path.join(d, "completions_*.csv"))):
         for r in load_xstest_completions(f):
             if split_of(r["id"]) == split:
                 rows.append({"prompt": r["prompt"], "completion": r["completion"], "group": r["id"],
@@ -172,9 +182,20 @@ def refusal_fit_rows(xstest_dir: str | os.PathLike, families_dir: str | os.PathL
     if families_dir:
         data_dir = Path(xstest_dir).parent
         for f in sorted(glob.glob(os.path.join(str(families_dir), "*.jsonl"))):
-            fam = [r for r in load_family_rows(f) if r.get("split") == split and r.get("label") in ("refusal", "compliance")]
+            fam = [
+                r
+                for r in load_family_rows(f)
+                if r.get("split") == split and r.get("label") in ("refusal", "compliance")
+            ]
             prompts = load_prompts(data_dir, [(r["source"], r["row_id"]) for r in fam])
             for r, p in zip(fam, prompts):
-                rows.append({"prompt": p, "completion": r["completion"], "group": f"{r['family']}:{r['source']}:{r['row_id']}",
-                             "refusal": int(r["label"] == "refusal"), "file": os.path.basename(f)})
+                rows.append(
+                    {
+                        "prompt": p,
+                        "completion": r["completion"],
+                        "group": f"{r['family']}:{r['source']}:{r['row_id']}",
+                        "refusal": int(r["label"] == "refusal"),
+                        "file": os.path.basename(f),
+                    }
+                )
     return rows

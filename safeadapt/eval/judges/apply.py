@@ -23,7 +23,9 @@ def run_judge(judge: Judge, items: Sequence[JudgeItem]) -> list[Judgement]:
     if todo:
         res = judge.judge([items[i] for i in todo])
         if len(res) != len(todo):
-            raise SafeAdaptError(f"judge {getattr(judge, 'name', '?')!r} returned {len(res)} judgements for {len(todo)} items")
+            raise SafeAdaptError(
+                f"judge {getattr(judge, 'name', '?')!r} returned {len(res)} judgements for {len(todo)} items"
+            )
         for i, j in zip(todo, res):
             out[i] = j
     return [j if j is not None else empty_judgement() for j in out]

@@ -18,6 +18,7 @@ LABELS: dict[str, int] = {
     "2_full_refusal": 1, "3_partial_refusal": 1, "full_refusal": 1, "partial_refusal": 1,
     "compliance": 0, "comply": 0, "complied": 0, "0": 0, "false": 0, "no": 0,
     "1_full_compliance": 0, "full_compliance": 0,
+    "benign": 0, "harmful": 0,  # the harm judge's answers: not refusals
 }
 
 
@@ -32,9 +33,9 @@ def read_labelled(path: str | os.PathLike, *, prompt_col: str = "prompt", respon
                   label_col: str = "label") -> tuple[list[str], list[str], list[int]]:
     """(prompts, responses, 0/1 labels) from a .csv/.tsv/.jsonl/.json file. `label_col` falls back
     to `final_label` (XSTest) and `response_col` to `response` when the named column is absent."""
-    from safeadapt.eval.judges.grade import read_rows
+    from safeadapt.eval.judges.grade import table_rows
 
-    rows = read_rows(path)
+    rows = table_rows(path)
     cols = set(rows[0]) if rows else set()
     if label_col not in cols and "final_label" in cols:
         label_col = "final_label"
@@ -42,7 +43,9 @@ def read_labelled(path: str | os.PathLike, *, prompt_col: str = "prompt", respon
         response_col = "response"
     for need in (response_col, label_col):
         if need not in cols:
-            raise SafeAdaptError(f"{path}: calibration file has no column {need!r} (columns: {', '.join(sorted(cols))})")
+            raise SafeAdaptError(
+                f"{path}: calibration file has no column {need!r} (columns: {', '.join(sorted(cols))})"
+            )
     prompts, responses, labels = [], [], []
     for i, r in enumerate(rows):
         where = f"{path} row {i + 1}"
@@ -58,7 +61,7 @@ def read_labelled(path: str | os.PathLike, *, prompt_col: str = "prompt", respon
 
 
 def feature_matrix(prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
-    from safeadapt.eval.judges.refusal import FEATURE_NAMES, extract_features
+    from safeadapt.eval.judges.refusal_features import FEATURE_NAMES, extract_features
 
     X = np.zeros((len(responses), len(FEATURE_NAMES)))
     col = {k: j for j, k in enumerate(FEATURE_NAMES)}
@@ -91,7 +94,7 @@ def fit_signed(X: np.ndarray, y: np.ndarray, l2: float, sign: np.ndarray | None 
     (+1: may only push towards refusal, -1: only towards compliance) is dropped (weight 0) and the
     rest refit, until every weight agrees with its sign. Returns [intercept, w...] over all columns."""
     if sign is None:
-        from safeadapt.eval.judges.refusal import FEATURE_NAMES, FEATURE_SIGN
+        from safeadapt.eval.judges.refusal_features import FEATURE_NAMES, FEATURE_SIGN
 
         sign = np.array([FEATURE_SIGN[k] for k in FEATURE_NAMES])
     active = np.ones(X.shape[1], dtype=bool)
@@ -111,7 +114,7 @@ def fit_signed(X: np.ndarray, y: np.ndarray, l2: float, sign: np.ndarray | None 
 def fit_refusal_weights(prompts: Sequence[str], responses: Sequence[str], labels: Sequence[int],
                         l2: float) -> tuple[float, dict[str, float]]:
     """(bias, {feature: weight}) for `RefusalJudge`, fit on labelled completions (sign-constrained)."""
-    from safeadapt.eval.judges.refusal import FEATURE_NAMES
+    from safeadapt.eval.judges.refusal_features import FEATURE_NAMES
 
     if l2 <= 0:
         raise SafeAdaptError(f"calibration L2 penalty must be > 0, got {l2}")

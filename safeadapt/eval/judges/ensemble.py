@@ -44,6 +44,7 @@ def ensemble_report(results: Mapping[str, Sequence[Judgement] | Sequence[str]]) 
     }
 
 
+@JUDGES.register("ensemble")
 class EnsembleJudge:
     """Combine judges. `judges`: Judge objects or registered names (built with `judge_kwargs[name]`
     plus the shared `backend` for LLM judges). `mode`: "majority" or "primary"."""
@@ -120,6 +121,3 @@ class EnsembleJudge:
                 )
             )
         return out
-
-
-JUDGES.register("ensemble")(EnsembleJudge)

@@ -1,5 +1,6 @@
 """Grade completions produced elsewhere: read a CSV / JSONL / JSON table, run a judge over
-(prompt, response) columns (detected when not named: eval's own generations.jsonl reads as is) in batches, checkpoint every batch (JsonlCheckpoint keyed by row) so a
+(prompt, response) columns (detected when not named: eval's own generations.jsonl reads as is) in batches, checkpoint
+every batch (JsonlCheckpoint keyed by row) so a
 killed run resumes without re-judging, and write one JSON record per input row, in input order,
 atomically at the end (plus a `<out>.meta.json` with the summary and provenance)."""
 
@@ -18,6 +19,7 @@ from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.jsonl import JsonlCheckpoint
 from safeadapt.core.provenance import Timer, provenance, sha256_file, stable_hash
 from safeadapt.core.runtime import track
+from safeadapt.data.columns import PROMPT_COLUMNS, RESPONSE_COLUMNS, find_column
 from safeadapt.eval.judges.apply import run_judge
 from safeadapt.eval.types import Judge, JudgeItem, Judgement
 
@@ -41,11 +43,11 @@ def read_table(path: str | os.PathLike) -> list[tuple[str, dict[str, Any]]]:
         raise SafeAdaptError(f"{p}: file is empty")
     rows: list[tuple[str, Any]] = []
     if suffix in (".csv", ".tsv"):
-        from safeadapt.data.loaders import read_rows as read_data_rows
+        from safeadapt.data.readers import read_file_rows
 
         csv.field_size_limit(1 << 30)
         try:
-            for r in read_data_rows(p):
+            for r in read_file_rows(p):
                 if "__error__" in r.data:
                     raise SafeAdaptError(f"{r.where}: {r.data['__error__']}")
                 rows.append((r.where, r.data))
@@ -66,15 +68,17 @@ def read_table(path: str | os.PathLike) -> list[tuple[str, dict[str, Any]]]:
     return rows
 
 
-def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
+def table_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The rows of `read_table` without their locations."""
     return [r for _, r in read_table(path)]
 
 
 #: columns tried in order when --response-col / --prompt-col are not given (eval's generations.jsonl
-#: has "prompt", "messages" and "response"; XSTest's completions files "prompt" and "completion")
-RESPONSE_COLS = ("completion", "response", "output", "generation", "answer")
-PROMPT_COLS = ("prompt", "messages", "question", "forbidden_prompt", "goal", "instruction")
+#: has "prompt", "messages" and "response"; XSTest's completions files "prompt" and "completion"):
+#: the shared names of `safeadapt.data.columns`, the first present wins; `messages` (a chat, its
+#: last user turn) right after `prompt`
+RESPONSE_COLS = RESPONSE_COLUMNS
+PROMPT_COLS = ("prompt", "messages", *PROMPT_COLUMNS[1:])
 
 
 def detect_columns(rows: Sequence[dict[str, Any]], prompt_col: str | None, response_col: str | None, *,
@@ -85,14 +89,11 @@ def detect_columns(rows: Sequence[dict[str, Any]], prompt_col: str | None, respo
         if c not in cols:
             raise SafeAdaptError(f"{source}: no column {c!r}; columns: {', '.join(map(str, cols))}")
     if not response_col:
-        found = [c for c in RESPONSE_COLS if c in cols]
-        if not found:
-            raise SafeAdaptError(f"{source}: no response column found (tried {', '.join(RESPONSE_COLS)}); "
-                                 f"pass --response-col; columns: {', '.join(map(str, cols))}")
-        response_col = found[0]
+        response_col = find_column(cols, RESPONSE_COLS, source=source, what="response", first_wins=True,
+                                   hint="pass --response-col")
     if prompt_col is None:
-        prompt_col = next((c for c in PROMPT_COLS if c in cols), None)
-    return prompt_col or None, response_col
+        prompt_col = find_column(cols, PROMPT_COLS, source=source, first_wins=True, required=False)
+    return prompt_col or None, str(response_col)
 
 
 def _prompt_of(value: Any) -> str:
@@ -119,12 +120,14 @@ def extract_items(rows: Sequence[dict[str, Any]], prompt_col: str | None, respon
             continue
         pc = prompt_col
         if pc and pc not in r and detected:
-            pc = next((c for c in PROMPT_COLS if c in r), pc)
+            pc = find_column(list(r), PROMPT_COLS, source=where, first_wins=True, required=False) or pc
         for c in [c for c in (pc, response_col) if c]:
             if c not in r:
                 raise SafeAdaptError(f"{where}: missing column {c!r}")
         v = r[response_col]
-        resp = "" if v is None else (v if isinstance(v, str) else json.dumps(v) if isinstance(v, (dict, list)) else str(v))
+        resp = (
+            "" if v is None else (v if isinstance(v, str) else json.dumps(v) if isinstance(v, (dict, list)) else str(v))
+        )
         items.append(JudgeItem(prompt=_prompt_of(r[pc]) if pc else "", response=resp))
     return items
 
@@ -146,7 +149,13 @@ def _ids(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def record_of(row: int, judge_name: str, j: Judgement, src_row: dict[str, Any] | None = None) -> dict[str, Any]:
-    rec: dict[str, Any] = {"row": row, **_ids(src_row or {}), "label": j.label, "score": _clean(j.score), "judge": judge_name}
+    rec: dict[str, Any] = {
+        "row": row,
+        **_ids(src_row or {}),
+        "label": j.label,
+        "score": _clean(j.score),
+        "judge": judge_name,
+    }
     if j.reason is not None:
         rec["reason"] = j.reason
     if j.extra:
@@ -240,8 +249,13 @@ def grade_file(
         "columns": {"prompt": prompt_col, "response": response_col},
         "refusal_rate": rates["refusal_rate"]["value"] or 0.0,
         "compliance_rate": rates["compliance_rate"]["value"] or 0.0,
+        "benign_rate": rates["benign_rate"]["value"] or 0.0,
+        "non_refusal_rate": rates["non_refusal_rate"]["value"] or 0.0,
         "no_answer_rate": rates["no_answer_rate"]["value"] or 0.0,
-        "rates": {k: rates[k] for k in ("refusal_rate", "compliance_rate", "no_answer_rate")},
+        "rates": {
+            k: rates[k]
+            for k in ("refusal_rate", "compliance_rate", "benign_rate", "non_refusal_rate", "no_answer_rate")
+        },
         "unparsed": rates["unparsed"]["k"],
         "non_answer_kinds": rates["non_answer_kinds"],
         "parse_failures": n_fail,
@@ -249,7 +263,9 @@ def grade_file(
         "resumed_rows": resumed,
     }
     if judge_name == "rubric":
-        scores = [r["score"] for r in judged if r.get("score") is not None and not (r.get("extra") or {}).get("parse_failed")]
+        scores = [
+            r["score"] for r in judged if r.get("score") is not None and not (r.get("extra") or {}).get("parse_failed")
+        ]
         summary["harmfulness_score"] = sum(scores) / len(scores) if scores else None
         summary["harmfulness_rate"] = sum(1 for s in scores if s >= 5) / len(scores) if scores else None
     meta = {

@@ -37,11 +37,40 @@ def truncate(text: str, limit: int) -> str:
     return text[:half] + "\n[... truncated ...]\n" + text[-half:]
 
 
+def clip_tokens(text: str, tokenizer: Any, limit: int, *, side: str = "right",
+                keep_special: bool = False) -> tuple[str, bool]:
+    """(text, clipped): `text` cut to `limit` tokens of the classifier's `tokenizer` the way the
+    field's pipelines do it: `tokenizer(text, max_length=limit, truncation=True)` (its special
+    tokens count toward the limit), cut on `side`, then decoded (`keep_special`: with the special
+    tokens' text). Without a tokenizer (an HTTP endpoint) the fallback keeps 3/4 of `limit`
+    whitespace-separated words (about `limit` tokens of English text)."""
+    if limit <= 0:
+        return text, False
+    if tokenizer is None:
+        words = text.split()
+        keep = max(1, (limit * 3) // 4)
+        if len(words) <= keep:
+            return text, False
+        return " ".join(words[:keep] if side == "right" else words[-keep:]), True
+    old = getattr(tokenizer, "truncation_side", "right")
+    tokenizer.truncation_side = side
+    try:
+        ids = tokenizer(text, max_length=limit, truncation=True)["input_ids"]
+        full = len(tokenizer(text)["input_ids"])
+    finally:
+        tokenizer.truncation_side = old
+    return tokenizer.decode(ids, skip_special_tokens=not keep_special), full > limit
+
+
 class LLMJudge:
     """Base class: subclasses set `name`, implement `messages(item)` and `parse(text)` and
-    `label_of(parsed)`. `backend` is any object with `generate(list[GenRequest], DecodingConfig)`."""
+    `label_of(parsed)`. `backend` is any object with `generate(list[GenRequest], DecodingConfig)`.
+    `messages` may return a string instead: a classifier's own input text, sent as a raw prompt
+    (no chat template). Class attributes say what a judge needs: `needs_backend`, and its greedy
+    generation budget `default_max_new_tokens`."""
 
     name = "llm"
+    needs_backend = True
     default_max_new_tokens = 256
 
     def __init__(
@@ -58,15 +87,17 @@ class LLMJudge:
                 "(pass backend=..., or --judge-model PATH / --judge-endpoint URL on the command line)"
             )
         if parse_failure_label != "unparsed":
-            raise SafeAdaptError(f"parse_failure_label must be 'unparsed' (an unreadable judge reply is never counted as "
-                                 f"refusal or compliance), got {parse_failure_label!r}")
+            raise SafeAdaptError(
+                f"parse_failure_label must be 'unparsed' (an unreadable judge reply is never counted as "
+                f"refusal or compliance), got {parse_failure_label!r}"
+            )
         self.backend = backend
         self.decoding = decoding or DecodingConfig(max_new_tokens=self.default_max_new_tokens, temperature=0.0)
         self.max_response_chars = int(max_response_chars)
         self.parse_failure_label = parse_failure_label
 
     # -- to implement -----------------------------------------------------------------------
-    def messages(self, item: JudgeItem) -> list[dict[str, str]]:  # pragma: no cover - abstract
+    def messages(self, item: JudgeItem) -> list[dict[str, str]] | str:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def parse(self, text: str) -> Parsed:  # pragma: no cover - abstract
@@ -80,7 +111,11 @@ class LLMJudge:
         out = []
         for i, it in enumerate(items):
             msgs = self.messages(it)
-            out.append(GenRequest(key=f"{self.name}:{i}:{stable_hash(msgs)[:16]}", messages=msgs))
+            key = f"{self.name}:{i}:{stable_hash(msgs)[:16]}"
+            if isinstance(msgs, str):
+                out.append(GenRequest(key=key, messages=[], raw_prompt=msgs))
+            else:
+                out.append(GenRequest(key=key, messages=msgs))
         return out
 
     def from_output(self, text: str) -> Judgement:

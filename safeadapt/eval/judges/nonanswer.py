@@ -32,8 +32,10 @@ _FILLER = frozenset(
 
 
 # prompt words too generic to define a topic ("what's the best way ...")
-_GENERIC = frozenset("best good better great what's what're even next someone somebody something anything people person "
-                     "really actually exactly tell give show find".split())
+_GENERIC = frozenset(
+    "best good better great what's what're even next someone somebody something anything people person "
+    "really actually exactly tell give show find".split()
+)
 
 
 def normalize_text(text: str) -> str:
@@ -156,7 +158,12 @@ def non_answer_kind(prompt: str, response: str) -> str | None:
     ws = words(text)
     if not ws or not any(_ALPHA.match(w) or w.isdigit() for w in ws):
         return "empty"
-    if is_repetition_loop(ws) or is_token_salad(text, ws) or is_number_list(text, ws) or is_prompt_echo(prompt or "", ws):
+    if (
+        is_repetition_loop(ws)
+        or is_token_salad(text, ws)
+        or is_number_list(text, ws)
+        or is_prompt_echo(prompt or "", ws)
+    ):
         return "degenerate"
     if is_off_topic(prompt or "", text):
         return "off_topic"

@@ -1,9 +1,8 @@
-"""Judge registry: `JUDGES` maps a name to a factory `(**kwargs) -> Judge`; `get_judge` imports the
-built-in judge modules (so their `@JUDGES.register` lines run) and builds one by name."""
+"""Judge registry: `JUDGES` maps a name to a factory `(**kwargs) -> Judge` with what it needs as
+metadata; every module of this package is loaded on the first lookup, so a new judge is one file."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable
 
 from safeadapt.core.registry import Registry
@@ -11,41 +10,36 @@ from safeadapt.eval.types import Judge
 
 JudgeFactory = Callable[..., Judge]
 
-#: name -> factory (usually the judge class itself); one `@JUDGES.register("name")` line per judge
-JUDGES: Registry[JudgeFactory] = Registry("judge")
+#: modules of this package that register no judge and are not imported on lookup (the CLI)
+NOT_JUDGES = frozenset({"commands"})
 
-_BUILTIN_MODULES = (
-    "safeadapt.eval.judges.refusal",
-    "safeadapt.eval.judges.rubric",
-    "safeadapt.eval.judges.strongreject",
-    "safeadapt.eval.judges.guard",
-    "safeadapt.eval.judges.ensemble",
-)
-_loaded = False
-
-
-def load_builtin_judges() -> None:
-    """Import every built-in judge module once so its registration runs."""
-    global _loaded
-    if _loaded:
-        return
-    for mod in _BUILTIN_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:  # a module not written yet must not break the others
-            if e.name != mod:
-                raise
-    _loaded = True
+#: name -> factory (usually the judge class itself): `@JUDGES.register("name", **needs)` with
+#: `needs_backend=True` for an LLM judge (built with `backend=`), its `default_max_new_tokens`
+#: (generation budget of its verdicts) and `takes_threshold=False` when it has no score cut
+JUDGES: Registry[JudgeFactory] = Registry("judge", builtins="safeadapt.eval.judges", skip=NOT_JUDGES.__contains__)
 
 
 def judge_names() -> list[str]:
-    load_builtin_judges()
     return JUDGES.names()
+
+
+def judge_needs(name: str) -> dict[str, Any]:
+    """What judge `name` declares (in its register line, or as class attributes, as `LLMJudge` does):
+    needs_backend (bool), default_max_new_tokens (int | None), takes_threshold (bool)."""
+    factory = JUDGES.get(name)
+    return {"needs_backend": bool(getattr(factory, "needs_backend", False)),
+            "default_max_new_tokens": getattr(factory, "default_max_new_tokens", None),
+            "takes_threshold": bool(getattr(factory, "takes_threshold", True))}
+
+
+def llm_judges() -> list[str]:
+    """The judges that need a generation backend (an LLM)."""
+    return [n for n in judge_names() if judge_needs(n)["needs_backend"]]
 
 
 def get_judge(name: str, **kwargs: Any) -> Judge:
     """Build the judge registered as `name` (unknown name -> one-line SafeAdaptError).
 
-    LLM judges ("rubric", "strongreject", "guard") need `backend=` (any eval Backend)."""
-    load_builtin_judges()
+    LLM judges (`llm_judges()`: "rubric", "strongreject", "guard", "harmbench", "strongreject-ft") need
+    `backend=` (any eval Backend); `safeadapt.eval.judges.build.build_judge` also builds that backend."""
     return JUDGES.get(name)(**kwargs)

@@ -4,7 +4,6 @@ metric). `SUITES` is the registry; each suite lives in its own module with one r
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -16,24 +15,16 @@ from safeadapt.eval.backends.common import load_image
 from safeadapt.eval.cache import GenerationCache, cached_generate, cached_loglikelihood
 from safeadapt.eval.types import Backend, DecodingConfig, GenRequest, Judge, JudgeItem, LoglikRequest
 
-#: name -> Suite class (no I/O at registration)
-SUITES: Registry[type["Suite"]] = Registry("suite")
-
-BUILTIN_SUITE_MODULES = ("text_safety", "jailbreak", "over_refusal", "mm_safety", "helpfulness")
-
-
-def load_builtin_suites() -> None:
-    for mod in BUILTIN_SUITE_MODULES:
-        importlib.import_module(f"safeadapt.eval.suites.{mod}")
+#: name -> Suite class (no I/O at registration); `register` sets the class's `name`. Every module
+#: of this package is loaded on the first lookup.
+SUITES: Registry[type["Suite"]] = Registry("suite", builtins="safeadapt.eval.suites", name_attr="name")
 
 
 def get_suite(name: str) -> "Suite":
-    load_builtin_suites()
     return SUITES.get(name)()
 
 
 def suite_names() -> list[str]:
-    load_builtin_suites()
     return SUITES.names()
 
 
@@ -50,6 +41,10 @@ class SuiteContext:
     #: called with the number of newly finished model queries (progress bar)
     progress: Callable[[int], None] | None = None
     log: list[str] = field(default_factory=list)
+    #: every judge by name, primary (= `judge`) first, when more than one grades the generations
+    judges: dict[str, Judge] = field(default_factory=dict)
+    #: jailbreak style name -> template with a prompt slot (a user's file), replacing the built-in styles
+    jailbreak_templates: dict[str, str] | None = None
 
     @property
     def supports_images(self) -> bool:
@@ -66,7 +61,7 @@ class SuiteResult:
 
 
 class Suite:
-    """Subclasses set `name`, `metric` and implement `default_samples`, `query_count`, `run`."""
+    """Subclasses set `metric` and implement `default_samples`, `query_count`, `run`."""
 
     name: str = ""
     metric: str = ""
@@ -181,17 +176,35 @@ def generate_and_judge(items: list[Sample], ctx: SuiteContext, suite: str) -> li
     """Generate (cached) then judge every item; returns generations.jsonl records."""
     from safeadapt.eval.judges.apply import run_judge
 
-    responses = cached_generate(ctx.backend, [gen_request(s) for s in items], ctx.decoding, ctx.cache, on_progress=ctx.progress)
-    judgements = run_judge(ctx.judge, [JudgeItem(prompt=judge_prompt(s), response=r, sample=s) for s, r in zip(items, responses)])
+    responses = cached_generate(
+        ctx.backend, [gen_request(s) for s in items], ctx.decoding, ctx.cache, on_progress=ctx.progress
+    )
+    jitems = [JudgeItem(prompt=judge_prompt(s), response=r, sample=s) for s, r in zip(items, responses)]
+    judgements = run_judge(ctx.judge, jitems)
+    # more judges: the same generations graded again, each judge's judgement under its name
+    others = {nm: run_judge(j, jitems) for nm, j in list(ctx.judges.items())[1:]} if len(ctx.judges) > 1 else {}
     recs = []
-    for s, r, j in zip(items, responses, judgements):
-        rec = {"suite": suite, **sample_fields(s), "prompt": judge_prompt(s), "response": r, "judgement": j.model_dump()}
+    for i, (s, r, j) in enumerate(zip(items, responses, judgements)):
+        rec = {
+            "suite": suite,
+            **sample_fields(s),
+            "prompt": judge_prompt(s),
+            "response": r,
+            "judgement": j.model_dump(),
+        }
+        if others:
+            rec["judgements"] = {
+                next(iter(ctx.judges)): rec["judgement"],
+                **{nm: js[i].model_dump() for nm, js in others.items()},
+            }
         recs.append(rec)
     return recs
 
 
 def loglikelihoods(requests: list[LoglikRequest], ctx: SuiteContext) -> list[float]:
-    return cached_loglikelihood(ctx.backend, requests, ctx.cache, batch_size=ctx.decoding.batch_size, on_progress=ctx.progress)
+    return cached_loglikelihood(
+        ctx.backend, requests, ctx.cache, batch_size=ctx.decoding.batch_size, on_progress=ctx.progress
+    )
 
 
 def judge_is_rubric(judge: Judge) -> bool:
@@ -199,10 +212,13 @@ def judge_is_rubric(judge: Judge) -> bool:
     return str(getattr(judge, "score_scale", "")) == "1-5" or getattr(judge, "name", "") == "rubric"
 
 
-def judged_rate_result(records: list[dict[str, Any]], metric: str, ctx: SuiteContext, *, groups: tuple[str, ...] = ()) -> dict[str, Any]:
+def judged_rate_result(
+    records: list[dict[str, Any]], metric: str, ctx: SuiteContext, *, groups: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """results.json block for a judged-rate suite: `metric` ("asr" = share of on-topic compliance,
     or "refusal_rate"), per_category, optional per-<group> breakdowns, every other outcome rate
-    (refusal / compliance / no-answer, unparsed count: `metrics.outcome_rates`), judge scores and,
+    (refusal / compliance / benign / no-answer and the non-refusal rate = compliance + benign, beside
+    ASR; unparsed count: `metrics.outcome_rates`), judge scores and,
     for rubric judges, harmfulness. Unparsed items are left out of every denominator."""
     import math
 
@@ -219,12 +235,22 @@ def judged_rate_result(records: list[dict[str, Any]], metric: str, ctx: SuiteCon
     for g in groups:
         vals = [r.get(g) for r in judged]
         if any(v is not None for v in vals):
-            out[f"per_{g}"] = M.grouped(flags, [v or "none" for v in vals], M.proportion, seed=ctx.seed, n_boot=ctx.bootstrap)
+            out[f"per_{g}"] = M.grouped(
+                flags, [v or "none" for v in vals], M.proportion, seed=ctx.seed, n_boot=ctx.bootstrap
+            )
     # judge scores: only items the judge scored (not unparsed, not empty responses)
     scored = [(float(j["score"]), c) for j, c in zip(judgements, cats)
-              if M.label_of(j) in ("refusal", "compliance") and not math.isnan(float(j["score"]))]
+              if M.label_of(j) in ("refusal", "compliance", "benign") and not math.isnan(float(j["score"]))]
     out["judge_score"] = {**M.mean_score([s for s, _ in scored], seed=ctx.seed, n_boot=ctx.bootstrap),
                           "scale": str(getattr(ctx.judge, "score_scale", ""))}
     if judge_is_rubric(ctx.judge) and scored:
-        out["harmfulness"] = M.harmfulness([s for s, _ in scored], [c for _, c in scored], seed=ctx.seed, n_boot=ctx.bootstrap)
+        out["harmfulness"] = M.harmfulness(
+            [s for s, _ in scored], [c for _, c in scored], seed=ctx.seed, n_boot=ctx.bootstrap
+        )
+    if len(ctx.judges) > 1 and records and all("judgements" in r for r in records):
+        from safeadapt.eval.judges.compare import compare_judges, human_agreement_of
+
+        cmp = compare_judges(records, metric, list(ctx.judges), seed=ctx.seed, n_boot=ctx.bootstrap,
+                             human={nm: human_agreement_of(nm, j) for nm, j in ctx.judges.items()})
+        out["judges"], out["judge_agreement"] = cmp["judges"], cmp["agreement"]
     return out

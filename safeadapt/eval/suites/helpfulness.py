@@ -2,7 +2,8 @@
 chat prompt (argmax = prediction) and short-answer items scored by normalised exact match /
 whole-word containment of the reference (or any `metadata["aliases"]`) -> accuracy, overall, per
 category, per item kind (mc, qa, vqa for items with images), and text vs visual items apart
-(`accuracy_text`, `accuracy_visual`: the combined figure mixes them in different shares per model). Image items are skipped, with the
+(`accuracy_text`, `accuracy_visual`: the combined figure mixes them in different shares per model). Image items are
+skipped, with the
 count recorded, for a text-only model; MC items likewise for a backend without log-likelihoods."""
 
 from __future__ import annotations
@@ -12,7 +13,15 @@ from typing import Any
 from safeadapt.data.schema import Sample
 from safeadapt.eval import metrics as M
 from safeadapt.eval.cache import cached_generate
-from safeadapt.eval.suites.base import SUITES, Suite, SuiteContext, SuiteResult, gen_request, loglikelihoods, sample_fields
+from safeadapt.eval.suites.base import (
+    SUITES,
+    Suite,
+    SuiteContext,
+    SuiteResult,
+    gen_request,
+    loglikelihoods,
+    sample_fields,
+)
 from safeadapt.eval.types import LoglikRequest
 
 
@@ -33,13 +42,14 @@ def _mc_answer(s: Sample) -> int:
 
 @SUITES.register("helpfulness")
 class Helpfulness(Suite):
-    name = "helpfulness"
     metric = "accuracy"
 
     def default_samples(self, ctx: SuiteContext) -> list[Sample]:
         from safeadapt.data.builtin import load_builtin
 
-        return load_builtin("helpfulness-mc", split="test", seed=ctx.seed) + load_builtin("helpfulness-qa", split="test", seed=ctx.seed)
+        return load_builtin("helpfulness-mc", split="test", seed=ctx.seed) + load_builtin(
+            "helpfulness-qa", split="test", seed=ctx.seed
+        )
 
     def run(self, items: list[Sample], ctx: SuiteContext) -> SuiteResult:
         from safeadapt.core.errors import SafeAdaptError
@@ -71,11 +81,23 @@ class Helpfulness(Suite):
                 ll = lls[pos : pos + n]
                 pos += n
                 pred, gold = M.mc_prediction(ll), _mc_answer(s)
-                records.append({"suite": self.name, **sample_fields(s), "kind": "vqa-mc" if s.images else "mc",
-                                "choices": s.choices, "logliks": ll, "prediction": pred, "answer": gold, "correct": pred == gold})
+                records.append(
+                    {
+                        "suite": self.name,
+                        **sample_fields(s),
+                        "kind": "vqa-mc" if s.images else "mc",
+                        "choices": s.choices,
+                        "logliks": ll,
+                        "prediction": pred,
+                        "answer": gold,
+                        "correct": pred == gold,
+                    }
+                )
         # short answers by generation
         if qa:
-            responses = cached_generate(ctx.backend, [gen_request(s) for s in qa], ctx.decoding, ctx.cache, on_progress=ctx.progress)
+            responses = cached_generate(
+                ctx.backend, [gen_request(s) for s in qa], ctx.decoding, ctx.cache, on_progress=ctx.progress
+            )
             for s, r in zip(qa, responses):
                 refs = [s.reference or ""] + [str(a) for a in s.metadata.get("aliases", [])]
                 records.append({"suite": self.name, **sample_fields(s), "kind": "vqa" if s.images else "qa",
@@ -83,10 +105,16 @@ class Helpfulness(Suite):
         flags = [bool(r["correct"]) for r in records]
         res = M.rate_with_groups(flags, [r.get("category") for r in records], seed=ctx.seed, n_boot=ctx.bootstrap)
         visual = [bool(r["images"]) for r in records]
-        out: dict[str, Any] = {"metric": self.metric, "accuracy": res["overall"], "per_category": res["per_category"],
-                               "per_kind": M.grouped(flags, [r["kind"] for r in records], M.proportion, seed=ctx.seed, n_boot=ctx.bootstrap),
-                               # text-only and image items apart, so a text-only model compares with a VLM
-                               "accuracy_text": M.proportion([f for f, v in zip(flags, visual) if not v]),
-                               "accuracy_visual": M.proportion([f for f, v in zip(flags, visual) if v])}
+        out: dict[str, Any] = {
+            "metric": self.metric,
+            "accuracy": res["overall"],
+            "per_category": res["per_category"],
+            "per_kind": M.grouped(
+                flags, [r["kind"] for r in records], M.proportion, seed=ctx.seed, n_boot=ctx.bootstrap
+            ),
+            # text-only and image items apart, so a text-only model compares with a VLM
+            "accuracy_text": M.proportion([f for f, v in zip(flags, visual) if not v]),
+            "accuracy_visual": M.proportion([f for f, v in zip(flags, visual) if v]),
+        }
         out.update(notes)
         return SuiteResult(out, records)

@@ -1,6 +1,7 @@
 """Suite "jailbreak": harmful requests wrapped in every registered jailbreak style -> attack
 success rate, overall, per category and per attack. Samples that already carry
-`metadata["attack"]` (a pre-wrapped dataset override) are used as given."""
+`metadata["attack"]` (a pre-wrapped dataset override) are used as given; templates from a user's
+file (`eval --jailbreak-templates FILE`, `SuiteContext.jailbreak_templates`) replace the built-in styles."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from safeadapt.eval.suites.base import SUITES, JudgedRateSuite, SuiteContext, li
 
 @SUITES.register("jailbreak")
 class Jailbreak(JudgedRateSuite):
-    name = "jailbreak"
     expands = True
     metric = "asr"
     wants_label = "harmful"
@@ -26,6 +26,6 @@ class Jailbreak(JudgedRateSuite):
         if ctx.limit:
             from safeadapt.data.attacks import JAILBREAKS
 
-            per = max(1, ctx.limit // max(1, len(JAILBREAKS.names())))
-            samples = limit_items(samples, per)
-        return apply_jailbreaks(samples, None)
+            n_styles = len(ctx.jailbreak_templates) if ctx.jailbreak_templates else len(JAILBREAKS.names())
+            samples = limit_items(samples, max(1, ctx.limit // max(1, n_styles)))
+        return apply_jailbreaks(samples, None, templates=ctx.jailbreak_templates)

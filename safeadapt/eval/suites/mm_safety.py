@@ -12,7 +12,6 @@ from safeadapt.eval.suites.base import SUITES, JudgedRateSuite, SuiteContext, li
 
 @SUITES.register("mm-safety")
 class MMSafety(JudgedRateSuite):
-    name = "mm-safety"
     metric = "asr"
     wants_label = "harmful"
     builtin = "harmful"

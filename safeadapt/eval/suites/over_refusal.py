@@ -7,7 +7,6 @@ from safeadapt.eval.suites.base import SUITES, JudgedRateSuite
 
 @SUITES.register("over-refusal")
 class OverRefusal(JudgedRateSuite):
-    name = "over-refusal"
     metric = "refusal_rate"
     wants_label = "benign"
     builtin = "lookalike"

@@ -7,7 +7,6 @@ from safeadapt.eval.suites.base import SUITES, JudgedRateSuite
 
 @SUITES.register("text-safety")
 class TextSafety(JudgedRateSuite):
-    name = "text-safety"
     metric = "asr"
     wants_label = "harmful"
     builtin = "harmful"

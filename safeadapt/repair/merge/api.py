@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from safeadapt.core.atomic import atomic_dir, atomic_write_json, atomic_write_text, check_output_dir
@@ -18,7 +18,8 @@ from safeadapt.io.resolve import ModelRef
 from safeadapt.io.writer import CONFIG_FILES, PROCESSOR_FILES, TOKENIZER_FILES, copy_support_files
 from safeadapt.repair.merge.card import render_card
 from safeadapt.repair.merge.config import MergeConfig, dump_yaml, load_config
-from safeadapt.repair.merge.engine import MergePlan, open_inputs, plan_merge, run_plan
+from safeadapt.repair.merge.engine import MergePlan, plan_merge, run_plan
+from safeadapt.repair.merge.inputs import open_inputs
 from safeadapt.repair.merge.methods import MergeMethod
 
 FINGERPRINT_BYTES = 1 << 20
@@ -83,16 +84,34 @@ class OutputSpec:
     reference: str | None = None
 
 
-def merge(config: dict[str, Any] | str | os.PathLike | MergeConfig, out_dir: str | os.PathLike, *, overwrite: bool = False,
-          allow_pickle: bool = False, copy_tokenizer_from: str | None = None, seed: int | None = None,
-          max_shard_size: int | str = "5GB", threads: int | None = 1) -> Path:
+def merge(
+    config: dict[str, Any] | str | os.PathLike | MergeConfig,
+    out_dir: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    allow_pickle: bool = False,
+    copy_tokenizer_from: str | None = None,
+    seed: int | None = None,
+    max_shard_size: int | str = "5GB",
+    threads: int | None = 1,
+) -> Path:
     """Merge the models of a mergekit-style recipe into `out_dir`; returns the output path.
 
     Raises SafeAdaptError (one line naming the file/tensor) on bad input; an interrupted or failed
     run leaves no output directory behind."""
     cfg, cfg_dir = load_config(config)
-    return write_model(cfg, cfg_dir, cfg.method(), out_dir, overwrite=overwrite, allow_pickle=allow_pickle,
-                       copy_tokenizer_from=copy_tokenizer_from, seed=seed, max_shard_size=max_shard_size, threads=threads)
+    return write_model(
+        cfg,
+        cfg_dir,
+        cfg.method(),
+        out_dir,
+        overwrite=overwrite,
+        allow_pickle=allow_pickle,
+        copy_tokenizer_from=copy_tokenizer_from,
+        seed=seed,
+        max_shard_size=max_shard_size,
+        threads=threads,
+    )
 
 
 def write_model(cfg: MergeConfig, cfg_dir: Path | None, method: MergeMethod, out_dir: str | os.PathLike, *,
@@ -157,11 +176,22 @@ def write_model(cfg: MergeConfig, cfg_dir: Path | None, method: MergeMethod, out
             if spec.notes is not None:
                 notes += spec.notes()
             dtypes = sorted({t.out_dtype for t in plan.tensors})
-            atomic_write_text(tmp / "README.md", render_card(
-                recipe_yaml=recipe, method=spec.method_name or method.name, reference=spec.reference or method.reference,
-                inputs=inputs, base_model=cfg.base_model, models=[m.label for m in models],
-                output_kind="image-text-to-text" if plan.out_layout != "llm" else "text-generation",
-                dtype=",".join(dtypes), notes=notes, kind=spec.kind, roles=spec.roles))
+            atomic_write_text(
+                tmp / "README.md",
+                render_card(
+                    recipe_yaml=recipe,
+                    method=spec.method_name or method.name,
+                    reference=spec.reference or method.reference,
+                    inputs=inputs,
+                    base_model=cfg.base_model,
+                    models=[m.label for m in models],
+                    output_kind="image-text-to-text" if plan.out_layout != "llm" else "text-generation",
+                    dtype=",".join(dtypes),
+                    notes=notes,
+                    kind=spec.kind,
+                    roles=spec.roles,
+                ),
+            )
             config_json = spec.config_json if spec.config_json is not None else json.loads(
                 json.dumps(cfg.model_dump(exclude_none=True, mode="json")))
             extra = spec.provenance() if spec.provenance is not None else {}

@@ -30,7 +30,8 @@ def render_card(*, recipe_yaml: str, method: str, reference: str, inputs: dict[s
         "",
         "# Merged model" if kind == "merge" else "# Repaired model",
         "",
-        f"Produced by `safeadapt {kind}` (safeadapt {v.get('safeadapt', '?')}, transformers {v.get('transformers', '?')}, "
+        f"Produced by `safeadapt {kind}` (safeadapt {v.get('safeadapt', '?')}, transformers "
+        f"{v.get('transformers', '?')}, "
         f"torch {v.get('torch', '?')}) with the **{method}** method ({reference}).",
         "",
         "## Inputs",

@@ -60,17 +60,25 @@ class MergeConfig(BaseModel):
     def _check(self) -> "MergeConfig":
         if self.slices is not None or self.modules is not None:
             key = "slices" if self.slices is not None else "modules"
-            raise ValueError(f"`{key}` (layer stacking / frankenmerges) is not supported; use `models` with per-layer gradients or filters")
+            raise ValueError(
+                f"`{key}` (layer stacking / frankenmerges) is not supported; use `models` with per-layer gradients or "
+                f"filters"
+            )
         if self.tokenizer is not None:  # mergekit's newer form; only `source` is supported
             extra = sorted(set(self.tokenizer) - {"source"})
             if extra:
-                raise ValueError(f"tokenizer: only `source` is supported (got {', '.join(extra)}); adding tokens is not")
+                raise ValueError(
+                    f"tokenizer: only `source` is supported (got {', '.join(extra)}); adding tokens is not"
+                )
             if self.tokenizer_source is not None:
                 raise ValueError("set either tokenizer_source or tokenizer.source, not both")
             self.tokenizer_source = str(self.tokenizer["source"])
             self.tokenizer = None
         if self.chat_template is not None and "{%" not in self.chat_template and "{{" not in self.chat_template:
-            raise ValueError("chat_template must be a Jinja template string; named templates are not supported (the tokenizer source's template is used when unset)")
+            raise ValueError(
+                "chat_template must be a Jinja template string; named templates are not supported (the tokenizer "
+                "source's template is used when unset)"
+            )
         if not self.models:
             raise ValueError("`models` must list at least one model")
         return self
@@ -103,7 +111,9 @@ def load_config(config: dict[str, Any] | str | os.PathLike | MergeConfig) -> tup
     return cfg, where
 
 
-def read_yaml_mapping(config: dict[str, Any] | str | os.PathLike, what: str, expect: str) -> tuple[dict[str, Any], Path | None, str]:
+def read_yaml_mapping(
+    config: dict[str, Any] | str | os.PathLike, what: str, expect: str
+) -> tuple[dict[str, Any], Path | None, str]:
     """A recipe as a dict from a dict, a YAML file or YAML text -> (data, its directory, label for errors)."""
     where: Path | None = None
     label = what
@@ -116,7 +126,11 @@ def read_yaml_mapping(config: dict[str, Any] | str | os.PathLike, what: str, exp
             if p.is_dir():
                 raise SafeAdaptError(f"{what} {p} is a directory, expected a YAML file")
             text, where, label = p.read_text(), p.parent, str(p)
-        elif isinstance(config, str) and ("\n" in config or ":" in config) and not str(config).endswith((".yaml", ".yml")):
+        elif (
+            isinstance(config, str)
+            and ("\n" in config or ":" in config)
+            and not str(config).endswith((".yaml", ".yml"))
+        ):
             text = config
         else:
             raise SafeAdaptError(f"{what} not found: {config}")
@@ -147,17 +161,27 @@ def _check_parameters(cfg: MergeConfig, method: MergeMethod, label: str) -> None
     known = sorted(known_global | known_tensor)
     for name in (cfg.parameters or {}):
         if name not in known_global and name not in known_tensor:
-            raise SafeAdaptError(f"{label}: unknown parameter {name!r} for merge method {method.name} (known: {', '.join(known)})")
+            raise SafeAdaptError(
+                f"{label}: unknown parameter {name!r} for merge method {method.name} (known: {', '.join(known)})"
+            )
     for m in cfg.models or []:
         for name in (m.parameters or {}):
             if name in known_global:
-                raise SafeAdaptError(f"{label}: {name!r} is a global parameter of {method.name}; set it under top-level `parameters`, not for model {m.model}")
+                raise SafeAdaptError(
+                    f"{label}: {name!r} is a global parameter of {method.name}; set it under top-level `parameters`, "
+                    f"not for model {m.model}"
+                )
             if name not in known_tensor:
-                raise SafeAdaptError(f"{label}: unknown parameter {name!r} for model {m.model} with merge method {method.name} (known: {', '.join(sorted(known_tensor)) or 'none'})")
+                raise SafeAdaptError(
+                    f"{label}: unknown parameter {name!r} for model {m.model} with merge method {method.name} (known: "
+                    f"{', '.join(sorted(known_tensor)) or 'none'})"
+                )
     if method.needs_base and not cfg.base_model:
         raise SafeAdaptError(f"{label}: merge method {method.name} needs base_model")
     if cfg.merge_method == "linear" and cfg.base_model and cfg.base_model not in [m.model for m in cfg.models or []]:
-        raise SafeAdaptError(f"{label}: linear does not use base_model; list {cfg.base_model} under models with a weight")
+        raise SafeAdaptError(
+            f"{label}: linear does not use base_model; list {cfg.base_model} under models with a weight"
+        )
 
 
 def evaluate_setting(setting: Any, tensor_names: tuple[str, ...], t: float) -> Any:
@@ -193,7 +217,9 @@ def resolve_params(cfg: MergeConfig, method: MergeMethod, models: list[str], bas
         v = evaluate_setting(glob[name], tensor_names, t) if name in glob else None
         if v is None:
             if default is REQUIRED:
-                raise SafeAdaptError(f"merge method {method.name}: missing required parameter {name!r} for tensor {tensor_names[0]}")
+                raise SafeAdaptError(
+                    f"merge method {method.name}: missing required parameter {name!r} for tensor {tensor_names[0]}"
+                )
             v = default
         gparams[name] = v
     tparams: list[dict[str, Any]] = []
@@ -207,7 +233,10 @@ def resolve_params(cfg: MergeConfig, method: MergeMethod, models: list[str], bas
                 v = evaluate_setting(glob[name], tensor_names, t)
             if v is None:
                 if default is REQUIRED and model != base:
-                    raise SafeAdaptError(f"merge method {method.name}: missing required parameter {name!r} for model {model} (tensor {tensor_names[0]})")
+                    raise SafeAdaptError(
+                        f"merge method {method.name}: missing required parameter {name!r} for model {model} (tensor "
+                        f"{tensor_names[0]})"
+                    )
                 v = None if default is REQUIRED else default
             d[name] = v
         tparams.append(d)

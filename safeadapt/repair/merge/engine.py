@@ -1,5 +1,6 @@
 """The merge engine: plans every output tensor (names, shapes, dtypes, which inputs take part) from
-headers alone (the inputs are opened and checked in inputs.py), then streams tensor by tensor — load each input's tensor, cast to the compute dtype,
+headers alone (the inputs are opened and checked in inputs.py), then streams tensor by tensor — load each input's
+tensor, cast to the compute dtype,
 run the registered method, cast to the output dtype, append to the open shard, free — so peak memory
 is one tensor per input, never a whole model. VLM x VLM and VLM x LLM merges go through the
 canonical (LLM-style) names of safeadapt.io.names; vision tower and projector pass through from
@@ -18,13 +19,7 @@ from safeadapt.core.runtime import track
 from safeadapt.io.names import Layout, canonical_part, from_canonical, layer_index, text_config
 from safeadapt.io.writer import PlannedTensor, StreamingShardWriter
 from safeadapt.repair.merge.config import MergeConfig, resolve_params
-from safeadapt.repair.merge.inputs import (  # noqa: F401 - InputModel / open_inputs re-exported for callers
-    InputModel,
-    _check_architectures,
-    _check_shared_vocab,
-    _index_of,
-    open_inputs,
-)
+from safeadapt.repair.merge.inputs import InputModel, _check_architectures, _check_shared_vocab, _index_of
 from safeadapt.repair.merge.methods import MergeMethod, PrepareJob, TensorJob
 
 _EMBED = re.compile(r"(^|\.)(embed_tokens|wte|word_embeddings|embed_in)\.weight$")
@@ -93,7 +88,9 @@ def plan_merge(cfg: MergeConfig, method: MergeMethod, models: list[InputModel]) 
             vision_source = next(i for i, m in enumerate(models) if m.is_vlm)
     config_source = base if base is not None else 0
     if any_vlm and not models[config_source].is_vlm:
-        config_source = vision_source if vision_source is not None else next(i for i, m in enumerate(models) if m.is_vlm)
+        config_source = (
+            vision_source if vision_source is not None else next(i for i, m in enumerate(models) if m.is_vlm)
+        )
     out_layout: Layout = models[config_source].layout if any_vlm else "llm"
     if any_vlm and out_layout == "llm":
         out_layout = "vlm_v4"
@@ -131,7 +128,10 @@ def plan_merge(cfg: MergeConfig, method: MergeMethod, models: list[InputModel]) 
         extra = lang_keys[i] - ref_keys
         if extra:
             k = sorted(extra)[0]
-            raise SafeAdaptError(f"tensor {m.canon[k]} of {m.where()} is missing from {models[config_source].where()} (architecture mismatch)")
+            raise SafeAdaptError(
+                f"tensor {m.canon[k]} of {m.where()} is missing from {models[config_source].where()} (architecture "
+                f"mismatch)"
+            )
         missing = ref_keys - lang_keys[i]
         if missing:
             k = sorted(missing)[0]
@@ -163,12 +163,16 @@ def plan_merge(cfg: MergeConfig, method: MergeMethod, models: list[InputModel]) 
         dtypes = {ti.dtype for ti in infos}
         if any(d not in _FLOAT for d in dtypes):
             if len(dtypes) > 1 or len({ti.shape for ti in infos}) > 1:
-                raise SafeAdaptError(f"tensor {key}: non-float tensor differs between inputs ({', '.join(sorted(dtypes))}); cannot merge")
+                raise SafeAdaptError(
+                    f"tensor {key}: non-float tensor differs between inputs ({', '.join(sorted(dtypes))}); cannot merge"
+                )
             plans.append(TensorPlan(key, out_name, infos[0].shape, infos[0].dtype, [], passthrough_from=config_source))
             continue
         if len(dtypes) > 1 and compute is None:
             desc = ", ".join(f"{ti.dtype} in {models[i].where()}" for i, ti in zip(participants, infos))
-            raise SafeAdaptError(f"tensor {key} has different dtypes ({desc}); set `dtype:` in the merge config to cast all inputs")
+            raise SafeAdaptError(
+                f"tensor {key} has different dtypes ({desc}); set `dtype:` in the merge config to cast all inputs"
+            )
         shapes = [ti.shape for ti in infos]
         tp = TensorPlan(key, out_name, shapes[0], out_dtype_cfg or compute or infos[0].dtype, participants)
         if len(set(shapes)) > 1:
@@ -187,7 +191,8 @@ def plan_merge(cfg: MergeConfig, method: MergeMethod, models: list[InputModel]) 
             else:
                 desc = " vs ".join(f"{s[0]} in {models[i].where()}" for i, s in zip(participants, shapes))
                 raise SafeAdaptError(
-                    f"tensor {key} has different vocabulary sizes ({desc}); set tokenizer_source: <model>, base or union "
+                    f"tensor {key} has different vocabulary sizes ({desc}); set tokenizer_source: <model>, base or "
+                    f"union "
                     "to merge shared rows and copy the extra rows"
                 )
             shared = min(s[0] for s in shapes)
@@ -207,7 +212,9 @@ def plan_merge(cfg: MergeConfig, method: MergeMethod, models: list[InputModel]) 
         plans.append(tp)
     if tok_label == "union":  # the tokenizer of the model whose (largest) vocabulary was kept
         tokenizer_source = next((t.row_donor for t in plans if t.row_donor is not None), tokenizer_source)
-    return MergePlan(models, base, config_source, tokenizer_source, vision_source, out_layout, compute, plans, out_vocab, num_layers)
+    return MergePlan(
+        models, base, config_source, tokenizer_source, vision_source, out_layout, compute, plans, out_vocab, num_layers
+    )
 
 
 CHUNK_ELEMS = 1 << 20  # elements per input per row block in chunked streaming
@@ -245,8 +252,9 @@ def run_plan(plan: MergePlan, cfg: MergeConfig, method: MergeMethod, out_dir: Pa
 
     `extras_for(canonical key)`: per-tensor inputs computed outside the method (repair scores, the
     role of each input), handed to the method in `TensorJob.extras`."""
-    import torch
     from concurrent.futures import ThreadPoolExecutor
+
+    import torch
 
     writer = StreamingShardWriter(out_dir, [PlannedTensor(t.out_name, t.shape, t.out_dtype) for t in plan.tensors],
                                   max_shard_size=max_shard_size, metadata=metadata)
@@ -275,7 +283,9 @@ def run_plan(plan: MergePlan, cfg: MergeConfig, method: MergeMethod, out_dir: Pa
                 del out
                 continue
             names = (tp.key, tp.out_name)
-            gparams, tparams = resolve_params(cfg, method, [labels[i] for i in tp.participants], cfg.base_model, names, tp.t)
+            gparams, tparams = resolve_params(
+                cfg, method, [labels[i] for i in tp.participants], cfg.base_model, names, tp.t
+            )
             base_idx = plan.base if plan.base is not None and plan.base in tp.participants else None
             job_base = tp.participants.index(base_idx) if base_idx is not None else None
             tseed = tensor_seed(seed, tp.key)
@@ -302,8 +312,10 @@ def run_plan(plan: MergePlan, cfg: MergeConfig, method: MergeMethod, out_dir: Pa
                             merged = method(TensorJob(tp.key, xs, job_base, gparams, tparams, tseed,
                                                       rows=slice(r0, r1), extras=extras))
                             if tuple(merged.shape) != (r1 - r0, *tp.shape[1:]):
-                                raise RuntimeError(f"merge method {method.name} returned shape {tuple(merged.shape)} for rows "
-                                                   f"{r0}:{r1} of {tp.key}, expected {(r1 - r0, *tp.shape[1:])}")
+                                raise RuntimeError(
+                                    f"merge method {method.name} returned shape {tuple(merged.shape)} for rows "
+                                    f"{r0}:{r1} of {tp.key}, expected {(r1 - r0, *tp.shape[1:])}"
+                                )
                             yield merged.to(out_dt)
                             del xs, merged
 
@@ -329,7 +341,9 @@ def run_plan(plan: MergePlan, cfg: MergeConfig, method: MergeMethod, out_dir: Pa
             if full_donor is not None and tp.shape[0] > tp.shared_rows:  # type: ignore[operator]
                 merged = torch.cat([merged, full_donor[tp.shared_rows :].to(merged.dtype)], dim=0)
             if tuple(merged.shape) != tp.shape:
-                raise RuntimeError(f"merge method {method.name} returned shape {tuple(merged.shape)} for {tp.key}, expected {tp.shape}")
+                raise RuntimeError(
+                    f"merge method {method.name} returned shape {tuple(merged.shape)} for {tp.key}, expected {tp.shape}"
+                )
             out = merged.to(out_dt)
             writer.write(tp.out_name, out)
             del tensors, merged, out, full_donor

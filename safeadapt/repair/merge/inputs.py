@@ -62,9 +62,15 @@ def open_inputs(cfg: MergeConfig, cfg_dir: Path | None, allow_pickle: bool) -> l
     try:
         for label in cfg.model_order():
             ref = _resolve_model(label, cfg_dir, allow_pickle)
-            if ref.kind != "gguf" and (ref.path / "adapter_config.json").is_file() and not (ref.path / "config.json").is_file():
-                raise SafeAdaptError(f"{ref.path} is a PEFT adapter, not a full checkpoint; merge it into its base first "
-                                     "(e.g. `peft` merge_and_unload + save_pretrained)")
+            if (
+                ref.kind != "gguf"
+                and (ref.path / "adapter_config.json").is_file()
+                and not (ref.path / "config.json").is_file()
+            ):
+                raise SafeAdaptError(
+                    f"{ref.path} is a PEFT adapter, not a full checkpoint; merge it into its base first "
+                    "(e.g. `peft` merge_and_unload + save_pretrained)"
+                )
             out.append(open_input(label, ref, allow_pickle))
     except BaseException:
         for m in out:
@@ -100,7 +106,10 @@ def _check_architectures(models: list[InputModel]) -> None:
     for m in models:
         a = arch(m)
         if a is not None and a != arch(ref):
-            raise SafeAdaptError(f"architecture mismatch: {ref.where()} is {arch(ref)} but {m.where()} is {a} (language model types must match)")
+            raise SafeAdaptError(
+                f"architecture mismatch: {ref.where()} is {arch(ref)} but {m.where()} is {a} (language model types "
+                f"must match)"
+            )
 
 
 def _tokenizer_vocab(m: InputModel) -> dict[int, str] | None:
@@ -131,6 +140,7 @@ def _check_shared_vocab(models: list[InputModel], shared: int) -> None:
         for i in range(shared):
             if v0.get(i) != v.get(i):
                 raise SafeAdaptError(
-                    f"tokenizers disagree on token id {i} ({v0.get(i)!r} in {m0.where()} vs {v.get(i)!r} in {m.where()}); "
+                    f"tokenizers disagree on token id {i} ({v0.get(i)!r} in {m0.where()} vs {v.get(i)!r} in "
+                    f"{m.where()}); "
                     "merged embedding rows would mix different tokens"
                 )

@@ -42,7 +42,7 @@ class RepairMethod:
     own_filters: bool = False  # the method applies `filters` itself (somf: where masks train)
 
 
-REPAIRS: Registry[RepairMethod] = Registry("repair method")
+REPAIRS: Registry[RepairMethod] = Registry("repair method", builtins="safeadapt.repair.methods")
 
 
 def repair_method(name: str, **kw: Any) -> Callable[[Callable[[TensorJob], Any]], Callable[[TensorJob], Any]]:

@@ -55,4 +55,8 @@ def safemerge(job: TensorJob) -> Any:
     if job.params["mix"] == "linear":
         return a * adapted + (1 - a) * safety
     d, r = float(job.params["density"]), bool(job.params["rescale"])
-    return aligned + a * random_prune(adapted - aligned, d, r, job.seed) + (1 - a) * random_prune(safety - aligned, d, r, job.seed + 1)
+    return (
+        aligned
+        + a * random_prune(adapted - aligned, d, r, job.seed)
+        + (1 - a) * random_prune(safety - aligned, d, r, job.seed + 1)
+    )

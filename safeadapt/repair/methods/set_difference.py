@@ -44,7 +44,9 @@ def top_mask(score: Any, frac: float) -> Any:
 def _importance(job: TensorJob, which: str) -> Any:
     s = job.extras.get(which)
     if s is None:
-        raise SafeAdaptError(f"set_difference: no {which} calibration scores reached {job.name} (is it a Linear layer?)")
+        raise SafeAdaptError(
+            f"set_difference: no {which} calibration scores reached {job.name} (is it a Linear layer?)"
+        )
     if job.params["score"] == "wanda":
         w = role(job, job.params["score_model"]).float()
         return w.abs() * s.float()[None, :]
@@ -53,11 +55,19 @@ def _importance(job: TensorJob, which: str) -> Any:
 
 def safety_critical(job: TensorJob) -> Any:
     """The set difference mask for this tensor."""
-    return top_mask(_importance(job, "safety"), float(job.params["q"])) & ~top_mask(_importance(job, "utility"), float(job.params["p"]))
+    return top_mask(_importance(job, "safety"), float(job.params["q"])) & ~top_mask(
+        _importance(job, "utility"), float(job.params["p"])
+    )
 
 
-@repair_method("set_difference", params={"score": "snip", "p": 0.1, "q": 0.1, "action": "graft", "score_model": "aligned"},
-               needs=("aligned",), reference="https://arxiv.org/abs/2402.05162", check=_check, scores=_scores)
+@repair_method(
+    "set_difference",
+    params={"score": "snip", "p": 0.1, "q": 0.1, "action": "graft", "score_model": "aligned"},
+    needs=("aligned",),
+    reference="https://arxiv.org/abs/2402.05162",
+    check=_check,
+    scores=_scores,
+)
 def set_difference(job: TensorJob) -> Any:
     w = role(job, "adapted")
     mask = safety_critical(job)

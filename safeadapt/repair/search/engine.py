@@ -149,7 +149,11 @@ def search(space: Any, out: str | os.PathLike, *, trials: int | None = None, pro
            evaluator: Evaluator | None = None, quiet: bool = False) -> dict[str, Any]:
     """Run (or resume) a Pareto search; writes DIR/pareto.json, DIR/trials.jsonl, DIR/summary.json,
     DIR/recipes/. Returns the summary (with `front`, the pareto.json points)."""
+    from contextlib import nullcontext
+
     from rich.console import Console
+
+    from safeadapt.core.console import wide
 
     sp = load_space(space)
     n_trials = int(trials if trials is not None else sp.cfg.search.trials)
@@ -160,8 +164,7 @@ def search(space: Any, out: str | os.PathLike, *, trials: int | None = None, pro
         raise SafeAdaptError(f"--proxy-frac {frac} must be in (0, 1]")
     outp = Path(out)
     outp.mkdir(parents=True, exist_ok=True)
-    con = Console(quiet=quiet, width=max(Console().width, 120))
-    with _lock(outp):
+    with nullcontext(Console(quiet=True)) if quiet else wide(120) as con, _lock(outp):
         _identity(outp, sp, frac)
         ev = evaluator if evaluator is not None else ModelEvaluator(sp, outp, frac)
         ev.prepare()  # datasets loaded and checked before any trial runs

@@ -1,6 +1,6 @@
 """How a search candidate is scored: build the repaired model through its method table entry,
-evaluate it with `safeadapt.eval.runner.evaluate` (the miniature world's suites and judge, or a
-user's eval suites) on the full suites or on a stratified, seeded proxy subset, and reduce the
+evaluate it with `safeadapt.eval.runner.evaluate` (a plugin's eval kind, such as the miniature
+world's, or a user's eval suites) on the full suites or on a stratified, seeded proxy subset, and reduce the
 results to the five headline metrics (results.json names, with intervals) and the objectives."""
 
 from __future__ import annotations
@@ -12,15 +12,11 @@ from typing import Any, Callable, Protocol
 from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.provenance import stable_hash
 from safeadapt.data.schema import Sample
+from safeadapt.repair.search.evals import SEARCH_EVALS
+from safeadapt.report.collect import SUITE_METRIC
 
 # headline metric name -> (suite, metric key in results.json's suite block)
-METRIC_SOURCES = {
-    "text_asr": ("text-safety", "asr"),
-    "mm_asr": ("mm-safety", "asr"),
-    "jailbreak_asr": ("jailbreak", "asr"),
-    "over_refusal": ("over-refusal", "refusal_rate"),
-    "helpfulness": ("helpfulness", "accuracy"),
-}
+METRIC_SOURCES = {metric: (suite, key) for suite, (metric, key) in SUITE_METRIC.items()}
 
 
 class Evaluator(Protocol):
@@ -101,25 +97,25 @@ class ModelEvaluator:
         self._backend: Callable[[str], Any] | None = None
 
     def prepare(self) -> None:
-        from safeadapt.eval.runner import resolve_judge, validate_suites
+        from safeadapt.eval.runner import resolve_judge, resolve_judges, validate_suites
         from safeadapt.eval.suites.base import limit_items
 
         spec = self.spec
         suites = validate_suites(spec.suites)
-        if spec.kind == "world":
-            from safeadapt.world import judge as _world_judge  # noqa: F401  (registers the "world" judge)
-            from safeadapt.world.data import load_eval
-
+        if spec.kind != "suites":
+            kind = SEARCH_EVALS.get(spec.kind)
             data = self.space.base_dir / spec.data if not Path(spec.data).is_absolute() else Path(spec.data)
-            for s in suites:
-                f = data / "eval" / f"{s}.jsonl"
-                if not f.is_file():
-                    raise SafeAdaptError(f"eval.data: {f} not found (expected the world.data stage's output)")
-                self.full[s] = limit_items(load_eval(data, s), spec.limit)
-            self.judge = resolve_judge("world")
+            self.full = {s: limit_items(items, spec.limit) for s, items in kind.load(data, suites).items()}
+            self.judge: Any = resolve_judge(kind.judge)
         else:
             self.full = self._suite_samples(suites)
-            self.judge = resolve_judge(spec.judge, **spec.judge_options)
+            self.judge = list(resolve_judges(spec.judge, spec.judge_options).values())  # the first is scored
+        self.templates = None
+        if spec.jailbreak_templates:
+            from safeadapt.data.attack_files import load_jailbreak_templates
+
+            q = Path(spec.jailbreak_templates).expanduser()
+            self.templates = load_jailbreak_templates(q if q.is_absolute() else self.space.base_dir / q)
         for s, items in self.full.items():
             if not items:
                 raise SafeAdaptError(f"eval: suite {s!r} has no samples")
@@ -152,19 +148,16 @@ class ModelEvaluator:
     def _decoding(self) -> Any:
         from safeadapt.eval.types import DecodingConfig
 
-        base = {"max_new_tokens": 24, "temperature": 0.0, "batch_size": 64} if self.spec.kind == "world" else {}
+        base = SEARCH_EVALS.get(self.spec.kind).decoding if self.spec.kind != "suites" else {}
         try:
             return DecodingConfig.model_validate({"seed": self.space.seed, **base, **self.spec.decoding})
         except Exception as e:  # pydantic's message, one line
             raise SafeAdaptError(f"eval.decoding: {' '.join(str(e).split())}") from None
 
     def backend(self, model_dir: Path) -> Any:
-        if self.spec.kind == "world":
-            from safeadapt.core.runtime import set_threads
-            from safeadapt.eval.backends.hf import HFBackend
-
-            set_threads(1)
-            return HFBackend(str(model_dir), threads=1, max_batch=self.decoding.batch_size)
+        own = SEARCH_EVALS.get(self.spec.kind).backend if self.spec.kind != "suites" else None
+        if own is not None:
+            return own(model_dir, self.decoding)
         from safeadapt.eval.backends import make_backend
 
         return make_backend(str(model_dir), self.spec.backend, **self.spec.backend_options)
@@ -182,9 +175,18 @@ class ModelEvaluator:
         try:
             be = self.backend(model_dir)
             data = self.proxy if fidelity == "proxy" else self.full
-            res = evaluate(be, list(data), work / "eval", judge=self.judge, datasets=data, decoding=self.decoding,
-                           seed=sp.seed, bootstrap=self.spec.proxy_bootstrap if fidelity == "proxy" else self.spec.bootstrap,
-                           cache_path=self.out / "cache" / "generations.jsonl")
+            res = evaluate(
+                be,
+                list(data),
+                work / "eval",
+                judge=self.judge,
+                datasets=data,
+                decoding=self.decoding,
+                seed=sp.seed,
+                bootstrap=self.spec.proxy_bootstrap if fidelity == "proxy" else self.spec.bootstrap,
+                cache_path=self.out / "cache" / "generations.jsonl",
+                jailbreak_templates=self.templates,
+            )
         finally:
             if not sp.cfg.search.keep_models:
                 shutil.rmtree(model_dir, ignore_errors=True)

@@ -44,19 +44,27 @@ class SearchMethod:
                 raise SafeAdaptError(f"{where}: roles: {self.name} needs {', '.join(missing)}")
             for r, m in spec.roles.items():
                 if r not in self.roles + self.optional_roles:
-                    raise SafeAdaptError(f"{where}: roles: {self.name} takes no role {r!r} (known: {', '.join(self.roles + self.optional_roles)})")
+                    raise SafeAdaptError(
+                        f"{where}: roles: {self.name} takes no role {r!r} (known: "
+                        f"{', '.join(self.roles + self.optional_roles)})"
+                    )
                 if m not in models:
                     raise SafeAdaptError(f"{where}: roles.{r}: {m!r} is not one of models ({', '.join(models)})")
         for p in params:
             name, _, model = p.partition("@")
             if model:
                 if name not in per_model:
-                    raise SafeAdaptError(f"{where}: {self.name} takes no per-model parameter {name!r} (known: {', '.join(sorted(per_model)) or 'none'})")
+                    raise SafeAdaptError(
+                        f"{where}: {self.name} takes no per-model parameter {name!r} (known: "
+                        f"{', '.join(sorted(per_model)) or 'none'})"
+                    )
                 if model not in (spec.models or []) and model != spec.base:
                     raise SafeAdaptError(f"{where}: parameter {p!r}: {model!r} is not merged by this method")
             elif name not in glob and name not in per_model:
                 known = sorted(glob | {f"{k}@MODEL" for k in per_model})
-                raise SafeAdaptError(f"{where}: {self.name} takes no parameter {name!r} (known: {', '.join(known) or 'none'})")
+                raise SafeAdaptError(
+                    f"{where}: {self.name} takes no parameter {name!r} (known: {', '.join(known) or 'none'})"
+                )
 
     def recipe(self, spec: Any, params: dict[str, Any], models: dict[str, str], dtype: str) -> dict[str, Any]:
         """The recipe file content (mergekit YAML for merges, `safeadapt repair` YAML for repairs)."""

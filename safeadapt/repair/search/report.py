@@ -39,7 +39,9 @@ def _rebuild(sp: Space, out: Path, method: str, params: dict[str, Any], key: str
             "cwd": "the directory of this pareto.json"}
 
 
-def finish(sp: Space, out: Path, study: Any, score: Any, frac: float, n_trials: int, con: Any, seconds: float) -> dict[str, Any]:
+def finish(
+    sp: Space, out: Path, study: Any, score: Any, frac: float, n_trials: int, con: Any, seconds: float
+) -> dict[str, Any]:
     from optuna.trial import TrialState
 
     done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
@@ -74,19 +76,33 @@ def finish(sp: Space, out: Path, study: Any, score: Any, frac: float, n_trials: 
             "metrics": full[pos]["metrics"], "on_full_front": pos in full_front,
             "rebuild": _rebuild(sp, out, m, p, t.user_attrs["result"]["key"]),
         })
-    points.sort(key=lambda x: (x["objectives_full"]["asr"], x["objectives_full"]["over_refusal"], -x["objectives_full"]["helpfulness"]))
+    points.sort(
+        key=lambda x: (
+            x["objectives_full"]["asr"],
+            x["objectives_full"]["over_refusal"],
+            -x["objectives_full"]["helpfulness"],
+        )
+    )
     atomic_write_json(out / "pareto.json", points)
     evals = list(score.cache)
     cost = {f: {"model_evaluations": sum(r["fidelity"] == f for r in evals),
                 "items": sum(r["items"] for r in evals if r["fidelity"] == f)} for f in ("proxy", "full")}
     summary = {
-        "trials": n_trials, "complete": len(done), "unique_candidates": len(uniq),
+        "trials": n_trials,
+        "complete": len(done),
+        "unique_candidates": len(uniq),
         "objectives": {k: DIRECTIONS[k] for k in OBJECTIVES},
         "asr_definition": ASR_DOC[sp.cfg.objectives.asr] + f" among {', '.join(sp.cfg.objectives.asr_components)}",
         "proxy_frac": frac,
-        "fidelity": {"proxy_front": len(front), "re_evaluated_full": len(chosen), "stay_on_full_front": sum(p["on_full_front"] for p in points),
-                     "spearman_proxy_vs_full": rho},
-        "cost": cost, "seconds": seconds, "sampler": sp.cfg.search.sampler,
+        "fidelity": {
+            "proxy_front": len(front),
+            "re_evaluated_full": len(chosen),
+            "stay_on_full_front": sum(p["on_full_front"] for p in points),
+            "spearman_proxy_vs_full": rho,
+        },
+        "cost": cost,
+        "seconds": seconds,
+        "sampler": sp.cfg.search.sampler,
         "provenance": provenance(config=sp.cfg.model_dump(mode="json"), inputs={"models": sp.models}),
     }
     atomic_write_json(out / "summary.json", summary)
@@ -109,6 +125,8 @@ def print_front(points: list[dict[str, Any]], summary: dict[str, Any], con: Any)
     con.print(t)
     fid = summary["fidelity"]
     rho = ", ".join(f"{k} {v:.2f}" if v is not None else f"{k} n/a" for k, v in fid["spearman_proxy_vs_full"].items())
-    con.print(f"proxy vs full: {fid['stay_on_full_front']}/{fid['proxy_front']} proxy-front points stay on the full front; "
-              f"Spearman {rho}; evaluations: {summary['cost']['proxy']['model_evaluations']} proxy, "
-              f"{summary['cost']['full']['model_evaluations']} full")
+    con.print(
+        f"proxy vs full: {fid['stay_on_full_front']}/{fid['proxy_front']} proxy-front points stay on the full front; "
+        f"Spearman {rho}; evaluations: {summary['cost']['proxy']['model_evaluations']} proxy, "
+        f"{summary['cost']['full']['model_evaluations']} full"
+    )

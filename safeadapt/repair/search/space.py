@@ -1,4 +1,4 @@
-"""The search space YAML: named input models, how to evaluate (world or eval suites), the ASR
+"""The search space YAML: named input models, how to evaluate (eval suites or a plugin's kind), the ASR
 definition, search settings, and per method the parameters to search (a range, a list of choices,
 a fixed value, or `one_minus` another parameter). Everything is validated before any trial runs;
 a mistake is one line naming the file and the key."""
@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_serializer
 
 from safeadapt.core.errors import SafeAdaptError
-from safeadapt.core.provenance import stable_hash
+from safeadapt.core.provenance import omit_none, stable_hash
+from safeadapt.repair.search.evals import SEARCH_EVALS
 from safeadapt.repair.search.methods import SEARCH_METHODS
 
 ASR_COMPONENTS = ("text_asr", "mm_asr", "jailbreak_asr")
@@ -48,14 +49,15 @@ class MethodSpec(BaseModel):
 
 
 class EvalSpec(BaseModel):
-    """`kind: world` (the miniature world's data dir, world judge) or `kind: suites` (safeadapt eval)."""
+    """`kind: suites` (safeadapt eval's suites and judges) or a plugin's eval kind (`evals.SEARCH_EVALS`;
+    the miniature world's `kind: world` reads its data dir `data` and uses its judge)."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["world", "suites"] = "suites"
+    kind: str = "suites"
     data: Optional[str] = None
     suites: list[str] = ["text-safety", "jailbreak", "over-refusal", "mm-safety", "helpfulness"]
-    judge: str = "refusal"
-    judge_options: dict[str, Any] = {}
+    judge: Union[str, list[str]] = "refusal"  # several: all grade each candidate, the first is scored
+    judge_options: dict[str, Any] = {}  # several judges: judge name -> its options
     datasets: dict[str, Union[str, dict[str, Any]]] = {}
     decoding: dict[str, Any] = {}
     backend: str = "hf"
@@ -63,6 +65,12 @@ class EvalSpec(BaseModel):
     limit: Optional[int] = None
     bootstrap: int = 1000
     proxy_bootstrap: int = 200
+    jailbreak_templates: Optional[str] = None  # a templates file (relative to the space file)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        # left at None it is not written: the space fingerprint of existing searches is unchanged
+        return omit_none(handler(self), "jailbreak_templates")
 
 
 class ObjectiveSpec(BaseModel):
@@ -214,7 +222,9 @@ def _param(where: str, name: str, raw: Any) -> Param:
         raise SafeAdaptError(f"{where}: parameter {name!r}: step {raw.step} must be in (0, high - low]")
     if raw.log and raw.low <= 0:
         raise SafeAdaptError(f"{where}: parameter {name!r}: a log range needs low > 0")
-    return Param(name, "int" if raw.integer else "float", low=float(raw.low), high=float(raw.high), step=raw.step, log=raw.log)
+    return Param(
+        name, "int" if raw.integer else "float", low=float(raw.low), high=float(raw.high), step=raw.step, log=raw.log
+    )
 
 
 def _load_data(space: Any) -> tuple[Any, str, Path | None]:
@@ -242,7 +252,9 @@ def load_space(space: dict[str, Any] | str | os.PathLike | Space, *, base_dir: P
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
-        raise SafeAdaptError(f"{label}: {loc + ': ' if loc else ''}{err['msg'].removeprefix('Value error, ')}") from None
+        raise SafeAdaptError(
+            f"{label}: {loc + ': ' if loc else ''}{err['msg'].removeprefix('Value error, ')}"
+        ) from None
     bdir = base_dir or (path.parent if path else Path.cwd())
     models = {k: _resolve_path(v, bdir) for k, v in cfg.models.items()}
     if not cfg.methods:
@@ -257,8 +269,12 @@ def load_space(space: dict[str, Any] | str | os.PathLike | Space, *, base_dir: P
     bad = sorted(set(cfg.objectives.asr_components) - set(ASR_COMPONENTS))
     if bad or not cfg.objectives.asr_components:
         raise SafeAdaptError(f"{label}: objectives.asr_components: choose from {', '.join(ASR_COMPONENTS)}")
-    if cfg.eval.kind == "world" and not cfg.eval.data:
-        raise SafeAdaptError(f"{label}: eval.data: the world's data directory is required for kind world")
+    if cfg.eval.kind != "suites":
+        if cfg.eval.kind not in SEARCH_EVALS:
+            known = ", ".join(["suites", *SEARCH_EVALS.names()])
+            raise SafeAdaptError(f"{label}: eval.kind: unknown kind {cfg.eval.kind!r}; known: {known}")
+        if SEARCH_EVALS.get(cfg.eval.kind).needs_data and not cfg.eval.data:
+            raise SafeAdaptError(f"{label}: eval.data: a data directory is required for kind {cfg.eval.kind}")
     methods: dict[str, Method] = {}
     for mname, mspec in cfg.methods.items():
         where = f"{label}: methods.{mname}"
@@ -267,7 +283,9 @@ def load_space(space: dict[str, Any] | str | os.PathLike | Space, *, base_dir: P
         by_name = {p.name: p for p in params}
         for p in params:
             if p.kind == "one_minus" and (p.value not in by_name or by_name[p.value].kind == "one_minus"):
-                raise SafeAdaptError(f"{where}: parameter {p.name!r}: one_minus names {p.value!r}, not a parameter of this method")
+                raise SafeAdaptError(
+                    f"{where}: parameter {p.name!r}: one_minus names {p.value!r}, not a parameter of this method"
+                )
         entry.validate(where, mspec, list(by_name), models)
         methods[mname] = Method(mname, mspec, params)
     return Space(cfg, methods, models, source=path, base_dir=bdir)

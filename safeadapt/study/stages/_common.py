@@ -33,7 +33,9 @@ def model_ref(ctx: StageContext, slot: str = "model", param: str = "model") -> s
     has_in = slot in ctx.inputs
     ref = ctx.params.get(param)
     if has_in and ref:
-        raise SafeAdaptError(f"stage {ctx.name!r}: give the model either as input {slot!r} or as params.{param}, not both")
+        raise SafeAdaptError(
+            f"stage {ctx.name!r}: give the model either as input {slot!r} or as params.{param}, not both"
+        )
     if has_in:
         return str(find_model(ctx.inputs[slot]))
     if ref:
@@ -60,7 +62,7 @@ def data_file(ctx: StageContext, slot: str, param: str, default_name: str, *, re
     return p
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
+def read_json_rows(path: Path) -> list[dict[str, Any]]:
     """Rows from `.jsonl` (one object a line) or `.json` (a list, or {"rows": [...]})."""
     from safeadapt.core.jsonl import read_json_records
 
@@ -169,4 +171,4 @@ def train_on_file(ctx: StageContext, params_model: type[TrainStageParams], optio
                "options": opts.model_dump(mode="json", exclude_unset=True)}
         launch_training(ctx, LaunchSpec.model_validate(p.launch), job)
         return
-    train(model_ref(ctx), read_rows(path), ctx.out / "model", opts, base_dir=path.parent, source=str(path))
+    train(model_ref(ctx), read_json_rows(path), ctx.out / "model", opts, base_dir=path.parent, source=str(path))

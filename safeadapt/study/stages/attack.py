@@ -38,7 +38,7 @@ class AttackStageParams(TrainStageParams):
         return v
 
 
-@STAGE_KINDS.register("attack")
+@STAGE_KINDS.register("attack", params_model=AttackStageParams, version="1")
 def attack_stage(ctx: StageContext) -> None:
     from safeadapt.train.attack import attack
     from safeadapt.train.sft import SFTOptions
@@ -57,8 +57,6 @@ def attack_stage(ctx: StageContext) -> None:
                "system_prompt": p.system_prompt}
         launch_training(ctx, LaunchSpec.model_validate(p.launch), job)
         return
-    attack(model_ref(ctx), p.recipe, path, ctx.out / "model", opts, n_examples=p.n_examples, system_prompt=p.system_prompt)
-
-
-attack_stage.params_model = AttackStageParams  # type: ignore[attr-defined]
-attack_stage.version = "1"  # type: ignore[attr-defined]
+    attack(
+        model_ref(ctx), p.recipe, path, ctx.out / "model", opts, n_examples=p.n_examples, system_prompt=p.system_prompt
+    )

@@ -22,7 +22,7 @@ class BuildLlavaParams(BaseModel):
     build: dict[str, Any] = {}  # build_llava kwargs: projector_hidden_act, vision_feature_layer, image_seq_length
 
 
-@STAGE_KINDS.register("build-llava")
+@STAGE_KINDS.register("build-llava", params_model=BuildLlavaParams, version="1")
 def build_llava_stage(ctx: StageContext) -> None:
     from safeadapt.train.vl import build_llava
 
@@ -32,9 +32,7 @@ def build_llava_stage(ctx: StageContext) -> None:
     elif p.vision_tower:
         tower = resolve_ref(ctx, p.vision_tower)
     else:
-        raise SafeAdaptError(f"stage {ctx.name!r} (build-llava) needs a vision tower: input 'vision_tower' or params.vision_tower")
+        raise SafeAdaptError(
+            f"stage {ctx.name!r} (build-llava) needs a vision tower: input 'vision_tower' or params.vision_tower"
+        )
     build_llava(model_ref(ctx), tower, ctx.out / "model", seed=ctx.seed, overwrite=True, **p.build)
-
-
-build_llava_stage.params_model = BuildLlavaParams  # type: ignore[attr-defined]
-build_llava_stage.version = "1"  # type: ignore[attr-defined]

@@ -58,7 +58,7 @@ class ConvertParams(BaseModel):
 
 
 def _records(ctx: StageContext, src: Source) -> list[tuple[str, dict[str, Any]]]:
-    from safeadapt.data.loaders import _hub_rows, read_rows
+    from safeadapt.data.readers import _hub_rows, read_file_rows
 
     ref = src.data
     if ref.startswith("hf:"):
@@ -67,7 +67,7 @@ def _records(ctx: StageContext, src: Source) -> list[tuple[str, dict[str, Any]]]
         path = Path(resolve_ref(ctx, ref))
         if not path.is_file():
             raise SafeAdaptError(f"stage {ctx.name!r}: data file not found: {path}")
-        rows = read_rows(path)
+        rows = read_file_rows(path)
     if src.limit is not None:
         rows = rows[: src.limit]
     return [(r.where, r.data) for r in rows]
@@ -93,7 +93,7 @@ def _image(ctx: StageContext, value: Any, image_dir: Path | None, n: int, where:
     return f"images/{out.name}"  # relative to the rows file (ctx.out is renamed when the stage ends)
 
 
-@STAGE_KINDS.register("convert-data")
+@STAGE_KINDS.register("convert-data", params_model=ConvertParams, version="1")
 def convert_stage(ctx: StageContext) -> None:
     from safeadapt.core.atomic import atomic_write_json, atomic_write_text
     from safeadapt.data.train_formats import FormatError, get_format
@@ -124,9 +124,12 @@ def convert_stage(ctx: StageContext) -> None:
     atomic_write_text(ctx.out / name, "".join(json.dumps(r) + "\n" for r in rows))
     from safeadapt.core.provenance import provenance
 
-    atomic_write_json(ctx.out / "convert.json", {"rows": len(rows), "kind": kind, "per_source": counts,
-                                                 "provenance": provenance(config={"params": p.model_dump(mode="json"), "seed": ctx.seed})})
-
-
-convert_stage.params_model = ConvertParams  # type: ignore[attr-defined]
-convert_stage.version = "1"  # type: ignore[attr-defined]
+    atomic_write_json(
+        ctx.out / "convert.json",
+        {
+            "rows": len(rows),
+            "kind": kind,
+            "per_source": counts,
+            "provenance": provenance(config={"params": p.model_dump(mode="json"), "seed": ctx.seed}),
+        },
+    )

@@ -23,13 +23,15 @@ class WeightsParams(BaseModel):
     spectra_budget_s: float = 120.0
 
 
-@STAGE_KINDS.register("diagnose.weights")
+@STAGE_KINDS.register("diagnose.weights", version="1", params_model=WeightsParams)
 def weights_stage(ctx: StageContext) -> None:
     from safeadapt.diagnose.api import run_weights
 
     p = WeightsParams.model_validate(ctx.params)
     refs = [ctx.model_input(s) for s in ("a", "b", "c") if s in ctx.inputs or s != "c"]
-    run_weights(refs, ctx.out, labels=p.labels, spectra=p.spectra, spectra_k=p.spectra_k, spectra_budget_s=p.spectra_budget_s)
+    run_weights(
+        refs, ctx.out, labels=p.labels, spectra=p.spectra, spectra_k=p.spectra_k, spectra_budget_s=p.spectra_budget_s
+    )
 
 
 class ActivationsParams(BaseModel):
@@ -54,7 +56,7 @@ def _spec(ctx: StageContext, spec: str) -> str:
     return resolve_ref(ctx, spec)
 
 
-@STAGE_KINDS.register("diagnose.activations")
+@STAGE_KINDS.register("diagnose.activations", version="1", params_model=ActivationsParams)
 def activations_stage(ctx: StageContext) -> None:
     from safeadapt.diagnose.api import run_activations
     from safeadapt.study.registry import import_plugin
@@ -75,14 +77,21 @@ class RecommendParams(BaseModel):
     outside: float = 0.25
 
 
-@STAGE_KINDS.register("diagnose.recommend")
+@STAGE_KINDS.register("diagnose.recommend", version="1", params_model=RecommendParams)
 def recommend_stage(ctx: StageContext) -> None:
     from safeadapt.diagnose.api import run_recommend
 
     p = RecommendParams.model_validate(ctx.params)
-    run_recommend(ctx.input("weights"), ctx.out, activations_dir=ctx.inputs.get("activations"), pair=p.pair,
-                  adapted=ctx.model_input("adapted") if "adapted" in ctx.inputs else None,
-                  safety=ctx.model_input("safety") if "safety" in ctx.inputs else None, inside=p.inside, outside=p.outside)
+    run_recommend(
+        ctx.input("weights"),
+        ctx.out,
+        activations_dir=ctx.inputs.get("activations"),
+        pair=p.pair,
+        adapted=ctx.model_input("adapted") if "adapted" in ctx.inputs else None,
+        safety=ctx.model_input("safety") if "safety" in ctx.inputs else None,
+        inside=p.inside,
+        outside=p.outside,
+    )
 
 
 class GuidedMergeParams(BaseModel):
@@ -95,7 +104,8 @@ class GuidedMergeParams(BaseModel):
     outside: float = 0.75  # per_layer: safety weight of every non-layer tensor (embeddings, head, projector)
 
 
-@STAGE_KINDS.register("diagnose.guided_merge")
+# version 2: per-layer safety weights from the combined score (weighting: per_layer)
+@STAGE_KINDS.register("diagnose.guided_merge", version="2", params_model=GuidedMergeParams)
 def guided_merge_stage(ctx: StageContext) -> None:
     from safeadapt.core.atomic import atomic_write_json
     from safeadapt.diagnose.recommend import guided_recipe, per_layer_recipe, per_layer_weights
@@ -104,7 +114,9 @@ def guided_merge_stage(ctx: StageContext) -> None:
     p = GuidedMergeParams.model_validate(ctx.params)
     f = ctx.input("recommend") / "recommend.json"
     if not f.is_file():
-        raise SafeAdaptError(f"stage {ctx.name!r}: {f} not found (input 'recommend' must be a diagnose.recommend stage)")
+        raise SafeAdaptError(
+            f"stage {ctx.name!r}: {f} not found (input 'recommend' must be a diagnose.recommend stage)"
+        )
     rec: dict[str, Any] = json.loads(f.read_text())
     lo, hi = rec["layers"]
     if p.weighting not in ("per_layer", "range"):
@@ -115,17 +127,10 @@ def guided_merge_stage(ctx: StageContext) -> None:
                             inside=rec["inside"], outside=rec["outside"], dtype=p.dtype)
     else:
         w = per_layer_weights({int(k): float(v) for k, v in rec["combined_score"].items()}, lo=p.lo, hi=p.hi)
-        cfg = per_layer_recipe(ctx.model_input("adapted"), ctx.model_input("safety"), w, outside=p.outside, dtype=p.dtype)
+        cfg = per_layer_recipe(
+            ctx.model_input("adapted"), ctx.model_input("safety"), w, outside=p.outside, dtype=p.dtype
+        )
         extra["safety_weight_per_layer"] = w
     tok = ctx.model_input(p.tokenizer) if p.tokenizer else None
     merge(cfg, ctx.out / "model", seed=ctx.seed, copy_tokenizer_from=tok)
     atomic_write_json(ctx.out / "merge_config.json", {**cfg, **extra})
-
-
-weights_stage.params_model = WeightsParams  # type: ignore[attr-defined]
-activations_stage.params_model = ActivationsParams  # type: ignore[attr-defined]
-recommend_stage.params_model = RecommendParams  # type: ignore[attr-defined]
-guided_merge_stage.params_model = GuidedMergeParams  # type: ignore[attr-defined]
-for _fn in (weights_stage, activations_stage, recommend_stage):
-    _fn.version = "1"  # type: ignore[attr-defined]
-guided_merge_stage.version = "2"  # type: ignore[attr-defined]  # 2: per-layer weights from the combined score

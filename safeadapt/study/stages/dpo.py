@@ -15,12 +15,8 @@ class DPOStageParams(TrainStageParams):
     data_file: str = "pairs.jsonl"
 
 
-@STAGE_KINDS.register("dpo")
+@STAGE_KINDS.register("dpo", params_model=DPOStageParams, version="1")
 def dpo_stage(ctx: StageContext) -> None:
     from safeadapt.train.dpo import DPOOptions, dpo
 
     train_on_file(ctx, DPOStageParams, DPOOptions, dpo)
-
-
-dpo_stage.params_model = DPOStageParams  # type: ignore[attr-defined]
-dpo_stage.version = "1"  # type: ignore[attr-defined]

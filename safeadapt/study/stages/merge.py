@@ -69,7 +69,9 @@ def build_config(ctx: StageContext) -> dict[str, Any]:
     for name, table in (("weights", p.weights), ("densities", p.densities)):
         unknown = sorted(set(table) - set(slots))
         if unknown:
-            raise SafeAdaptError(f"stage {ctx.name!r}: {name} name {', '.join(unknown)}, not merged inputs ({', '.join(slots)})")
+            raise SafeAdaptError(
+                f"stage {ctx.name!r}: {name} name {', '.join(unknown)}, not merged inputs ({', '.join(slots)})"
+            )
     if not slots:
         raise SafeAdaptError(f"stage {ctx.name!r}: no models to merge (inputs: {', '.join(ctx.inputs) or 'none'})")
     models = []
@@ -86,7 +88,7 @@ def build_config(ctx: StageContext) -> dict[str, Any]:
     return cfg
 
 
-@STAGE_KINDS.register("merge")
+@STAGE_KINDS.register("merge", params_model=MergeStageParams, version="1")
 def merge_stage(ctx: StageContext) -> None:
     from safeadapt.core.atomic import atomic_write_json
     from safeadapt.repair.merge.api import merge
@@ -95,7 +97,3 @@ def merge_stage(ctx: StageContext) -> None:
     tok = ctx.params.get("tokenizer")
     merge(cfg, ctx.out / "model", seed=ctx.seed, copy_tokenizer_from=_ref(ctx, tok) if tok else None)
     atomic_write_json(ctx.out / "merge_config.json", cfg)
-
-
-merge_stage.params_model = MergeStageParams  # type: ignore[attr-defined]
-merge_stage.version = "1"  # type: ignore[attr-defined]

@@ -72,11 +72,7 @@ def _version(params: dict[str, Any], base_dir: Path | None = None) -> str:
         return "1"
 
 
-@STAGE_KINDS.register("python")
+@STAGE_KINDS.register("python", params_model=PythonParams, version=_version)
 def python_stage(ctx: StageContext) -> None:
     fn = load_function(str(ctx.params["function"]), ctx.base_dir)
     fn(ctx)
-
-
-python_stage.params_model = PythonParams  # type: ignore[attr-defined]
-python_stage.version = _version  # type: ignore[attr-defined]

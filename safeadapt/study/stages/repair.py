@@ -63,7 +63,25 @@ def build_recipe(ctx: StageContext) -> dict[str, Any]:
     return rec
 
 
-@STAGE_KINDS.register("repair")
+def repair_version(params: dict[str, Any], base_dir: Any = None) -> str:
+    """The repair kind's cache version: "1", plus the calibration pass's version when the method
+    scores weights on data (antidote wanda/reference, set_difference), so a change to the scores
+    re-keys exactly the stages that use them and a cached repair is never reused across it."""
+    from safeadapt.repair.calibrate.rows import CALIBRATION_VERSION
+    from safeadapt.repair.methods.base import REPAIRS
+
+    name = params.get("method")
+    if not isinstance(name, str) or name not in REPAIRS.names():
+        return "1"
+    m = REPAIRS.get(name)
+    try:
+        needs = m.scores({**m.params, **dict(params.get("parameters") or {})})
+    except (KeyError, TypeError, ValueError):  # bad parameters: validation reports them when the stage runs
+        return "1"
+    return f"1;calibration={CALIBRATION_VERSION}" if needs else "1"
+
+
+@STAGE_KINDS.register("repair", params_model=RepairStageParams, version=repair_version)
 def repair_stage(ctx: StageContext) -> None:
     from safeadapt.core.atomic import atomic_write_json
     from safeadapt.repair.api import repair
@@ -71,16 +89,3 @@ def repair_stage(ctx: StageContext) -> None:
     rec = build_recipe(ctx)
     repair(rec, ctx.out / "model", seed=ctx.seed)
     atomic_write_json(ctx.out / "repair_recipe.json", rec)
-
-
-repair_stage.params_model = RepairStageParams  # type: ignore[attr-defined]
-def _version(params: dict[str, Any], _base_dir: Any) -> str:
-    """"2" for the repairs whose output the Wanda-position fix changed (Antidote with activations,
-    set_difference with Wanda scores): their cached stages re-key; every other repair keeps "1"."""
-    p = params.get("parameters") or {}
-    wanda = (params.get("method") == "antidote" and p.get("mode", "wanda") in ("wanda", "reference")
-             or params.get("method") == "set_difference" and p.get("score") == "wanda")
-    return "2" if wanda else "1"
-
-
-repair_stage.version = _version  # type: ignore[attr-defined]

@@ -1,6 +1,7 @@
 """Stage kind "search": the Pareto search over repairs (`safeadapt.repair.search.search`). params:
 `space` (a search space, docs/search.md; `input:<slot>` strings become the inputs' model paths /
-stage dirs, `input:<slot>/file` a file inside one), `trials`, `proxy_frac`. The search runs in the stage's scratch dir (its SQLite storage
+stage dirs, `input:<slot>/file` a file inside one), `trials`, `proxy_frac`. The search runs in the stage's scratch dir
+(its SQLite storage
 and eval cache survive a kill, so a rerun resumes); pareto.json, summary.json, trials.jsonl and the
 recipes are copied to `out/`."""
 
@@ -36,7 +37,8 @@ class SearchStageParams(BaseModel):
     proxy_frac: Optional[float] = None
 
 
-@STAGE_KINDS.register("search")
+# 2: eval.limit counts the suite's own prompts, after its label filter (as `safeadapt eval` does)
+@STAGE_KINDS.register("search", params_model=SearchStageParams, version="2")
 def search_stage(ctx: StageContext) -> None:
     from safeadapt.repair.search import load_space, search
 
@@ -49,7 +51,3 @@ def search_stage(ctx: StageContext) -> None:
         shutil.copy2(work / name, ctx.out / name)
     shutil.copytree(work / "recipes", ctx.out / "recipes")
 
-
-search_stage.params_model = SearchStageParams  # type: ignore[attr-defined]
-# 2: eval.limit counts the suite's own prompts, after its label filter (as `safeadapt eval` does)
-search_stage.version = "2"  # type: ignore[attr-defined]

@@ -52,7 +52,7 @@ class SelfGenParams(BaseModel):
     @field_validator("categories")
     @classmethod
     def _cats(cls, v: list[str] | None) -> list[str] | None:
-        from safeadapt.data.builtin import CATEGORIES
+        from safeadapt.data.builtin_safety import CATEGORIES
 
         bad = [c for c in v or [] if c not in CATEGORIES]
         if bad:
@@ -81,7 +81,7 @@ def _prompts(p: SelfGenParams, seed: int) -> tuple[list[Any], list[Any]]:
     return pick_prompts(harmful, p.n_harmful, seed), pick_prompts(benign, p.n_benign, seed)
 
 
-@STAGE_KINDS.register("selfgen_dpo")
+@STAGE_KINDS.register("selfgen_dpo", params_model=SelfGenParams, version="1")
 def selfgen_dpo_stage(ctx: StageContext) -> None:
     from safeadapt.core.atomic import atomic_write_json, atomic_write_text
     from safeadapt.core.provenance import provenance
@@ -121,7 +121,3 @@ def selfgen_dpo_stage(ctx: StageContext) -> None:
         opts = DPOOptions.model_validate({"seed": ctx.seed, **p.options})
         rows = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in data.pairs]
         dpo(model, rows, ctx.out / "model", opts, source=str(ctx.out / "pairs.jsonl"))
-
-
-selfgen_dpo_stage.params_model = SelfGenParams  # type: ignore[attr-defined]
-selfgen_dpo_stage.version = "1"  # type: ignore[attr-defined]

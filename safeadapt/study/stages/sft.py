@@ -13,12 +13,8 @@ class SFTStageParams(TrainStageParams):
     options_model = "safeadapt.train.sft:SFTOptions"
 
 
-@STAGE_KINDS.register("sft")
+@STAGE_KINDS.register("sft", params_model=SFTStageParams, version="1")
 def sft_stage(ctx: StageContext) -> None:
     from safeadapt.train.sft import SFTOptions, sft
 
     train_on_file(ctx, SFTStageParams, SFTOptions, sft)
-
-
-sft_stage.params_model = SFTStageParams  # type: ignore[attr-defined]
-sft_stage.version = "1"  # type: ignore[attr-defined]

@@ -13,7 +13,14 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from safeadapt.study.context import StageContext
 from safeadapt.study.stages import STAGE_KINDS
-from safeadapt.study.stages._common import data_file, model_ref, move_into, read_rows, resolve_ref, validate_options
+from safeadapt.study.stages._common import (
+    data_file,
+    model_ref,
+    move_into,
+    read_json_rows,
+    resolve_ref,
+    validate_options,
+)
 
 
 class VLStageParams(BaseModel):
@@ -44,7 +51,7 @@ def _is_vlm(path: str) -> bool:
         return False
 
 
-@STAGE_KINDS.register("vl-adapt")
+@STAGE_KINDS.register("vl-adapt", params_model=VLStageParams, version="1")
 def vl_adapt_stage(ctx: StageContext) -> None:
     from safeadapt.train.sft import SFTOptions
     from safeadapt.train.vl import build_llava, stage_defaults, vl_adapt
@@ -69,14 +76,10 @@ def vl_adapt_stage(ctx: StageContext) -> None:
     # LLaVA-1.5 defaults per stage, updated with the study's options
     s1 = SFTOptions.model_validate({**stage_defaults(1).model_dump(), "seed": ctx.seed, **p.stage1})
     s2 = SFTOptions.model_validate({**stage_defaults(2).model_dump(), "seed": ctx.seed, **p.stage2})
-    cap_rows = read_rows(cap) if cap is not None else []
+    cap_rows = read_json_rows(cap) if cap is not None else []
     # train into scratch (stage 1 is kept at <dir>-stage1 and reused after a kill), then move
     work = ctx.scratch / "model"
     if work.exists():
         s2.overwrite = True  # a leftover final dir from an interrupted move: retrain stage 2
-    vl_adapt(model, cap_rows, read_rows(ins), work, s1, s2, base_dir=ins.parent)
+    vl_adapt(model, cap_rows, read_json_rows(ins), work, s1, s2, base_dir=ins.parent)
     move_into(work, ctx.out / "model")
-
-
-vl_adapt_stage.params_model = VLStageParams  # type: ignore[attr-defined]
-vl_adapt_stage.version = "1"  # type: ignore[attr-defined]

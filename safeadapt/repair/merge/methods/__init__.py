@@ -1,7 +1,6 @@
-"""Merge methods: each is one small module registering a pure per-tensor function in `METHODS`.
-Importing this package registers all built-ins."""
+"""Merge methods: each is one small module registering a pure per-tensor function in `METHODS`
+(`@merge_method("name", ...)`); every module of this package is loaded on the first lookup."""
 
-from safeadapt.repair.merge.methods import breadcrumbs, dare, linear, slerp, task_arithmetic, ties  # noqa: F401
 from safeadapt.repair.merge.methods.base import METHODS, REQUIRED, MergeMethod, PrepareJob, TensorJob, merge_method
 
 __all__ = ["METHODS", "REQUIRED", "MergeMethod", "PrepareJob", "TensorJob", "merge_method"]

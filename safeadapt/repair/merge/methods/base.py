@@ -82,7 +82,7 @@ class MergeMethod:
         return self.fn(job)
 
 
-METHODS: Registry[MergeMethod] = Registry("merge method")
+METHODS: Registry[MergeMethod] = Registry("merge method", builtins="safeadapt.repair.merge.methods")
 
 
 def merge_method(name: str, *, params: dict[str, Any] | None = None, tensor_params: dict[str, Any] | None = None,
@@ -93,8 +93,11 @@ def merge_method(name: str, *, params: dict[str, Any] | None = None, tensor_para
     """Register `fn(job) -> tensor` as merge method `name` (one line above the function)."""
 
     def deco(fn: Callable[[TensorJob], Any]) -> Callable[[TensorJob], Any]:
-        METHODS.register(name)(MergeMethod(name, fn, dict(params or {}), dict(tensor_params or {}), needs_base, reference,
-                                           chunked, prepare))
+        METHODS.register(name)(
+            MergeMethod(
+                name, fn, dict(params or {}), dict(tensor_params or {}), needs_base, reference, chunked, prepare
+            )
+        )
         return fn
 
     return deco

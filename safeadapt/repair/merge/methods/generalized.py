@@ -229,7 +229,9 @@ def dare_prepare(pj: PrepareJob) -> dict[str, Any] | None:
     return {"keep": masks, "scale": scales}
 
 
-def generalized_task_arithmetic(job: TensorJob, *, consensus: Literal["sum", "count"] | None, sparsify: Sparsify | None) -> Any:
+def generalized_task_arithmetic(
+    job: TensorJob, *, consensus: Literal["sum", "count"] | None, sparsify: Sparsify | None
+) -> Any:
     import torch
 
     if job.base is None:
@@ -266,7 +268,9 @@ def generalized_task_arithmetic(job: TensorJob, *, consensus: Literal["sum", "co
         w.unsqueeze_(-1)
     weighted = stacked * w
     if consensus is not None:
-        mask = peft_merge_utils().calculate_majority_sign_mask(weighted, method="total" if consensus == "sum" else "frequency")
+        mask = peft_merge_utils().calculate_majority_sign_mask(
+            weighted, method="total" if consensus == "sum" else "frequency"
+        )
         mixed = (weighted * mask).sum(dim=0)
         divisor = (w * mask).sum(dim=0)
         divisor[divisor == 0] = 1

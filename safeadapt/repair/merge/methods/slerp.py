@@ -28,11 +28,20 @@ def slerp_tensors(t: float, v0: Any, v1: Any) -> Any:
     if n == 0:
         return ((1 - tt) * a + tt * b).reshape(v0.shape).to(v0.dtype)
     starts = range(0, n, CHUNK)
-    na = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(a[:, s : s + CHUNK].to(dtype), dim=1, keepdim=True) for s in starts]), dim=0)
-    nb = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(b[:, s : s + CHUNK].to(dtype), dim=1, keepdim=True) for s in starts]), dim=0)
+    na = torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm(a[:, s : s + CHUNK].to(dtype), dim=1, keepdim=True) for s in starts]),
+        dim=0,
+    )
+    nb = torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm(b[:, s : s + CHUNK].to(dtype), dim=1, keepdim=True) for s in starts]),
+        dim=0,
+    )
     na = torch.where(na > EPS, na, 1)
     nb = torch.where(nb > EPS, nb, 1)
-    parts = [((a[:, s : s + CHUNK].to(dtype) / na) * (b[:, s : s + CHUNK].to(dtype) / nb)).sum(dim=1, keepdim=True) for s in starts]
+    parts = [
+        ((a[:, s : s + CHUNK].to(dtype) / na) * (b[:, s : s + CHUNK].to(dtype) / nb)).sum(dim=1, keepdim=True)
+        for s in starts
+    ]
     dot = torch.stack(parts).sum(dim=0).clamp(-1, 1)
     colinear = dot.abs() > DOT_THRESHOLD
     theta = torch.acos(torch.where(colinear, 0, dot))

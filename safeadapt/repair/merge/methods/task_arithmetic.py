@@ -9,7 +9,13 @@ from safeadapt.repair.merge.methods.base import REQUIRED, TensorJob, merge_metho
 from safeadapt.repair.merge.methods.generalized import GTA_PARAMS, GTA_TENSOR_PARAMS, generalized_task_arithmetic
 
 
-@merge_method("task_arithmetic", params=GTA_PARAMS, tensor_params={"weight": REQUIRED, **GTA_TENSOR_PARAMS}, needs_base=True, reference="https://arxiv.org/abs/2212.04089",
-              chunked=lambda _gp, _tps: True)
+@merge_method(
+    "task_arithmetic",
+    params=GTA_PARAMS,
+    tensor_params={"weight": REQUIRED, **GTA_TENSOR_PARAMS},
+    needs_base=True,
+    reference="https://arxiv.org/abs/2212.04089",
+    chunked=lambda _gp, _tps: True,
+)
 def task_arithmetic(job: TensorJob) -> Any:
     return generalized_task_arithmetic(job, consensus=None, sparsify=None)

@@ -7,10 +7,27 @@ from __future__ import annotations
 from typing import Any
 
 from safeadapt.repair.merge.methods.base import REQUIRED, TensorJob, merge_method
-from safeadapt.repair.merge.methods.generalized import GTA_PARAMS, GTA_TENSOR_PARAMS, generalized_task_arithmetic, magnitude_prune, ties_prepare
+from safeadapt.repair.merge.methods.generalized import (
+    GTA_PARAMS,
+    GTA_TENSOR_PARAMS,
+    generalized_task_arithmetic,
+    magnitude_prune,
+    ties_prepare,
+)
 
 
-@merge_method("ties", params={**GTA_PARAMS, "normalize": True}, tensor_params={"weight": REQUIRED, **GTA_TENSOR_PARAMS}, needs_base=True, reference="https://arxiv.org/abs/2306.01708",
-              chunked=lambda gp, _tps: not gp["rescale"], prepare=ties_prepare)
+@merge_method(
+    "ties",
+    params={**GTA_PARAMS, "normalize": True},
+    tensor_params={"weight": REQUIRED, **GTA_TENSOR_PARAMS},
+    needs_base=True,
+    reference="https://arxiv.org/abs/2306.01708",
+    chunked=lambda gp, _tps: not gp["rescale"],
+    prepare=ties_prepare,
+)
 def ties(job: TensorJob) -> Any:
-    return generalized_task_arithmetic(job, consensus="sum", sparsify=lambda d, tp, _seed: magnitude_prune(d, tp["density"], bool(job.params["rescale"])))
+    return generalized_task_arithmetic(
+        job,
+        consensus="sum",
+        sparsify=lambda d, tp, _seed: magnitude_prune(d, tp["density"], bool(job.params["rescale"])),
+    )

@@ -56,9 +56,11 @@ def compute_scores(job: CalibrationJob) -> dict[str, str]:
     from safetensors.torch import save_file
 
     from safeadapt.io.models import load_pretrained
-    from safeadapt.repair.calibrate import snip_scores, tokenize, wanda_norms
-    from safeadapt.repair.calibrate_layers import NotLayerwise, streamable, wanda_norms_by_layer
-    from safeadapt.repair.calibrate_snip import snip_scores_by_layer
+    from safeadapt.repair.calibrate.common import NotLayerwise
+    from safeadapt.repair.calibrate.layers import streamable, wanda_norms_by_layer
+    from safeadapt.repair.calibrate.rows import tokenize
+    from safeadapt.repair.calibrate.scores import snip_scores, wanda_norms
+    from safeadapt.repair.calibrate.snip import snip_scores_by_layer
     from safeadapt.repair.merge.inputs import open_input
     from safeadapt.train.common import tokenizer_of
 
@@ -82,11 +84,21 @@ def compute_scores(job: CalibrationJob) -> dict[str, str]:
                 tok = processor_of(inp)
                 try:
                     for need in mine:  # one decoder layer in memory at a time
-                        rows = tokenize(tok, job.texts[need.dataset], job.max_length, f"calibration.{need.dataset}", label)
+                        rows = tokenize(
+                            tok, job.texts[need.dataset], job.max_length, f"calibration.{need.dataset}", label
+                        )
                         what = f"{need.kind}, {need.dataset}"
                         if need.kind == "wanda":
-                            save(need.name, wanda_norms_by_layer(inp, rows, batch_size=job.batch_size,
-                                                                 pad_id=tokenizer_of(tok).pad_token_id or 0, label=what))
+                            save(
+                                need.name,
+                                wanda_norms_by_layer(
+                                    inp,
+                                    rows,
+                                    batch_size=job.batch_size,
+                                    pad_id=tokenizer_of(tok).pad_token_id or 0,
+                                    label=what,
+                                ),
+                            )
                         else:  # the shard writer's files in out/<name>/, each tensor written as it is made
                             files[need.name] = str(snip_scores_by_layer(inp, rows, out / need.name, label=what))
                     continue
@@ -98,8 +110,16 @@ def compute_scores(job: CalibrationJob) -> dict[str, str]:
                 for need in mine:
                     rows = tokenize(proc, job.texts[need.dataset], job.max_length, f"calibration.{need.dataset}", label)
                     if need.kind == "wanda":
-                        save(need.name, wanda_norms(model, rows, batch_size=job.batch_size, pad_id=tok.pad_token_id or 0,
-                                                    label=f"wanda, {need.dataset}"))
+                        save(
+                            need.name,
+                            wanda_norms(
+                                model,
+                                rows,
+                                batch_size=job.batch_size,
+                                pad_id=tok.pad_token_id or 0,
+                                label=f"wanda, {need.dataset}",
+                            ),
+                        )
                     else:
                         save(need.name, snip_scores(model, rows, label=f"snip, {need.dataset}"))
             finally:
@@ -131,7 +151,7 @@ def compute_scores_in_child(job: CalibrationJob) -> dict[str, str]:
 
 
 def _child_main(job: CalibrationJob) -> dict[str, str]:
-    from safeadapt.repair.calibrate_layers import mmap_large_blocks
+    from safeadapt.repair.calibrate.layers import mmap_large_blocks
 
     mmap_large_blocks()  # this process only: layer-sized blocks go back to the OS when freed
     return compute_scores(job)

@@ -1,6 +1,7 @@
 """Image-aware calibration rows for LLaVA-style VLMs: a calibration chat keeps its images (image parts
 with a `path` on its first user turn, as eval attaches them); the row is rendered by the processor's
-chat template (every turn in content-parts form) as eval renders its prompts, tokenised by the model's processor (image placeholders expanded as the processor
+chat template (every turn in content-parts form) as eval renders its prompts, tokenised by the model's processor (image
+placeholders expanded as the processor
 does, `pixel_values` kept with the row), and scored on response tokens only (image positions never
 are). For the layer-wise passes, `merge_image_features` puts the vision tower + projector output at
 the image-token positions of the text embeddings with transformers' own LLaVA helpers."""
@@ -37,7 +38,9 @@ def vision_of(row: Any) -> dict[str, Any]:
 
 def image_paths(msgs: list[dict[str, Any]]) -> list[str]:
     """Paths of the image parts of a calibration chat, in order."""
-    return [p["path"] for m in msgs if not isinstance(m["content"], str) for p in m["content"] if p.get("type") == "image"]
+    return [
+        p["path"] for m in msgs if not isinstance(m["content"], str) for p in m["content"] if p.get("type") == "image"
+    ]
 
 
 def plain_messages(msgs: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -70,7 +73,8 @@ def tokenize_vision(proc: Any, rows: list[list[dict[str, Any]]], max_length: int
     tokens (each image's placeholders come on top); a row whose images would be cut is dropped, as are
     rows left without a scored token."""
     from safeadapt.eval.backends.common import render_chat, with_image_parts
-    from safeadapt.train.common import assistant_spans, span_labels, tokenizer_of
+    from safeadapt.train.chat import assistant_spans, span_labels
+    from safeadapt.train.common import tokenizer_of
 
     tok = tokenizer_of(proc)
     image_id = tok.convert_tokens_to_ids(getattr(proc, "image_token", "<image>"))
@@ -81,7 +85,9 @@ def tokenize_vision(proc: Any, rows: list[list[dict[str, Any]]], max_length: int
         def render(m: list[dict[str, str]], gen: bool) -> str:
             n = len(paths) if any(x["role"] == "user" for x in m) else 0
             if n and getattr(proc, "chat_template", None):  # every turn in parts form (llava-hf templates expect it)
-                return proc.apply_chat_template(_all_parts(with_image_parts(m, n)), add_generation_prompt=gen, tokenize=False)
+                return proc.apply_chat_template(
+                    _all_parts(with_image_parts(m, n)), add_generation_prompt=gen, tokenize=False
+                )
             return render_chat(proc, m, n, add_generation_prompt=gen)
 
         if any(m["role"] == "assistant" for m in plain):
@@ -104,7 +110,9 @@ def tokenize_vision(proc: Any, rows: list[list[dict[str, Any]]], max_length: int
 
 def _all_parts(conv: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """String contents as one text part each (image turns are already in parts form)."""
-    return [dict(m, content=[{"type": "text", "text": m["content"]}]) if isinstance(m["content"], str) else m for m in conv]
+    return [
+        dict(m, content=[{"type": "text", "text": m["content"]}]) if isinstance(m["content"], str) else m for m in conv
+    ]
 
 
 def _encode_images(proc: Any, text: str, paths: list[str], where: str) -> dict[str, Any]:
@@ -131,7 +139,9 @@ def _expand_labels(ids: list[int], text: list[tuple[int, int]], image_id: int, m
             labels.append(-100)
             continue
         if k >= len(text) or text[k][0] != t:
-            raise SafeAdaptError(f"{where}: the processor's tokens differ from the tokenizer's outside the image tokens")
+            raise SafeAdaptError(
+                f"{where}: the processor's tokens differ from the tokenizer's outside the image tokens"
+            )
         labels.append(text[k][1])
         k += 1
     cut, n = len(ids), 0
@@ -148,7 +158,7 @@ def _expand_labels(ids: list[int], text: list[tuple[int, int]], image_id: int, m
 
 def check_layerwise_images(config: dict[str, Any] | None, rows: list[Any]) -> None:
     """NotLayerwise when rows carry images and the VLM is not one whose image merge is built here."""
-    from safeadapt.repair.calibrate_layers import NotLayerwise
+    from safeadapt.repair.calibrate.common import NotLayerwise
 
     mtype = (config or {}).get("model_type")
     if any(vision_of(r) for r in rows) and mtype not in LAYERWISE_IMAGE_TYPES:
@@ -158,7 +168,7 @@ def check_layerwise_images(config: dict[str, Any] | None, rows: list[Any]) -> No
 def image_param_names(model: Any) -> list[str]:
     """Parameters of the vision tower and projector (what the image features need)."""
     from safeadapt.io.names import canonical_part
-    from safeadapt.repair.calibrate_layers import canon_name
+    from safeadapt.repair.calibrate.common import canon_name
 
     return [n for n, _ in model.named_parameters() if canonical_part(canon_name(n)) in ("vision", "projector")]
 

@@ -13,13 +13,26 @@ from typing import Any, Iterator
 
 from safeadapt.io.names import layer_index
 from safeadapt.io.writer import PlannedTensor, StreamingShardWriter
-from safeadapt.repair.calibrate import language_linears
-from safeadapt.repair.calibrate_layers import (NotLayerwise, canon_name, capture_layer_inputs, decoder_layers, embed_rows,
-                                                empty_model, layer_param_names, load_params, release_freed_memory,
-                                                unload_params)
+from safeadapt.repair.calibrate.common import NotLayerwise, canon_name, language_linears
+from safeadapt.repair.calibrate.layers import (
+    capture_layer_inputs,
+    decoder_layers,
+    embed_rows,
+    empty_model,
+    layer_param_names,
+    load_params,
+    release_freed_memory,
+    unload_params,
+)
 
 CACHE_BYTES = 512 << 20  # default bound on the cached layer inputs of one chunk of calibration rows
-_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "logit_scaling", "output_multiplier_scale")
+_LOGIT_TRANSFORMS = (
+    "final_logit_softcapping",
+    "logit_scale",
+    "logits_scaling",
+    "logit_scaling",
+    "output_multiplier_scale",
+)
 
 
 def _check_plain_head(config: dict[str, Any] | None, model: Any, top: str) -> None:
@@ -93,14 +106,15 @@ def snip_scores_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], out_
 
     Memory: the empty model, one decoder layer in fp32 with its Linear gradients, one LM-head block,
     and the cached layer inputs of one chunk of rows: 4 * hidden * (layers + 1) * (tokens in the
-    chunk) bytes (plus each row's layer kwargs: rotary tables, and a T x T mask with eager attention). Rows are split into chunks that keep this under `cache_bytes` (512 MiB by default;
+    chunk) bytes (plus each row's layer kwargs: rotary tables, and a T x T mask with eager attention). Rows are split
+    into chunks that keep this under `cache_bytes` (512 MiB by default;
     a single longer row gets its own chunk); each chunk runs forward and backward through the layers,
     the partial |dL/dW| sums of a layer staying on disk between chunks. A row with no scored token
     (all labels -100 after the shift) contributes nothing."""
     import torch
 
     from safeadapt.core.runtime import make_progress
-    from safeadapt.repair.calibrate_vision import check_layerwise_images, vision_of
+    from safeadapt.repair.calibrate.vision import check_layerwise_images, vision_of
 
     check_layerwise_images(inp.config, rows)
     model = empty_model(inp)
@@ -124,14 +138,31 @@ def snip_scores_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], out_
     plan = [PlannedTensor(k, tuple(m.weight.shape), "float32")  # in the order they are made: top layer first
             for i in range(len(layers) - 1, -1, -1) for k, m in linears.items() if layer_index(k) == i]
     writer = StreamingShardWriter(out, plan, max_shard_size="2GB")
-    ctx = {"model": model, "inp": inp, "lname": lname, "layers": layers, "linears": linears, "out": out, "writer": writer}
+    ctx = {
+        "model": model,
+        "inp": inp,
+        "lname": lname,
+        "layers": layers,
+        "linears": linears,
+        "out": out,
+        "writer": writer,
+    }
     with make_progress() as prog, _aborting(writer):
         task = prog.add_task(f"calibration ({label}, by layer)", total=len(chunks) * 2 * len(layers))
         for c, chunk in enumerate(chunks):
-            caps = capture_layer_inputs(model, layers[0], inp, [{"input_ids": torch.tensor([rows[s][0]]),
-                                                                 "attention_mask": torch.ones(1, len(rows[s][0]), dtype=torch.long),
-                                                                 "vision": vision_of(rows[s])}
-                                                                for s in chunk])
+            caps = capture_layer_inputs(
+                model,
+                layers[0],
+                inp,
+                [
+                    {
+                        "input_ids": torch.tensor([rows[s][0]]),
+                        "attention_mask": torch.ones(1, len(rows[s][0]), dtype=torch.long),
+                        "vision": vision_of(rows[s]),
+                    }
+                    for s in chunk
+                ],
+            )
             kws = [kw for _, kw in caps]
             cache = _forward(ctx, [h for h, _ in caps], kws, lambda: prog.advance(task))
             grads = _top_grads(inp, norm, head_key, cache.pop(), [rows[s][1] for s in chunk], vocab_block)
@@ -160,8 +191,15 @@ def _forward(ctx: dict[str, Any], h0: list[Any], kws: list[dict[str, Any]], adva
     return cache
 
 
-def _backward(ctx: dict[str, Any], cache: list[list[Any]], kws: list[dict[str, Any]], grads: list[Any], chunk: int, final: bool,
-              advance: Any) -> None:
+def _backward(
+    ctx: dict[str, Any],
+    cache: list[list[Any]],
+    kws: list[dict[str, Any]],
+    grads: list[Any],
+    chunk: int,
+    final: bool,
+    advance: Any,
+) -> None:
     """From the top layer down: recompute the layer's forward with grad from its cached input per
     sample, backward with dL_s/d(output), accumulate |dL_s/dW| (gradient hook, as `snip_scores`) on
     top of the earlier chunks' partial sums, pass dL_s/d(input) down; the last chunk writes |W| * sum
@@ -222,7 +260,9 @@ def _hidden(out: Any) -> Any:
     return out[0] if isinstance(out, tuple) else out
 
 
-def _top_grads(inp: Any, norm: Any, head_key: str, hs: list[Any], labels: list[list[int]], vocab_block: int) -> list[Any]:
+def _top_grads(
+    inp: Any, norm: Any, head_key: str, hs: list[Any], labels: list[list[int]], vocab_block: int
+) -> list[Any]:
     """dL_s/dh_L per sample (None where no token is scored): the final norm runs with autograd, the
     LM head and cross-entropy through `_head_grads`."""
     import torch

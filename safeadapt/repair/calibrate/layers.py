@@ -1,30 +1,26 @@
 """Layer-by-layer Wanda pass (the Wanda / SparseGPT big-model scheme): the model is built with empty
 (meta) parameters, the inputs of the first decoder layer are captured once per batch, then each
-decoder layer in turn is read tensor by tensor from the checkpoint, run on the cached hidden states with the norm hooks, and dropped. The
+decoder layer in turn is read tensor by tensor from the checkpoint, run on the cached hidden states with the norm
+hooks, and dropped. The
 embeddings of the calibration tokens are read row by row (`inputs_embeds`), so peak memory is one
 decoder layer + the calibration activations, never the model. Scores cover the decoder-layer
 Linears (the repairs' scope); the same numbers as the whole-model pass (tested). The empty-model,
-parameter loading and first-layer capture helpers are shared with layer-wise SNIP (calibrate_snip)."""
+parameter loading and first-layer capture helpers are shared with layer-wise SNIP (snip.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from safeadapt.io.names import canonical_part, detect_layout, layer_index, to_canonical
-from safeadapt.repair.calibrate import batches, language_linears, norm_hooks
+from safeadapt.io.names import canonical_part, layer_index
+from safeadapt.repair.calibrate.common import NotLayerwise, canon_name, language_linears, norm_hooks
+from safeadapt.repair.calibrate.rows import batches
 
 
 class _Stop(Exception):
     pass
 
 
-class NotLayerwise(Exception):
-    """The model's structure is not one the layer-wise passes cover; score it whole instead."""
 
-
-def canon_name(name: str) -> str:
-    """Canonical tensor name (safeadapt.io.names) of one model parameter name."""
-    return to_canonical(name, detect_layout([name]))
 
 
 def streamable(inp: Any) -> bool:
@@ -76,7 +72,11 @@ def decoder_layers(model: Any) -> tuple[str, Any]:
     import torch
 
     for name, mod in model.named_modules():
-        if isinstance(mod, torch.nn.ModuleList) and name.endswith("layers") and canonical_part(canon_name(name + ".0.x")) == "language":
+        if (
+            isinstance(mod, torch.nn.ModuleList)
+            and name.endswith("layers")
+            and canonical_part(canon_name(name + ".0.x")) == "language"
+        ):
             return name, mod
     raise NotLayerwise("no decoder layer list found")
 
@@ -126,7 +126,7 @@ def wanda_norms_by_layer(inp: Any, rows: list[tuple[list[int], list[int]]], *, b
     import torch
 
     from safeadapt.core.runtime import track
-    from safeadapt.repair.calibrate_vision import check_layerwise_images
+    from safeadapt.repair.calibrate.vision import check_layerwise_images
 
     check_layerwise_images(inp.config, rows)
     model = empty_model(inp)
@@ -161,7 +161,9 @@ def layer_param_names(lname: str, i: int, layer: Any) -> list[str]:
     return [f"{lname}.{i}.{n}" for n, _ in layer.named_parameters()]
 
 
-def capture_layer_inputs(model: Any, first: Any, inp: Any, feeds: list[dict[str, Any]]) -> list[tuple[Any, dict[str, Any]]]:
+def capture_layer_inputs(
+    model: Any, first: Any, inp: Any, feeds: list[dict[str, Any]]
+) -> list[tuple[Any, dict[str, Any]]]:
     """(hidden states, layer kwargs: position embeddings, mask...) entering decoder layer `first` for
     each feed (input_ids + attention_mask, and `vision`: the rows' image tensors); the model runs on
     embeddings read row by row from the checkpoint, with the image features (vision tower and
@@ -169,7 +171,7 @@ def capture_layer_inputs(model: Any, first: Any, inp: Any, feeds: list[dict[str,
     Plain (not inference-mode) tensors: usable with autograd."""
     import torch
 
-    from safeadapt.repair.calibrate_vision import image_param_names, merge_image_features
+    from safeadapt.repair.calibrate.vision import image_param_names, merge_image_features
 
     emb_param = next(n for n, p in model.named_parameters() if p is model.get_input_embeddings().weight)
     captured: dict[str, Any] = {}
