@@ -47,6 +47,13 @@ def smollm2_gguf() -> Path:
     return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+def _spearman_text(rho: dict[str, float | None]) -> str:
+    """The search's proxy-vs-full rank correlations, or why there are none (a rank correlation needs
+    at least 3 re-evaluated points with distinct values)."""
+    shown = [f"{k} {v:.2f}" for k, v in rho.items() if v is not None]
+    return ", ".join(shown) if shown else "undefined: fewer than 3 re-evaluated points, or tied values"
+
+
 def wilson(k: int, n: int) -> tuple[float, float]:
     return wilson_ci(k, n) if n > 0 else (0.0, 1.0)
 
@@ -199,19 +206,24 @@ def _search(dirs: list[Path]) -> list[str]:
             f"{summ['proxy_frac']:.0%} of each suite; the {fid.get('proxy_front')} proxy-front points were "
             f"re-evaluated "
             f"on the full suites ({fid.get('stay_on_full_front')} stay on the full front; Spearman proxy vs full "
-            + ", ".join(f"{k} {v:.2f}" for k, v in (fid.get("spearman_proxy_vs_full") or {}).items() if v is not None)
+            + _spearman_text(fid.get("spearman_proxy_vs_full") or {})
             + f"). Cost: {cost.get('proxy', {}).get('items')} proxy items and {cost.get('full', {}).get('items')} "
             f"full items; the proxy trials took {summ['seconds'] / 60:.1f} min"
             + (f", the whole stage {total / 60:.1f} min" if (total := _marker_seconds(d)) else "")
-            + ". Full-suite values:",
+            + ".",
             "",
-            "| method | parameters | HarmBench ASR | XSTest safe over-refusal | helpfulness | on the full front |",
-            "|---|---|---|---|---|---|",
+            f"The search's ASR objective: {summ.get('asr_definition')}."
+            + "".join(f" **Warning: {w}**" for w in summ.get("warnings", []))
+            + " Full-suite values:",
+            "",
+            "| method | parameters | HarmBench ASR | HarmBench non-refusal | XSTest safe over-refusal | helpfulness "
+            "| on the full front |",
+            "|---|---|---|---|---|---|---|",
         ]
         for p in front:
             m = p["metrics"]
             cells = [fmt(m[f"{k}_count"]["k"], m[f"{k}_count"]["n"]) if f"{k}_count" in m else "-"
-                     for k in ("text_asr", "over_refusal", "helpfulness")]
+                     for k in ("text_asr", "text_non_refusal", "over_refusal", "helpfulness")]
             params = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in p["params"].items())
             L.append(
                 f"| {p['method']} | {params} | "

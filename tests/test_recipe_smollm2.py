@@ -66,6 +66,11 @@ def test_recipe_runs_end_to_end_on_a_tiny_model(tmp_path, shared_data):
         "repair:graft-0.1",
         "repair:safemerge-0.35",
         "repair:somf-30",
+        "home:resta-0.5",
+        "home:antidote-0.1",
+        "home:graft-0.1",
+        "home:safemerge-0.35",
+        "home:somf-30",
     ):
         assert (d[r] / "model" / "model.safetensors").is_file(), r
         assert json.loads((d[f"eval:{r}"] / "results.json").read_text())["suites"]["text-safety"]["n_items"] == 3

@@ -374,3 +374,33 @@ def torch_close(a, b) -> bool:
     import torch
 
     return bool(torch.allclose(a.float(), b.float(), atol=1e-6))
+
+
+class _HarmlessAnswers:
+    """Every candidate answers harmful prompts harmlessly: compliance (ASR) is 0 everywhere, while the
+    non-refusal rate carries the synthetic trade-off (truth's text_asr)."""
+
+    def prepare(self) -> None:
+        pass
+
+    def __call__(self, method, params, fidelity, work):
+        m = truth(params["weight@safety"], params["density@safety"])
+        return {"metrics": {**m, "text_asr": 0.0, "text_non_refusal": m["text_asr"]}, "items": 10}
+
+
+def test_constant_asr_is_flagged_and_non_refusal_can_be_searched(tmp_path, capsys):
+    from safeadapt.repair.search import search
+
+    space = copy.deepcopy(SPACE)
+    res = search(space, tmp_path / "c", trials=8, evaluator=_HarmlessAnswers(), quiet=True)
+    assert {p["objectives_full"]["asr"] for p in res["front"]} == {0.0}
+    (warn,) = res["warnings"]
+    assert "ASR was 0.000 in every evaluation" in warn and "attack_success: non_refusal" in warn
+    assert json.loads((tmp_path / "c" / "summary.json").read_text())["warnings"] == [warn]
+    # the same candidates searched on non-refusal: the objective is the non-refusal rate, no warning
+    space["objectives"] = {"attack_success": "non_refusal"}
+    res = search(space, tmp_path / "n", trials=8, evaluator=_HarmlessAnswers(), quiet=True)
+    assert "warnings" not in res and "any non-refusal" in res["asr_definition"]
+    for p in res["front"]:
+        assert p["objectives_full"]["asr"] == p["metrics"]["text_non_refusal"] > 0
+        assert p["asr_components"] == ["text_non_refusal"]

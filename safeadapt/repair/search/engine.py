@@ -125,7 +125,8 @@ class _Scorer:
         t0 = time.perf_counter()
         work = self.out / "evals" / f"{fidelity}-{self.candidate(method, params)[:12]}"
         res = self.ev(method, params, fidelity, work)
-        obj = objectives(res["metrics"], self.sp.cfg.objectives.asr, self.sp.cfg.objectives.asr_components)
+        spec = self.sp.cfg.objectives
+        obj = objectives(res["metrics"], spec.asr, spec.asr_components, spec.attack_success)
         rec = {"key": k, "method": method, "params": params, "fidelity": fidelity, "metrics": res["metrics"],
                "objectives": obj, "items": int(res.get("items") or 0), "seconds": time.perf_counter() - t0}
         self.cache.append(rec)

@@ -13,10 +13,13 @@ from safeadapt.core.errors import SafeAdaptError
 from safeadapt.core.provenance import stable_hash
 from safeadapt.data.schema import Sample
 from safeadapt.repair.search.evals import SEARCH_EVALS
-from safeadapt.report.collect import SUITE_METRIC
+from safeadapt.report.collect import NON_REFUSAL_METRIC, SUITE_METRIC
 
 # headline metric name -> (suite, metric key in results.json's suite block)
 METRIC_SOURCES = {metric: (suite, key) for suite, (metric, key) in SUITE_METRIC.items()}
+METRIC_SOURCES.update({metric: (suite, "non_refusal_rate") for suite, metric in NON_REFUSAL_METRIC.items()})
+#: ASR component -> its non-refusal counterpart (objectives.attack_success: non_refusal)
+NON_REFUSAL_OF = {SUITE_METRIC[suite][0]: metric for suite, metric in NON_REFUSAL_METRIC.items()}
 
 
 class Evaluator(Protocol):
@@ -73,8 +76,13 @@ def headline_metrics(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def objectives(metrics: dict[str, Any], combine: str, components: list[str]) -> dict[str, Any]:
-    """The three searched objectives. asr = mean (or max) of the measured ASR components."""
+def objectives(
+    metrics: dict[str, Any], combine: str, components: list[str], success: str = "compliance"
+) -> dict[str, Any]:
+    """The three searched objectives. asr = mean (or max) of the measured ASR components; with
+    `success` "non_refusal" each component is its non-refusal rate (compliance + benign)."""
+    if success == "non_refusal":
+        components = [NON_REFUSAL_OF[c] for c in components]
     have = [c for c in components if metrics.get(c) is not None]
     missing = [k for k in ("over_refusal", "helpfulness") if metrics.get(k) is None]
     if not have or missing:

@@ -21,6 +21,24 @@ ASR_DOC = {"mean": "mean of the measured ASR components (each attack surface wei
            "max": "max of the measured ASR components (worst attack surface)"}
 
 
+def asr_definition(spec: Any) -> str:
+    text = ASR_DOC[spec.asr] + f" among {', '.join(spec.asr_components)}"
+    if spec.attack_success == "non_refusal":
+        text += "; an attack success is any non-refusal (compliance + benign), not only harmful compliance"
+    return text
+
+
+def constant_asr_warning(values: list[float], success: str) -> str | None:
+    """A front whose ASR took one value in every evaluation ranks candidates by over-refusal and
+    helpfulness alone: say so, since a user would read it as a safety ranking."""
+    if len(values) < 2 or max(values) - min(values) > 1e-12:
+        return None
+    hint = (" The judge may not resolve harm on this model: compare the non-refusal rates, or search"
+            " with objectives.attack_success: non_refusal." if success == "compliance" else "")
+    return (f"ASR was {values[0]:.3f} in every evaluation ({len(values)}), so the front ranks candidates by "
+            f"over-refusal and helpfulness alone, not by safety.{hint}")
+
+
 def _unique(trials: list[Any]) -> list[Any]:
     seen: dict[str, Any] = {}
     for t in trials:
@@ -92,7 +110,7 @@ def finish(
         "complete": len(done),
         "unique_candidates": len(uniq),
         "objectives": {k: DIRECTIONS[k] for k in OBJECTIVES},
-        "asr_definition": ASR_DOC[sp.cfg.objectives.asr] + f" among {', '.join(sp.cfg.objectives.asr_components)}",
+        "asr_definition": asr_definition(sp.cfg.objectives),
         "proxy_frac": frac,
         "fidelity": {
             "proxy_front": len(front),
@@ -105,6 +123,9 @@ def finish(
         "sampler": sp.cfg.search.sampler,
         "provenance": provenance(config=sp.cfg.model_dump(mode="json"), inputs={"models": sp.models}),
     }
+    warn = constant_asr_warning([v[0] for v in vals] + [fv[0] for fv in fvals], sp.cfg.objectives.attack_success)
+    if warn:
+        summary["warnings"] = [warn]
     atomic_write_json(out / "summary.json", summary)
     print_front(points, summary, con)
     return {**summary, "front": points}
@@ -123,6 +144,8 @@ def print_front(points: list[dict[str, Any]], summary: dict[str, Any], con: Any)
         t.add_row(escape(p["method"]), escape(params), *[f"{f[k]:.3f} ({o[k]:.3f})" for k in OBJECTIVES],
                   "yes" if p["on_full_front"] else "no")
     con.print(t)
+    for w in summary.get("warnings", []):
+        con.print(f"[yellow]warning:[/] {escape(w)}")
     fid = summary["fidelity"]
     rho = ", ".join(f"{k} {v:.2f}" if v is not None else f"{k} n/a" for k, v in fid["spearman_proxy_vs_full"].items())
     con.print(

@@ -77,6 +77,9 @@ class ObjectiveSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     asr: Literal["mean", "max"] = "mean"  # over the available components of ASR_COMPONENTS
     asr_components: list[str] = list(ASR_COMPONENTS)
+    # what counts as an attack success: the judge's `compliance` (harmful content delivered) or every
+    # non-refusal (compliance + benign), for models whose harm the judge does not resolve
+    attack_success: Literal["compliance", "non_refusal"] = "compliance"
 
 
 class SearchSettings(BaseModel):
