@@ -278,3 +278,42 @@ def test_multi_seed_checks_and_stage_names(tmp_path: Path) -> None:
     assert analysis.best_tradeoff(data)[0] == "merge:linear-0.75"
     cards = {f["title"]: f["status"] for f in analysis.findings(data)}
     assert cards["Best trade-off: merge:linear-0.75"] == "does not hold"
+
+
+def _m(k_asr: int, n: int, over: float, help_: float) -> dict:
+    lo, hi = analysis.wilson(k_asr, n)
+    return {"text_asr": k_asr / n, "text_asr_ci": [lo, hi], "text_asr_count": {"k": k_asr, "n": n},
+            "over_refusal": over, "helpfulness": help_}
+
+
+def test_unresolved_asr_is_flagged_and_search_points_use_compliance(tmp_path: Path) -> None:
+    """SmolLM2-like numbers (ASR 0-3 of 50 on every model): a warning card, adaptation "does not
+    hold", the best trade-off says it ranks without ASR, and a search point whose objective counted
+    non-refusals (0.40) is plotted at its compliance ASR (0.02). Separated numbers: no warning."""
+    from safeadapt.report.collect import ReportData
+
+    flat = {"align": _m(0, 50, 0.56, 0.48), "vl": _m(0, 50, 0.40, 0.50), "vl_sft": _m(1, 50, 0.72, 0.50),
+            "repair:graft-0.1": _m(0, 50, 0.42, 0.50), "home:safemerge-0.35": _m(3, 50, 0.08, 0.52)}
+    point = {"method": "linear", "params": {"weight@safety": 0.9}, "metrics": _m(1, 50, 0.70, 0.52),
+             "objectives_full": {"asr": 0.40, "over_refusal": 0.70, "helpfulness": 0.52}}
+    trial = {**point, "objectives": point["objectives_full"]}
+    roles = {"reference": "align", "adapted": "vl"}
+    data = ReportData(source=tmp_path, title="t", models=flat, roles=roles,
+                      search=[{"stage": "search", "pareto": [point], "trials": [trial]}])
+    cards = analysis.findings(data)
+    assert cards[0]["status"] == "warning" and "every 95% interval overlaps" in cards[0]["lines"][0]
+    assert "ASR 0.00-0.06 over 5 models" in cards[0]["lines"][0]
+    adapt = next(c for c in cards if c["title"].startswith("Adaptation raises"))
+    assert adapt["status"] == "does not hold"
+    best = next(c for c in cards if c["title"].startswith("Best trade-off"))
+    assert "ranks by over-refusal and helpfulness alone" in best["rule"]
+    tp = analysis.tradeoff_points(data)
+    (sp,) = [p for p in tp["points"] if p["family"] == "search:linear"]
+    assert sp["asr"] == 0.02 and tp["trials"] == [{"asr": 0.02, "helpfulness": 0.52}]
+
+    counts_only = {r: {k: v for k, v in m.items() if not k.endswith("_ci")} for r, m in flat.items()}
+    assert analysis.asr_unresolved(counts_only) == analysis.asr_unresolved(flat)  # Wilson from k/n
+    apart = {**flat, "vl": _m(35, 50, 0.40, 0.50)}
+    cards = analysis.findings(ReportData(source=tmp_path, title="t", models=apart, roles=roles))
+    assert cards[0]["title"].startswith("Adaptation raises") and cards[0]["status"] == "holds"
+    assert analysis.asr_unresolved(apart) is None

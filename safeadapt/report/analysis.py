@@ -99,6 +99,39 @@ def mean_asr(m: dict[str, Any]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
+def _ci(m: dict[str, Any], k: str) -> tuple[float, float] | None:
+    """The metric's 95% interval: as recorded, else Wilson's from its k/n count."""
+    c, n = m.get(f"{k}_ci"), m.get(f"{k}_count") or {}
+    if isinstance(c, (list, tuple)) and len(c) == 2:
+        return float(c[0]), float(c[1])
+    if isinstance(n.get("k"), int) and isinstance(n.get("n"), int) and n["n"] > 0:
+        return wilson(n["k"], n["n"])
+    return None
+
+
+def asr_unresolved(models: dict[str, dict[str, Any]]) -> str | None:
+    """When no ASR metric separates any two models (for each metric, every model's 95% interval
+    shares a point with every other's), say so: a ranking by ASR is then noise."""
+    seen = 0
+    for k in ASR_METRICS:
+        cis = [c for m in models.values() if (c := _ci(m, k))]
+        if len(cis) < 2:
+            continue
+        seen += 1
+        if max(lo for lo, _ in cis) > min(hi for _, hi in cis):
+            return None
+    if not seen:
+        return None
+    vals = [float(m[k]) for m in models.values() for k in ASR_METRICS if _ci(m, k)]
+    return (f"no model's ASR differs measurably from any other's: every 95% interval overlaps "
+            f"(ASR {min(vals):.2f}-{max(vals):.2f} over {len(models)} models). The judge does not resolve harm here; "
+            "read the non-refusal rates in the results table, and do not read the trade-off below as a safety ranking")
+
+
+def _separates_up(a: dict[str, Any], v: dict[str, Any]) -> bool:
+    return any((ca := _ci(a, k)) and (cv := _ci(v, k)) and cv[0] > ca[1] for k in ASR_METRICS)
+
+
 def best_tradeoff(data: ReportData) -> tuple[str | None, str]:
     """(model, rule). The demo's own check names its best merge; otherwise: among every model but
     the reference, the smallest worst gap of (mean ASR above the reference's, over-refusal above the
@@ -204,11 +237,17 @@ def findings(data: ReportData) -> list[dict[str, Any]]:
     ref, ada = reference_role(models, data.roles), adapted_role(models, data.roles)
     chk, _ = checks(data)
     out: list[dict[str, Any]] = []
+    unresolved = asr_unresolved(models)
+    if unresolved:
+        line = unresolved[0].upper() + unresolved[1:] + "."
+        out.append({"title": "ASR does not separate the models", "lines": [line], "status": "warning"})
     if ref and ada:
         a, v = models[ref], models[ada]
         lines = [f"{LABELS[k]}: {_fmt(a, k)} → {_fmt(v, k)}" for k in ASR_METRICS if k in a and k in v]
-        out.append({"title": f"Adaptation raises attack success ({ref} → {ada})", "lines": lines,
-                    "status": _status(chk, "vl_raises_asr_20pts")})
+        status = _status(chk, "vl_raises_asr_20pts")
+        if status is None and any(_ci(a, k) and _ci(v, k) for k in ASR_METRICS):  # no study check: the intervals
+            status = "holds" if _separates_up(a, v) else "does not hold"
+        out.append({"title": f"Adaptation raises attack success ({ref} → {ada})", "lines": lines, "status": status})
     saf = safety_roles(models)
     if ref and saf:
         a = models[ref]
@@ -242,7 +281,8 @@ def findings(data: ReportData) -> list[dict[str, Any]]:
                 "title": f"Best trade-off: {best}",
                 "lines": lines,
                 "status": _status(chk, "best_merge_within_5pts"),
-                "rule": rule,
+                "rule": rule + ("; ASR separates no models here, so this ranks by over-refusal and helpfulness alone"
+                                if unresolved else ""),
             }
         )
     return out
@@ -263,6 +303,13 @@ def _num(x: Any) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and x == x else None
 
 
+def _axis_asr(rec: dict[str, Any], obj: dict[str, Any]) -> float | None:
+    """A search point's ASR on the models' axis: the mean compliance ASR of its metrics (the search's
+    own objective may be the max, or count non-refusals: objectives.attack_success)."""
+    m = rec.get("metrics")
+    return mean_asr(m) if isinstance(m, dict) and mean_asr(m) is not None else _num(obj.get("asr"))
+
+
 def _search_points(data: ReportData) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     pts, trials = [], []
     for s in data.search:
@@ -274,7 +321,7 @@ def _search_points(data: ReportData) -> tuple[list[dict[str, Any]], list[dict[st
             if not isinstance(p, dict):
                 continue
             o = p.get("objectives_full") or p.get("objectives") or p  # full-suite numbers when the search has them
-            asr, hp, orr = _num(o.get("asr")), _num(o.get("helpfulness")), _num(o.get("over_refusal"))
+            asr, hp, orr = _axis_asr(p, o), _num(o.get("helpfulness")), _num(o.get("over_refusal"))
             if asr is None or hp is None:
                 continue
             params = p.get("params") if isinstance(p.get("params"), dict) else {}
@@ -289,10 +336,10 @@ def _search_points(data: ReportData) -> tuple[list[dict[str, Any]], list[dict[st
             if (
                 t.get("state", "COMPLETE") == "COMPLETE"
                 and isinstance(o, dict)
-                and _num(o.get("asr")) is not None
+                and _axis_asr(t, o) is not None
                 and _num(o.get("helpfulness")) is not None
             ):
-                trials.append({"asr": _num(o["asr"]), "helpfulness": _num(o["helpfulness"])})
+                trials.append({"asr": _axis_asr(t, o), "helpfulness": _num(o["helpfulness"])})
     return pts, trials
 
 
