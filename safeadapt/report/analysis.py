@@ -100,29 +100,25 @@ def mean_asr(m: dict[str, Any]) -> float | None:
 
 
 def _ci(m: dict[str, Any], k: str) -> tuple[float, float] | None:
-    """The metric's 95% interval: as recorded, else Wilson's from its k/n count."""
-    c, n = m.get(f"{k}_ci"), m.get(f"{k}_count") or {}
-    if isinstance(c, (list, tuple)) and len(c) == 2:
-        return float(c[0]), float(c[1])
-    if isinstance(n.get("k"), int) and isinstance(n.get("n"), int) and n["n"] > 0:
-        return wilson(n["k"], n["n"])
-    return None
+    """The metric's 95% interval as the results table shows it (`cell`: Wilson from k/n where the
+    stored one is missing or zero-width)."""
+    c = cell(m, k)
+    return (c["lo"], c["hi"]) if c and c["lo"] is not None else None
 
 
 def asr_unresolved(models: dict[str, dict[str, Any]]) -> str | None:
     """When no ASR metric separates any two models (for each metric, every model's 95% interval
     shares a point with every other's), say so: a ranking by ASR is then noise."""
-    seen = 0
+    vals: list[float] = []
     for k in ASR_METRICS:
-        cis = [c for m in models.values() if (c := _ci(m, k))]
-        if len(cis) < 2:
+        cells = [c for m in models.values() if (c := cell(m, k)) and c["lo"] is not None]
+        if len(cells) < 2:
             continue
-        seen += 1
-        if max(lo for lo, _ in cis) > min(hi for _, hi in cis):
+        if max(c["lo"] for c in cells) > min(c["hi"] for c in cells):
             return None
-    if not seen:
+        vals += [c["value"] for c in cells]
+    if not vals:
         return None
-    vals = [float(m[k]) for m in models.values() for k in ASR_METRICS if _ci(m, k)]
     return (f"no model's ASR differs measurably from any other's: every 95% interval overlaps "
             f"(ASR {min(vals):.2f}-{max(vals):.2f} over {len(models)} models). The judge does not resolve harm here; "
             "read the non-refusal rates in the results table, and do not read the trade-off below as a safety ranking")
@@ -307,7 +303,8 @@ def _axis_asr(rec: dict[str, Any], obj: dict[str, Any]) -> float | None:
     """A search point's ASR on the models' axis: the mean compliance ASR of its metrics (the search's
     own objective may be the max, or count non-refusals: objectives.attack_success)."""
     m = rec.get("metrics")
-    return mean_asr(m) if isinstance(m, dict) and mean_asr(m) is not None else _num(obj.get("asr"))
+    asr = mean_asr(m) if isinstance(m, dict) else None
+    return asr if asr is not None else _num(obj.get("asr"))
 
 
 def _search_points(data: ReportData) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -39,6 +39,12 @@ def constant_asr_warning(values: list[float], success: str) -> str | None:
             f"over-refusal and helpfulness alone, not by safety.{hint}")
 
 
+def rho_text(rho: dict[str, float | None]) -> str:
+    """Spearman proxy vs full per objective; n/a where it is undefined (under 3 re-evaluated points, or
+    tied values)."""
+    return ", ".join(f"{k} {v:.2f}" if v is not None else f"{k} n/a" for k, v in rho.items())
+
+
 def _unique(trials: list[Any]) -> list[Any]:
     seen: dict[str, Any] = {}
     for t in trials:
@@ -147,7 +153,7 @@ def print_front(points: list[dict[str, Any]], summary: dict[str, Any], con: Any)
     for w in summary.get("warnings", []):
         con.print(f"[yellow]warning:[/] {escape(w)}")
     fid = summary["fidelity"]
-    rho = ", ".join(f"{k} {v:.2f}" if v is not None else f"{k} n/a" for k, v in fid["spearman_proxy_vs_full"].items())
+    rho = rho_text(fid["spearman_proxy_vs_full"])
     con.print(
         f"proxy vs full: {fid['stay_on_full_front']}/{fid['proxy_front']} proxy-front points stay on the full front; "
         f"Spearman {rho}; evaluations: {summary['cost']['proxy']['model_evaluations']} proxy, "
