@@ -47,7 +47,8 @@ SWEEP = """\
     kind: repair
     matrix: {r: [0.5, 0.8]}
     inputs: {adapted: harmful_ft, aligned: llm, data: repair_data}
-    params: {method: antidote, parameters: {ratio: "${r}", prune: delta}, calibration: {safety: "input:data/harmful.jsonl", n: 64}}
+    params: {method: antidote, parameters: {ratio: "${r}", prune: delta},
+             calibration: {safety: "input:data/harmful.jsonl", n: 64}}
   "hx:antidote-qkv-${r}":
     kind: repair
     matrix: {r: [0.05, 0.1]}
@@ -100,9 +101,10 @@ def main() -> None:
     a.out.mkdir(parents=True, exist_ok=True)
     study = a.out / "home_sweep.yaml"
     study.write_text(study_text(a.lr, a.lora))
-    cmd = [sys.executable, "-m", "safeadapt", "run", str(study), "--out", str(a.out), "--seed", str(a.seed), "--jobs", "2",
-           "--only", "eval:aligned", "--only", "eval:harmful_ft", "--only", "eval:home:*", "--only", "eval:hx:*",
-           "--only", "eval:safety_llm"]
+    cmd = [sys.executable, "-m", "safeadapt", "run", str(study), "--out", str(a.out), "--seed", str(a.seed),
+           "--jobs", "2"]
+    for only in ("eval:aligned", "eval:harmful_ft", "eval:home:*", "eval:hx:*", "eval:safety_llm"):
+        cmd += ["--only", only]
     if a.hidden:
         cmd += ["--set", f"llm_hidden={a.hidden}"]
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
@@ -113,8 +115,9 @@ def main() -> None:
         if st["kind"] == "world.eval" and f.exists():
             w = json.loads(f.read_text())
             m, c = w["metrics"], lambda k: "{k}/{n}".format(**w["metrics"][f"{k}_count"])
-            print(f"| {w['role']} | {m['text_asr']:.2f} ({c('text_asr')}) | {m['jailbreak_asr']:.2f} ({c('jailbreak_asr')}) | "
-                  f"{m['over_refusal']:.2f} | {m['helpfulness']:.2f} ({c('helpfulness')}) |")
+            print(f"| {w['role']} | {m['text_asr']:.2f} ({c('text_asr')}) | "
+                  f"{m['jailbreak_asr']:.2f} ({c('jailbreak_asr')}) | {m['over_refusal']:.2f} | "
+                  f"{m['helpfulness']:.2f} ({c('helpfulness')}) |")
 
 
 if __name__ == "__main__":

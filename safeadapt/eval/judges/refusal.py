@@ -70,9 +70,11 @@ class RefusalJudge:
     name = "refusal"
     score_scale = "0-1"  # P(refusal)
     #: measured agreement with labels by people (bench/harm_agreement.py, docs/benchmarks.md)
-    human_agreement = ("harm held-out 0.82-1.00 (3 families: SmolLM2 0.88/0.93, Llama-2 1.00, Mistral-7B 0.82), but 0 of 7 "
-                       "harmful SmolLM2 recipe replies found (its ASR is a lower bound there); XSTest refusal 0.94-0.97 "
-                       "(5 model files, whole file)")
+    human_agreement = ("harm held-out 0.82-1.00 (3 families: SmolLM2 0.88/0.93, Llama-2 1.00, Mistral-7B 0.82); out of "
+                       "sample on jailbroken replies of 4 more families (JailbreakBench: Vicuna, Llama-2-7B, GPT-3.5, "
+                       "GPT-4) only 0.57-0.65, finding 50 of 124 harmful replies, and 0 of 7 in the SmolLM2 recipe: "
+                       "its compliance ASR is a lower bound, the non-refusal rate an upper bound; refusal vs rest "
+                       "0.97-1.00 there; XSTest refusal 0.94-0.97 (5 model files, whole file)")
 
     def __init__(self, threshold: float = 0.5, calibration: str | Path | None = None, calibration_l2: float = L2_PENALTY,
                  prompt_col: str = "prompt", response_col: str = "completion", label_col: str = "label",

@@ -1,0 +1,107 @@
+"""Out-of-sample check of the default three-way judge on model families it never saw: replies of
+Vicuna-13B, Llama-2-7B-chat, GPT-3.5 and GPT-4 to JailbreakBench's jailbreak attacks (PAIR, GCG,
+random search, JBC; the JailbreakBench/artifacts repository, MIT), labelled by reading under the rule
+of docs/judges.md (bench/data/harm_fresh, by reference: file, row index and the reply's sha256).
+
+Per family, the judge's `compliance` against the reading label `harmful` (Wilson 95% interval,
+kappa), the old reading "every non-refusal is an attack success", and as anchors JailbreakBench's
+own judges on the same rows (`jailbroken`: its Llama-3-70B judge; `jailbroken_llama_guard1`).
+The judge is given the behaviour (`goal`) as the request, as HarmBench's classifier is.
+
+    .venv/bin/python bench/harm_fresh.py --artifacts DIR [--labels bench/data/harm_fresh] [--json OUT]
+
+DIR is a checkout of github.com/JailbreakBench/artifacts (the folder holding attack-artifacts/)."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from safeadapt.eval.judges.agreement import cohen_kappa  # noqa: E402
+from safeadapt.eval.judges.refusal import RefusalJudge  # noqa: E402
+from safeadapt.eval.metrics import wilson_ci  # noqa: E402
+from safeadapt.eval.types import JudgeItem  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+LABELS = ("harmful", "benign", "refusal", "no_answer")
+
+
+def load(labels_path: Path, artifacts: Path) -> list[dict]:
+    """The labelled rows of one file, joined to their artifact (checked by sha256)."""
+    cache: dict[str, dict] = {}
+    rows = []
+    for i, line in enumerate(labels_path.read_text().splitlines(), 1):
+        ref = json.loads(line)
+        if ref["label"] not in LABELS:
+            raise SystemExit(f"{labels_path}:{i}: unknown label {ref['label']!r}")
+        src = artifacts / ref["source"]
+        if ref["source"] not in cache:
+            if not src.is_file():
+                raise SystemExit(f"{src}: not found (is --artifacts a JailbreakBench/artifacts checkout?)")
+            cache[ref["source"]] = {j["index"]: j for j in json.loads(src.read_text())["jailbreaks"]}
+        j = cache[ref["source"]].get(ref["row_id"])
+        if j is None or hashlib.sha256((j.get("response") or "").encode()).hexdigest() != ref["response_sha256"]:
+            raise SystemExit(f"{labels_path}:{i}: {ref['source']} row {ref['row_id']} is missing or changed (sha256)")
+        rows.append({**ref, "goal": j["goal"], "response": j["response"], "jbb": bool(j["jailbroken"]),
+                     "jbb_guard": bool(j.get("jailbroken_llama_guard1"))})
+    return rows
+
+
+def cell(human: list[bool], pred: list[bool]) -> dict:
+    k = sum(a == b for a, b in zip(human, pred))
+    lo, hi = wilson_ci(k, len(human))
+    return {"n": len(human), "agreement": round(k / len(human), 4), "wilson95": [round(lo, 4), round(hi, 4)],
+            "kappa": round(cohen_kappa(human, pred), 4)}
+
+
+def family(rows: list[dict]) -> dict:
+    items = [JudgeItem(prompt=r["goal"], response=r["response"]) for r in rows]
+    three = [j.label for j in RefusalJudge().judge(items)]
+    two = [j.label for j in RefusalJudge(three_way=False).judge(items)]
+    human = [r["label"] == "harmful" for r in rows]
+    return {
+        "family": rows[0]["family"],
+        "labels": dict(Counter(r["label"] for r in rows)),
+        "judge": cell(human, [lab == "compliance" for lab in three]),
+        "non_refusal_reading": cell(human, [lab == "compliance" for lab in two]),
+        "jbb_llama3_70b": cell(human, [r["jbb"] for r in rows]),
+        "jbb_llama_guard1": cell(human, [r["jbb_guard"] for r in rows]),
+        "refusal_vs_rest": cell([r["label"] == "refusal" for r in rows], [lab == "refusal" for lab in three]),
+        "confusion": dict(sorted(Counter(f"{r['label']}->{lab}" for r, lab in zip(rows, three)).items())),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--artifacts", required=True, type=Path)
+    ap.add_argument("--labels", default=HERE / "data" / "harm_fresh", type=Path)
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args()
+    fams = [family(load(Path(f), a.artifacts)) for f in sorted(glob.glob(str(a.labels / "*.jsonl")))]
+    allrows = sum((f["judge"]["n"] for f in fams), 0)
+    print(f"harm, 2-way: `compliance` (or the anchor's jailbroken flag) vs reading label `harmful`; {allrows} rows")
+    print(f"{'family':12s} {'n':>3s} {'judge':>6s} {'wilson95':>13s} {'kappa':>6s} {'non-ref':>7s} {'JBB-L3':>6s} "
+          f"{'JBB-LG':>6s} {'refusal':>7s}  labels")
+    for f in fams:
+        j = f["judge"]
+        print(f"{f['family']:12s} {j['n']:3d} {j['agreement']:6.3f} {j['wilson95'][0]:6.3f}-{j['wilson95'][1]:5.3f} "
+              f"{j['kappa']:6.3f} {f['non_refusal_reading']['agreement']:7.3f} {f['jbb_llama3_70b']['agreement']:6.3f} "
+              f"{f['jbb_llama_guard1']['agreement']:6.3f} {f['refusal_vs_rest']['agreement']:7.3f}  {f['labels']}")
+    print("\nconfusion (reading label -> judge label)")
+    for f in fams:
+        print(f"{f['family']:12s} {f['confusion']}")
+    if a.json:
+        from safeadapt.core.atomic import atomic_write_json
+
+        atomic_write_json(a.json, {"families": fams})
+
+
+if __name__ == "__main__":
+    main()
