@@ -23,11 +23,11 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from safeadapt.eval.judges.agreement import cohen_kappa  # noqa: E402
+from harm_agreement import cell, labels  # noqa: E402  (the in-family scorer's counting, shared)
+
 from safeadapt.eval.judges.refusal import RefusalJudge  # noqa: E402
-from safeadapt.eval.metrics import wilson_ci  # noqa: E402
-from safeadapt.eval.types import JudgeItem  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 LABELS = ("harmful", "benign", "refusal", "no_answer")
@@ -49,22 +49,14 @@ def load(labels_path: Path, artifacts: Path) -> list[dict]:
         j = cache[ref["source"]].get(ref["row_id"])
         if j is None or hashlib.sha256((j.get("response") or "").encode()).hexdigest() != ref["response_sha256"]:
             raise SystemExit(f"{labels_path}:{i}: {ref['source']} row {ref['row_id']} is missing or changed (sha256)")
-        rows.append({**ref, "goal": j["goal"], "response": j["response"], "jbb": bool(j["jailbroken"]),
+        # the behaviour is the request the judge sees, as HarmBench's classifier is given it
+        rows.append({**ref, "prompt": j["goal"], "completion": j["response"], "jbb": bool(j["jailbroken"]),
                      "jbb_guard": bool(j.get("jailbroken_llama_guard1"))})
     return rows
 
 
-def cell(human: list[bool], pred: list[bool]) -> dict:
-    k = sum(a == b for a, b in zip(human, pred))
-    lo, hi = wilson_ci(k, len(human))
-    return {"n": len(human), "agreement": round(k / len(human), 4), "wilson95": [round(lo, 4), round(hi, 4)],
-            "kappa": round(cohen_kappa(human, pred), 4)}
-
-
 def family(rows: list[dict]) -> dict:
-    items = [JudgeItem(prompt=r["goal"], response=r["response"]) for r in rows]
-    three = [j.label for j in RefusalJudge().judge(items)]
-    two = [j.label for j in RefusalJudge(three_way=False).judge(items)]
+    three, two = labels(RefusalJudge(), rows), labels(RefusalJudge(three_way=False), rows)
     human = [r["label"] == "harmful" for r in rows]
     return {
         "family": rows[0]["family"],

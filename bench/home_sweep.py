@@ -74,15 +74,15 @@ SWEEP_ROLES = ["safety_llm", "hx:lin-0.2", "hx:lin-0.4", "hx:lin-0.6", "hx:lin-0
 def study_text(lr: float | None, lora: bool) -> str:
     """The demo study with harmful_ft's options replaced and the sweep stages and evals added."""
     s = DEMO.read_text()
-    if FT_OPTIONS not in s:
+    ft = "      data_file: mix.jsonl\n      " + FT_OPTIONS
+    if ft not in s:
         raise SystemExit(f"{DEMO}: harmful_ft's options changed; update bench/home_sweep.py")
     opts = FT_OPTIONS
     if lr is not None:
         opts = opts.replace('lr: "${llm_align_lr}"', f"lr: {lr}")
     if lora:
         opts = opts.replace("options: {", "options: {lora: true, lora_r: 8, lora_alpha: 16, ")
-    head, tail = s.split("      data_file: mix.jsonl\n      " + FT_OPTIONS, 1)
-    s = head + "      data_file: mix.jsonl\n      " + opts + tail
+    s = s.replace(ft, "      data_file: mix.jsonl\n      " + opts, 1)
     anchor = '  "eval:${role}":\n'
     s = s.replace(anchor, SWEEP + anchor, 1)
     last = '      - {role: "home:somf-30", model: "home:somf-30"}\n'
@@ -107,7 +107,9 @@ def main() -> None:
         cmd += ["--only", only]
     if a.hidden:
         cmd += ["--set", f"llm_hidden={a.hidden}"]
-    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    rc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL).returncode  # its error line reaches stderr
+    if rc:
+        raise SystemExit(f"safeadapt run {study} failed (exit {rc})")
     print(f"seed {a.seed}, harmful_ft lr {a.lr or 'demo'}{', LoRA' if a.lora else ''}, width {a.hidden or 128}")
     print("| model | text ASR | jailbreak ASR | over-refusal | helpfulness |\n|---|---|---|---|---|")
     for st in json.loads((a.out / "study.json").read_text())["stages"]:
