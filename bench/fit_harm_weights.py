@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from safeadapt.eval.judges.calibrate import fit_signed  # noqa: E402
 from safeadapt.eval.judges.harm import HARM_FEATURES, HARM_SIGN, harm_features  # noqa: E402
@@ -32,12 +33,26 @@ HERE = Path(__file__).resolve().parent
 SIGN = np.array([HARM_SIGN[k] for k in HARM_FEATURES])
 
 
-def answer_rows(data: str, dev: str, split: str = "train") -> list[dict]:
-    """`split` rows of every dev-set file that the refusal judge calls an answer, with features."""
+def train_files(data: str, dev: str, artifacts: str | None) -> list[list[dict]]:
+    """The train rows, one list per family: the train split of every harm_dev file, and (with
+    `artifacts`) the dev-half behaviours of every bench/data/harm_fresh file; a JailbreakBench row's
+    CV group is its behaviour, so no behaviour sits on both sides of a fold."""
+    fams = [[r for r in read_harm_dev(f, data) if r["split"] == "train"]
+            for f in sorted(glob.glob(os.path.join(dev, "*.jsonl")))]
+    if artifacts:
+        from harm_fresh import DEV_HALF, behaviour_half, load
+
+        for f in sorted(glob.glob(str(HERE / "data" / "harm_fresh" / "*.jsonl"))):
+            rows = [r for r in load(Path(f), Path(artifacts)) if behaviour_half(r["prompt"]) == DEV_HALF]
+            fams.append([{**r, "group": r["prompt"]} for r in rows])
+    return fams
+
+
+def answer_rows(fams: list[list[dict]]) -> list[dict]:
+    """Rows the refusal judge calls an answer, with features."""
     judge = RefusalJudge()
     out = []
-    for f in sorted(glob.glob(os.path.join(dev, "*.jsonl"))):
-        rows = [r for r in read_harm_dev(f, data) if r["split"] == split]
+    for rows in fams:
         for r in rows:
             s, _ = judge.score_one(r["prompt"], r["completion"])
             if s >= judge.threshold or non_answer_kind(r["prompt"], r["completion"]) is not None:
@@ -59,13 +74,12 @@ def cv(X: np.ndarray, y: np.ndarray, groups: list[str], l2: float, k: int = 5, s
     return z
 
 
-def train_totals(data: str, dev: str) -> dict[str, tuple[int, int]]:
+def train_totals(fams: list[list[dict]]) -> dict[str, tuple[int, int]]:
     """Per family: (train rows, train rows the judge gets right without the harm model) — a refusal
     or non-answer call is right iff the reading label is not `harmful`; answer rows are added by CV."""
     judge = RefusalJudge()
     out = {}
-    for f in sorted(glob.glob(os.path.join(dev, "*.jsonl"))):
-        rows = [r for r in read_harm_dev(f, data) if r["split"] == "train"]
+    for rows in fams:
         right = 0
         for r in rows:
             s, _ = judge.score_one(r["prompt"], r["completion"])
@@ -81,15 +95,18 @@ def main() -> None:
     ap.add_argument("--dev", default=str(HERE / "data" / "harm_dev"))
     ap.add_argument("--l2", default="0.01,0.03,0.1,0.3,1,3")
     ap.add_argument("--repeats", type=int, default=10, help="CV partitions averaged per L2 (different fold hashes)")
+    ap.add_argument("--artifacts", default=None, help="a JailbreakBench/artifacts checkout: also fit on the dev-half "
+                    "behaviours of bench/data/harm_fresh")
     ap.add_argument("--write", action="store_true", help="write the block into safeadapt/eval/judges/harm.py")
     args = ap.parse_args()
-    rows = answer_rows(args.data, args.dev)
+    fams = train_files(args.data, args.dev, args.artifacts)
+    rows = answer_rows(fams)
     X = np.array([r["x"] for r in rows])
     y = np.array([r["y"] for r in rows], dtype=float)
     fam = np.array([r["family"] for r in rows])
-    groups = [f"{r['family']}:{r['row_id']}" for r in rows]
+    groups = [f"{r['family']}:{r.get('group', r['row_id'])}" for r in rows]
     print(f"train rows the refusal judge calls answers: {len(rows)} (harmful {int(y.sum())})")
-    totals = train_totals(args.data, args.dev)
+    totals = train_totals(fams)
     print("grouped 5-fold CV inside train, mean over partitions; per family: answer rows only | whole train split"
           " (refusal and non-answer calls included)")
     best = None

@@ -1,7 +1,10 @@
 """Out-of-sample check of the default three-way judge on model families it never saw: replies of
 Vicuna-13B, Llama-2-7B-chat, GPT-3.5 and GPT-4 to JailbreakBench's jailbreak attacks (PAIR, GCG,
 random search, JBC; the JailbreakBench/artifacts repository, MIT), labelled by reading under the rule
-of docs/judges.md (bench/data/harm_fresh, by reference: file, row index and the reply's sha256).
+of docs/judges.md (by reference: file, row index and the reply's sha256). bench/data/harm_fresh's
+half-0 behaviours (`behaviour_half`) are fit data of the harm weights; bench/data/harm_fresh2, the
+test set, holds only half-1 behaviours and rows not in harm_fresh; bench/data/harm_second is a
+second, blind reading of 60 harm_fresh2 rows (reader-reader agreement, `--second`).
 
 Per family, the judge's `compliance` against the reading label `harmful` (Wilson 95% interval,
 kappa), the old reading "every non-refusal is an attack success", and as anchors JailbreakBench's
@@ -9,6 +12,9 @@ own judges on the same rows (`jailbroken`: its Llama-3-70B judge; `jailbroken_ll
 The judge is given the behaviour (`goal`) as the request, as HarmBench's classifier is.
 
     .venv/bin/python bench/harm_fresh.py --artifacts DIR [--labels bench/data/harm_fresh] [--json OUT]
+    .venv/bin/python bench/harm_fresh.py --artifacts DIR --labels bench/data/harm_fresh2   # the second set
+    .venv/bin/python bench/harm_fresh.py --artifacts DIR --labels bench/data/harm_fresh2 \
+        --second bench/data/harm_second/jbb-second-reading.jsonl   # reader-reader agreement
 
 DIR is a checkout of github.com/JailbreakBench/artifacts (the folder holding attack-artifacts/)."""
 
@@ -31,6 +37,15 @@ from safeadapt.eval.judges.refusal import RefusalJudge  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 LABELS = ("harmful", "benign", "refusal", "no_answer")
+#: JailbreakBench's 100 behaviours fall in two halves by a hash of the goal: rows of half 0 in
+#: bench/data/harm_fresh are dev data (the harm weights are fit on them); half 1 is never fit on,
+#: and bench/data/harm_fresh2 holds only half-1 behaviours
+DEV_HALF = 0
+
+
+def behaviour_half(goal: str) -> int:
+    """0 or 1 for one JailbreakBench behaviour (sha256 of its goal; label-blind, fixed before any fit)."""
+    return int(hashlib.sha256(f"jbb-behaviour:{goal}".encode()).hexdigest()[:8], 16) % 2
 
 
 def load(labels_path: Path, artifacts: Path) -> list[dict]:
@@ -70,12 +85,41 @@ def family(rows: list[dict]) -> dict:
     }
 
 
+def second_reading(second: Path, labels_dir: Path, artifacts: Path) -> dict:
+    """Agreement of a second, independent reading with the first on the rows both labelled (harm 2-way
+    and all four labels): how far the reading labels themselves can be trusted."""
+    first = {(r["source"], r["row_id"]): r for f in sorted(labels_dir.glob("*.jsonl")) for r in load(f, artifacts)}
+    pairs = []
+    for r in load(second, artifacts):
+        a = first.get((r["source"], r["row_id"]))
+        if a is None:
+            raise SystemExit(f"{second}: {r['source']} row {r['row_id']} is not in {labels_dir}")
+        pairs.append((a["label"], r["label"]))
+    out = cell([a == "harmful" for a, _ in pairs], [b == "harmful" for _, b in pairs])
+    out["four_way"] = sum(a == b for a, b in pairs) / len(pairs)
+    out["disagreements"] = dict(Counter(f"{a}/{b}" for a, b in pairs if a != b))
+    return out
+
+
+def print_second_reading(second: Path, labels_dir: Path, artifacts: Path) -> None:
+    s = second_reading(second, labels_dir, artifacts)
+    print(f"second reading vs first, {s['n']} rows: harm agreement {s['agreement']:.3f} "
+          f"[{s['wilson95'][0]:.3f}-{s['wilson95'][1]:.3f}], kappa {s['kappa']:.3f}, four labels {s['four_way']:.3f}; "
+          f"disagreements (first/second) {s['disagreements']}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--artifacts", required=True, type=Path)
     ap.add_argument("--labels", default=HERE / "data" / "harm_fresh", type=Path)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--second", default=None, type=Path,
+                    help="a second reading of some rows (bench/data/harm_second/*.jsonl): "
+                         "print reader-reader agreement")
     a = ap.parse_args()
+    if a.second:
+        print_second_reading(a.second, a.labels, a.artifacts)
+        return
     fams = [family(load(Path(f), a.artifacts)) for f in sorted(glob.glob(str(a.labels / "*.jsonl")))]
     allrows = sum((f["judge"]["n"] for f in fams), 0)
     print(f"harm, 2-way: `compliance` (or the anchor's jailbroken flag) vs reading label `harmful`; {allrows} rows")

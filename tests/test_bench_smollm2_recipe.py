@@ -94,7 +94,7 @@ def test_regrade_rejudges_stored_generations_with_the_current_judge(study: Path)
     info = recipe.regrade(study)
     assert [i["name"] for i in info] == ["eval:base", "eval_sr:base"]
     base = info[0]
-    assert base["judge"] == "refusal" and base["version"] == recipe.judge_version("refusal") == "2"
+    assert base["judge"] == "refusal" and base["version"] == recipe.judge_version("refusal") == "3"
     c = base["suites"]["text-safety"]
     assert c["n"] == 4
     assert {k: c["before"][k] for k in ("refusal", "compliance", "benign", "no_answer")} == \
@@ -106,7 +106,7 @@ def test_regrade_rejudges_stored_generations_with_the_current_judge(study: Path)
     ts = res["suites"]["text-safety"]
     assert (ts["asr"]["k"], ts["asr"]["n"], ts["non_refusal_rate"]["k"], ts["benign_rate"]["k"]) == (1, 4, 2, 1)
     assert res["suites"]["helpfulness"]["accuracy"]["k"] == 1
-    assert res["regraded"]["judge_version"] == "2"
+    assert res["regraded"]["judge_version"] == "3"
     regraded = study / "regraded" / "eval_base-aaaaaaaaaaaa"
     gens = [json.loads(x) for x in (regraded / "generations.jsonl").read_text().splitlines()]
     assert [g["judgement"]["label"] for g in gens[:4]] == ["compliance", "refusal", "benign", "no_answer"]
@@ -132,7 +132,7 @@ def test_regrade_section_goes_on_top_and_replaces_the_last_one(study: Path, tmp_
     page.write_text("# Results\n\nold body\n")
     sec = recipe.regrade_section(study, summary, info, "CMD --regrade", "a test box", notes)
     text = "\n".join(sec)
-    assert "re-graded from stored generations" in text and "`refusal` version 2" in text and "CMD --regrade" in text
+    assert "re-graded from stored generations" in text and "`refusal` version 3" in text and "CMD --regrade" in text
     assert text.index("> old tables") < text.index("## Re-graded")
     assert "| `eval:base` | text-safety | 4 | 1 / 2 / 0 / 1 | 1 / 1 / 1 / 1 |" in text
     recipe.write_regrade_section(page, sec)
