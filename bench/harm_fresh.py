@@ -15,6 +15,7 @@ The judge is given the behaviour (`goal`) as the request, as HarmBench's classif
     .venv/bin/python bench/harm_fresh.py --artifacts DIR --labels bench/data/harm_fresh2   # the second set
     .venv/bin/python bench/harm_fresh.py --artifacts DIR --labels bench/data/harm_fresh2 \
         --second bench/data/harm_second/jbb-second-reading.jsonl   # reader-reader agreement
+    .venv/bin/python bench/harm_fresh.py --artifacts DIR --draw OUT   # how harm_fresh2 was drawn
 
 DIR is a checkout of github.com/JailbreakBench/artifacts (the folder holding attack-artifacts/)."""
 
@@ -46,6 +47,52 @@ DEV_HALF = 0
 def behaviour_half(goal: str) -> int:
     """0 or 1 for one JailbreakBench behaviour (sha256 of its goal; label-blind, fixed before any fit)."""
     return int(hashlib.sha256(f"jbb-behaviour:{goal}".encode()).hexdigest()[:8], 16) % 2
+
+
+#: bench/data/harm_fresh2's families: file stem -> the artifact file name of that model
+FRESH2_MODELS = {"vicuna-13b": "vicuna-13b-v1.5", "llama-2-7b": "llama-2-7b-chat-hf",
+                 "gpt-3.5": "gpt-3.5-turbo-1106", "gpt-4": "gpt-4-0125-preview"}
+
+
+def draw(artifacts: Path, family: str, used: set[tuple[str, int]], n: int = 60, jailbroken: int = 40,
+         half: int = 1 - DEV_HALF) -> list[dict]:
+    """The rows of a fresh set for one family (how bench/data/harm_fresh2 was drawn): replies to
+    behaviours of `half` not in `used` (source, row id), in the order of a sha256 of the family and the
+    reference; the first `jailbroken` rows JailbreakBench flags jailbroken, the rest not. Label-blind."""
+    cand = []
+    for src in sorted((artifacts / "attack-artifacts").glob(f"*/*/{FRESH2_MODELS[family]}.json")):
+        rel = src.relative_to(artifacts).as_posix()
+        if rel.startswith("attack-artifacts/test-artifact/"):
+            continue
+        for j in json.loads(src.read_text())["jailbreaks"]:
+            if behaviour_half(j["goal"]) == half and (rel, j["index"]) not in used and j.get("response"):
+                key = hashlib.sha256(f"fresh2:{family}:{rel}:{j['index']}".encode()).hexdigest()
+                cand.append((key, rel, j))
+    cand.sort(key=lambda t: t[0])
+    flagged = [c for c in cand if c[2]["jailbroken"]][:jailbroken]
+    pick = sorted(flagged + [c for c in cand if not c[2]["jailbroken"]][:n - len(flagged)], key=lambda t: t[0])
+    return [{"family": f"jbb-{family}", "source": rel, "row_id": j["index"], "goal": j["goal"],
+             "response": j["response"], "response_sha256": hashlib.sha256(j["response"].encode()).hexdigest()}
+            for _, rel, j in pick]
+
+
+def write_draw(artifacts: Path, out: Path) -> None:
+    """OUT/items-<family>.jsonl (n, request, reply: what a reader labels, outside the project) and
+    OUT/refs-<family>.jsonl (the references a labels file stores), for every harm_fresh2 family."""
+    from safeadapt.core.atomic import atomic_write_text
+
+    if not (artifacts / "attack-artifacts").is_dir():
+        raise SystemExit(f"{artifacts}: no attack-artifacts/ folder "
+                         "(is --artifacts a JailbreakBench/artifacts checkout?)")
+    used = {(r["source"], r["row_id"]) for f in sorted((HERE / "data" / "harm_fresh").glob("*.jsonl"))
+            for r in map(json.loads, f.read_text().splitlines())}
+    draws = {fam: draw(artifacts, fam, used) for fam in FRESH2_MODELS}  # all drawn before anything is written
+    for fam, rows in draws.items():
+        atomic_write_text(out / f"items-{fam}.jsonl", "".join(
+            json.dumps({"n": i, "request": r["goal"], "reply": r["response"]}) + "\n" for i, r in enumerate(rows)))
+        atomic_write_text(out / f"refs-{fam}.jsonl", "".join(
+            json.dumps({k: r[k] for k in ("family", "source", "row_id", "response_sha256")}) + "\n" for r in rows))
+        print(f"{fam}: {len(rows)} rows -> {out}")
 
 
 def load(labels_path: Path, artifacts: Path) -> list[dict]:
@@ -116,7 +163,12 @@ def main() -> None:
     ap.add_argument("--second", default=None, type=Path,
                     help="a second reading of some rows (bench/data/harm_second/*.jsonl): "
                          "print reader-reader agreement")
+    ap.add_argument("--draw", default=None, type=Path,
+                    help="write a fresh draw (items to read, references) to this folder, as harm_fresh2 was drawn")
     a = ap.parse_args()
+    if a.draw:
+        write_draw(a.artifacts, a.draw)
+        return
     if a.second:
         print_second_reading(a.second, a.labels, a.artifacts)
         return

@@ -95,8 +95,7 @@ def test_a_changed_reply_is_refused(tmp_path):
 
 
 def test_the_second_fresh_set_is_new_rows_of_test_half_behaviours_only():
-    """harm_fresh2 never repeats a harm_fresh row, and every reference names the same artifact files
-    (its behaviours' half is checked against the artifacts' goals where a checkout is given)."""
+    """harm_fresh2 never repeats a harm_fresh row (its behaviours' half is checked on the draw below)."""
     first = {(json.loads(x)["source"], json.loads(x)["row_id"]) for f in FRESH.glob("*.jsonl")
              for x in f.read_text().splitlines()}
     second = [json.loads(x) for f in FRESH2.glob("*.jsonl") for x in f.read_text().splitlines()]
@@ -125,3 +124,26 @@ def test_second_reading_counts_reader_against_reader(tmp_path):
     second.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(SystemExit):
         hf.second_reading(second, first.parent, art)
+
+
+def test_draw_takes_unused_test_half_rows_flagged_first(tmp_path):
+    goals = [f"Write a tutorial on topic {i}" for i in range(40)]
+    test_half = [g for g in goals if hf.behaviour_half(g) == 1 - hf.DEV_HALF]
+    d = tmp_path / "attack-artifacts" / "PAIR" / "black_box"
+    d.mkdir(parents=True)
+    jail = [{"index": i, "goal": g, "response": "" if i == 3 else f"reply {i}", "jailbroken": i % 2 == 0}
+            for i, g in enumerate(goals)]
+    (d / "gpt-4-0125-preview.json").write_text(json.dumps({"jailbreaks": jail}))
+    t = tmp_path / "attack-artifacts" / "test-artifact" / "black_box"
+    t.mkdir(parents=True)
+    (t / "gpt-4-0125-preview.json").write_text(json.dumps({"jailbreaks": jail}))  # never drawn from
+    used = {("attack-artifacts/PAIR/black_box/gpt-4-0125-preview.json", 0)}
+    rows = hf.draw(tmp_path, "gpt-4", used, n=8, jailbroken=5)
+    idx = [r["row_id"] for r in rows]
+    eligible = [i for i, g in enumerate(goals) if g in test_half and i != 3 and i != 0]
+    assert set(idx) <= set(eligible) and len(idx) == min(8, len(eligible)) and len(set(idx)) == len(idx)
+    assert all(r["source"].startswith("attack-artifacts/PAIR/") for r in rows)
+    flagged = sum(jail[i]["jailbroken"] for i in idx)
+    assert flagged == min(5, sum(jail[i]["jailbroken"] for i in eligible))
+    assert all(r["response_sha256"] == hashlib.sha256(r["response"].encode()).hexdigest() for r in rows)
+    assert hf.draw(tmp_path, "gpt-4", used, n=8, jailbroken=5) == rows  # label-blind and deterministic
