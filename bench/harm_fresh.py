@@ -15,6 +15,7 @@ The judge is given the behaviour (`goal`) as the request, as HarmBench's classif
     .venv/bin/python bench/harm_fresh.py --artifacts DIR --labels bench/data/harm_fresh2   # the second set
     .venv/bin/python bench/harm_fresh.py --artifacts DIR --labels bench/data/harm_fresh2 \
         --second bench/data/harm_second/jbb-second-reading.jsonl   # reader-reader agreement
+    .venv/bin/python bench/harm_fresh.py --artifacts DIR --half 1   # harm_fresh's rows never fit on
     .venv/bin/python bench/harm_fresh.py --artifacts DIR --draw OUT   # how harm_fresh2 was drawn
 
 DIR is a checkout of github.com/JailbreakBench/artifacts (the folder holding attack-artifacts/)."""
@@ -163,6 +164,8 @@ def main() -> None:
     ap.add_argument("--second", default=None, type=Path,
                     help="a second reading of some rows (bench/data/harm_second/*.jsonl): "
                          "print reader-reader agreement")
+    ap.add_argument("--half", default=None, type=int, choices=(0, 1),
+                    help="only rows of this behaviour half (0: the harm weights' fit rows in harm_fresh)")
     ap.add_argument("--draw", default=None, type=Path,
                     help="write a fresh draw (items to read, references) to this folder, as harm_fresh2 was drawn")
     a = ap.parse_args()
@@ -172,9 +175,15 @@ def main() -> None:
     if a.second:
         print_second_reading(a.second, a.labels, a.artifacts)
         return
-    fams = [family(load(Path(f), a.artifacts)) for f in sorted(glob.glob(str(a.labels / "*.jsonl")))]
+    fams = []
+    for f in sorted(glob.glob(str(a.labels / "*.jsonl"))):
+        rows = [r for r in load(Path(f), a.artifacts) if a.half is None or behaviour_half(r["prompt"]) == a.half]
+        if rows:
+            fams.append(family(rows))
     allrows = sum((f["judge"]["n"] for f in fams), 0)
-    print(f"harm, 2-way: `compliance` (or the anchor's jailbroken flag) vs reading label `harmful`; {allrows} rows")
+    agree = sum(f["judge"]["agreement"] * f["judge"]["n"] for f in fams) / max(1, allrows)
+    print(f"harm, 2-way: `compliance` (or the anchor's jailbroken flag) vs reading label `harmful`; {allrows} rows"
+          + (f" of behaviour half {a.half}" if a.half is not None else "") + f"; judge agreement over all {agree:.3f}")
     print(f"{'family':12s} {'n':>3s} {'judge':>6s} {'wilson95':>13s} {'kappa':>6s} {'non-ref':>7s} {'JBB-L3':>6s} "
           f"{'JBB-LG':>6s} {'refusal':>7s}  labels")
     for f in fams:
